@@ -1,0 +1,44 @@
+"""Celery settings for the scssq fleet, read from :class:`compiler_tasks.settings.Settings`.
+
+Nothing here is configured twice: every value comes from the typed settings
+object (``SCSSQ_*`` variables, documented defaults) or is a fixed policy of
+the service explained beside it.
+"""
+
+from compiler_tasks.settings import Settings
+
+_settings = Settings.from_env()
+
+broker_url = _settings.broker_url
+broker_connection_retry_on_startup = True
+broker_transport_options = {
+    # Longer than the longest task, else Redis hands a running task to a second worker.
+    "visibility_timeout": _settings.visibility_timeout,
+}
+
+# Messages are JSON, never pickle (invariant 8).
+task_serializer = "json"
+result_serializer = "json"
+event_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+
+# Results travel through scssq's own keys and pub/sub, not Celery's backend.
+task_ignore_result = True
+result_backend = None
+
+# Acknowledge after the task ran, requeue when its worker dies; the task itself
+# counts deliveries so a poison message is not redelivered forever.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+worker_cancel_long_running_tasks_on_connection_loss = True
+
+task_default_queue = _settings.queue
+task_create_missing_queues = True
+
+# Task events for Flower.
+worker_send_task_events = True
+task_send_sent_event = True
+
+worker_hijack_root_logger = False

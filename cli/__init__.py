@@ -1,0 +1,1 @@
+"""scssq command-line client: thin click commands over cli.client."""

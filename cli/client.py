@@ -1,0 +1,326 @@
+"""The in-process client API: submit a bundle and wait, status, fetch, health.
+
+The cache-hit path imports neither Celery nor boto3 (for a local store): it
+reads the engine version, computes the key, subscribes, reads the result and
+copies the artifacts. Only a miss imports Celery to enqueue.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from compiler_tasks.bundle import Bundle, collect
+from compiler_tasks.errors import (
+    ArtifactMissing,
+    CompileError,
+    FleetTimeout,
+    InvalidInput,
+    NoWorkers,
+    RedisUnavailable,
+    StoreError,
+    error_from_kind,
+)
+from compiler_tasks.events import Waiter
+from compiler_tasks.keys import CompileOptions, RedisKeys, bundle_path, compile_key
+from compiler_tasks.settings import Settings, redact_url
+from compiler_tasks.storage import Store, open_store
+
+from .config import SubmitConfig
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class EntryOutput:
+    entry: str
+    css: Path
+    map: Path | None
+    size: int
+    sha256: str
+
+
+@dataclass
+class SubmitResult:
+    """What one submit produced; ``outcome`` is compiled, shared, cached or queued."""
+
+    project: str
+    commit: str
+    key: str
+    digest: str
+    outcome: str
+    entries: list[EntryOutput] = field(default_factory=list)
+    warnings: str = ""
+    conflict: str | None = None
+    seconds: float = 0.0
+
+
+class Client:
+    """A connection to one fleet (its Redis, its store) for submits and queries."""
+
+    def __init__(self, settings: Settings, name: str | None = None) -> None:
+        self.settings = settings
+        self.keys = RedisKeys(settings.prefix)
+        self.redis = redis.Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=5,
+            socket_keepalive=True,
+            health_check_interval=0,
+            client_name=name,
+        )
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.settings.store_url)
+        return self._store
+
+    def close(self) -> None:
+        self.redis.close()
+
+    def engine_version(self, engine: str) -> str:
+        """The exact engine version the fleet published; NoWorkers if none did."""
+        try:
+            raw = self.redis.hget(self.keys.engines, engine)
+        except redis.RedisError as e:
+            raise RedisUnavailable(
+                f"Redis at {redact_url(self.settings.redis_url)} is unreachable: {e}"
+            ) from e
+        if raw is None:
+            raise NoWorkers(
+                f"no worker of prefix {self.settings.prefix!r} has registered engine {engine!r} "
+                f"at {redact_url(self.settings.redis_url)}; start the fleet "
+                "(celery -A compiler_tasks.app worker) and retry"
+            )
+        return raw.decode()
+
+    def record_commit(
+        self,
+        project: str,
+        commit: str,
+        options: CompileOptions,
+        key: str,
+        digest: str,
+        engine_version: str,
+    ) -> str | None:
+        """Map (project, commit, entries+options) -> key; the first mapping stands.
+
+        Returns a conflict description when an earlier submit mapped other content.
+        """
+        variant = options.variant()
+        value = json.dumps(
+            {
+                "key": key,
+                "digest": digest,
+                "options": options.as_dict(),
+                "engine_version": engine_version,
+                "at": time.time(),
+            }
+        )
+        name = self.keys.commit(project, commit)
+        if self.redis.hsetnx(name, variant, value):
+            self.redis.expire(name, self.settings.result_ttl)
+            return None
+        first = json.loads(self.redis.hget(name, variant) or "{}")
+        if first.get("digest") == digest:
+            return None
+        self.redis.hset(self.keys.conflicts(project, commit), variant, value)
+        self.redis.expire(self.keys.conflicts(project, commit), self.settings.result_ttl)
+        return (
+            f"commit {commit[:12]} of project {project!r} was first submitted with other "
+            f"sources (digest {str(first.get('digest'))[:12]}, this one {digest[:12]}); "
+            "the first mapping stands and status/fetch report the conflict. "
+            "This submit gets the CSS of its own sources."
+        )
+
+    def enqueue(self, job: dict[str, Any], timeout: float, describe: str) -> None:
+        from compiler_tasks.app import app
+
+        try:
+            app.send_task(
+                "scssq.compile",
+                kwargs={"request": job},
+                queue=self.settings.queue,
+                expires=timeout,
+                kwargsrepr=describe,
+            )
+        except Exception as e:
+            raise RedisUnavailable(
+                f"could not enqueue on {redact_url(self.settings.broker_url)}: {e}"
+            ) from e
+
+    def download(self, result: dict[str, Any], out: Path) -> list[EntryOutput]:
+        """Copy a result's outputs under ``out``, verifying each CSS's sha256."""
+        written = []
+        for entry, info in sorted(result.get("outputs", {}).items()):
+            css = self.store.get(info["css"])
+            if hashlib.sha256(css).hexdigest() != info["sha256"]:
+                raise StoreError(f"artifact {info['css']} does not match its manifest's sha256")
+            target = out.joinpath(*entry.split("/")).with_suffix(".css")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(css)
+            map_target = None
+            if info.get("map"):
+                map_target = target.with_name(target.name + ".map")
+                map_target.write_bytes(self.store.get(info["map"]))
+            written.append(EntryOutput(entry, target, map_target, len(css), info["sha256"]))
+        return written
+
+
+def submit(
+    client: Client,
+    config: SubmitConfig,
+    commit: str,
+    *,
+    timeout: float,
+    wait: bool = True,
+    progress: Progress | None = None,
+) -> SubmitResult:
+    """Submit ``config``'s bundle for ``commit`` and (unless ``wait`` is off) fetch the CSS."""
+    started = time.monotonic()
+    deadline = started + timeout
+    settings = client.settings
+    bundle = collect(
+        config.src,
+        exclude=[config.out],
+        max_bytes=settings.max_bundle_bytes,
+        max_files=settings.max_bundle_files,
+    )
+    for entry in config.options.entries:
+        if entry not in bundle.files:
+            raise InvalidInput(f"entry {entry!r} is not a stylesheet under {config.src}")
+    try:
+        return _submit(client, config, bundle, commit, started, deadline, wait, progress)
+    except redis.RedisError as e:
+        raise RedisUnavailable(
+            f"Redis at {redact_url(settings.redis_url)} failed during the submit: {e}"
+        ) from e
+
+
+def _submit(
+    client: Client,
+    config: SubmitConfig,
+    bundle: Bundle,
+    commit: str,
+    started: float,
+    deadline: float,
+    wait: bool,
+    progress: Progress | None,
+) -> SubmitResult:
+    say = progress or (lambda _msg: None)
+    options = config.options
+    version = client.engine_version(options.engine)
+    key = compile_key(bundle.digest, options, version)
+    res = SubmitResult(config.project, commit, key, bundle.digest, "cached")
+    res.conflict = client.record_commit(
+        config.project, commit, options, key, bundle.digest, version
+    )
+    submit_id = secrets.token_hex(8)
+    job = {
+        "v": 1,
+        "key": key,
+        "digest": bundle.digest,
+        "options": options.as_dict(),
+        "engine_version": version,
+        "commit": commit,
+        "project": config.project,
+        "submit": submit_id,
+        "deadline": time.time() + (deadline - time.monotonic()),
+        "inline": None,
+        "repair": False,
+    }
+    describe = (
+        f"{{'project': {config.project!r}, 'commit': {commit[:12]!r}, "
+        f"'key': {key[:12]!r}, 'entries': {list(options.entries)!r}}}"
+    )
+    with Waiter(client.redis, client.keys, key) as waiter:
+        result = waiter.subscribe(deadline)
+        if result is not None:
+            try:
+                return _deliver(client, res, result, config.out, started)
+            except ArtifactMissing:
+                say("cached result's artifacts are gone from the store; recompiling")
+                job["repair"] = True
+                result = None
+        if waiter.lock_held():
+            res.outcome = "shared"
+            say("waiting for another request's compile of the same sources")
+        else:
+            _send(client, job, bundle, deadline, describe)
+            res.outcome = "queued"
+            say(f"queued as {key[:12]}")
+        if not wait:
+            res.seconds = time.monotonic() - started
+            return res
+        reenqueued = False
+
+        def on_progress(event: dict[str, Any]) -> None:
+            if event.get("event") == "started":
+                mine = event.get("submit") == submit_id
+                say(
+                    f"compiling on worker {event.get('worker')}"
+                    if mine
+                    else f"waiting for another request's compile on worker {event.get('worker')}"
+                )
+
+        def on_idle(lock_held: bool) -> None:
+            nonlocal reenqueued
+            if not lock_held and not reenqueued:
+                reenqueued = True
+                say("the compile's lock vanished with no result; enqueueing once more")
+                _send(client, job, bundle, deadline, describe)
+
+        try:
+            final = waiter.wait(deadline, settings_cap(client.settings), on_progress, on_idle)
+        except FleetTimeout as e:
+            raise FleetTimeout(
+                f"timed out after {deadline - started:g} s waiting for the fleet to compile "
+                f"{key[:12]} ({e}); see `scssq health`"
+            ) from e
+    if final.get("status") == "failed":
+        raise error_from_kind(str(final.get("kind")), str(final.get("message")))
+    res.outcome = "compiled" if final.get("submit") == submit_id else "shared"
+    return _deliver(client, res, final, config.out, started)
+
+
+def settings_cap(settings: Settings) -> float:
+    """How long one blocking wait lasts before the result and lock are re-checked."""
+    return settings.lock_ttl
+
+
+def _send(
+    client: Client, job: dict[str, Any], bundle: Bundle, deadline: float, describe: str
+) -> None:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise FleetTimeout("the deadline passed before the compile could be enqueued")
+    archive = bundle.archive()
+    if len(archive) <= client.settings.inline_bundle_max:
+        job["inline"] = base64.b64encode(archive).decode("ascii")
+    else:
+        job["inline"] = None
+        client.store.put_once(bundle_path(bundle.digest), archive)
+    client.enqueue(job, remaining, describe)
+
+
+def _deliver(
+    client: Client, res: SubmitResult, result: dict[str, Any], out: Path, started: float
+) -> SubmitResult:
+    res.warnings = str(result.get("warnings") or "")
+    if result.get("status") == "error":
+        err = CompileError(str(result.get("message")))
+        err.warnings = res.warnings  # type: ignore[attr-defined]
+        raise err
+    res.entries = client.download(result, out)
+    res.seconds = time.monotonic() - started
+    return res

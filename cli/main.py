@@ -1,0 +1,313 @@
+"""The ``scssq`` command: parse, delegate to :mod:`cli.client`, print.
+
+Exit codes (all commands):
+  0  ok
+  1  compile error: the sources are wrong (message is ``path:line:col: message``)
+  2  usage or configuration error (bad flag, scssq.toml, SCSSQ_* variable, hash)
+  3  infrastructure error or timeout (Redis, store, engine crash, no worker);
+     an unexpected exception is a 3 too
+  4  ``status``/``fetch`` only: no finished result for that commit yet
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from compiler_tasks.errors import (
+    EXIT_COMPILE,
+    EXIT_INFRA,
+    EXIT_OK,
+    ScssqError,
+    UsageError,
+    exit_code_for,
+)
+from compiler_tasks.keys import validate_commit
+from compiler_tasks.settings import DEFAULT_SUBMIT_TIMEOUT, Settings
+
+from . import config as cfg
+
+_TIMEOUT_HELP = (
+    f"Seconds for queueing, compiling and downloading together [{DEFAULT_SUBMIT_TIMEOUT:g}]."
+)
+
+
+def _fail(exc: BaseException, as_json: bool, extra: dict[str, Any] | None = None) -> NoReturn:
+    code = exit_code_for(exc)
+    message = str(exc) if isinstance(exc, ScssqError) else f"unexpected {type(exc).__name__}: {exc}"
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": False,
+                    "exit_code": code,
+                    **(extra or {}),
+                    "error": {"type": type(exc).__name__, "message": message},
+                }
+            )
+        )
+    label = {EXIT_COMPILE: "compile error"}.get(code, "error")
+    click.echo(f"scssq: {label}: {message}", err=True)
+    sys.exit(code)
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _commit(value: str | None, src: Path) -> str:
+    try:
+        return validate_commit(value if value is not None else cfg.git_head(src))
+    except ScssqError as e:
+        raise click.BadParameter(str(e), param_hint="HASH") from None
+
+
+def _run(as_json: bool, fn: Callable[[], int]) -> NoReturn:
+    try:
+        code = fn()
+    except click.ClickException:
+        raise
+    except Exception as e:
+        _fail(e, as_json)
+    sys.exit(code)
+
+
+def _human_size(n: int) -> str:
+    return f"{n / 1024:.1f} KB" if n >= 1024 else f"{n} B"
+
+
+@click.group()
+@click.version_option(package_name="scssq")
+def main() -> None:
+    """scssq: compile SCSS once for the whole CI fleet."""
+
+
+def _common_source_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--src", help="Bundle root [scssq.toml src, else .]."),
+        click.option(
+            "--entry",
+            "entries",
+            multiple=True,
+            help="Entry stylesheet relative to --src (repeatable).",
+        ),
+        click.option(
+            "--load-path",
+            "load_paths",
+            multiple=True,
+            help="Load path relative to --src (repeatable).",
+        ),
+        click.option("--style", type=click.Choice(["expanded", "compressed"])),
+        click.option("--source-map/--no-source-map", default=None),
+        click.option(
+            "--project",
+            envvar="SCSSQ_PROJECT",
+            help="Project name [scssq.toml project, else the git top-level's name].",
+        ),
+        click.option("--out", help=f"Output folder [scssq.toml out, else {cfg.DEFAULT_OUT}]."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _config(settings: Settings, **flags: Any) -> cfg.SubmitConfig:
+    return cfg.resolve(Path.cwd(), default_engine=settings.engine, **flags)
+
+
+@main.command()
+@click.argument("hash_", metavar="[HASH]", required=False)
+@_common_source_options
+@click.option(
+    "--timeout", type=click.FloatRange(min=0.1), envvar="SCSSQ_SUBMIT_TIMEOUT", help=_TIMEOUT_HELP
+)
+@click.option("--no-wait", is_flag=True, help="Enqueue and exit without waiting.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object, on failure too.")
+def submit(
+    hash_: str | None, timeout: float | None, no_wait: bool, as_json: bool, **flags: Any
+) -> None:
+    """Compile the bundle of commit HASH [git rev-parse HEAD] through the fleet.
+
+    Prints one line per entry: compiled (this request ran the engine), shared
+    (it waited for another request's compile) or cached (the result existed).
+    Exit codes: 0 ok, 1 compile error, 2 usage, 3 infrastructure or timeout.
+    """
+    from .client import Client
+    from .client import submit as do_submit
+
+    def run() -> int:
+        settings = _settings()
+        conf = _config(settings, **flags)
+        commit = _commit(hash_, conf.src)
+        limit = timeout or cfg.file_timeout(Path.cwd()) or DEFAULT_SUBMIT_TIMEOUT
+        progress = _progress if cfg.is_tty() else None
+        client = Client(settings)
+        try:
+            result = do_submit(
+                client, conf, commit, timeout=limit, wait=not no_wait, progress=progress
+            )
+        except ScssqError as e:
+            warnings = getattr(e, "warnings", "")
+            if warnings:
+                click.echo(warnings.rstrip("\n"), err=True)
+            _fail(e, as_json, {"commit": commit, "project": conf.project})
+        finally:
+            client.close()
+        _print_submit(result, as_json)
+        return EXIT_OK
+
+    _run(as_json, run)
+
+
+def _progress(message: str) -> None:
+    click.echo(f"scssq: {message}", err=True)
+
+
+def _print_submit(result: Any, as_json: bool) -> None:
+    if result.warnings:
+        click.echo(result.warnings.rstrip("\n"), err=True)
+    if result.conflict:
+        click.echo(f"scssq: WARNING: {result.conflict}", err=True)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": True,
+                    "project": result.project,
+                    "commit": result.commit,
+                    "key": result.key,
+                    "digest": result.digest,
+                    "outcome": result.outcome,
+                    "seconds": round(result.seconds, 3),
+                    "conflict": result.conflict,
+                    "warnings": result.warnings,
+                    "entries": [
+                        {
+                            "entry": e.entry,
+                            "css": str(e.css),
+                            "map": str(e.map) if e.map else None,
+                            "size": e.size,
+                            "sha256": e.sha256,
+                        }
+                        for e in result.entries
+                    ],
+                }
+            )
+        )
+        return
+    if result.outcome == "queued":
+        click.echo(f"queued {result.key[:12]} for commit {result.commit[:12]}")
+    for e in result.entries:
+        click.echo(
+            f"{result.outcome:<8} {e.entry} -> {e.css} {_human_size(e.size)} {result.seconds:.2f}s"
+        )
+
+
+@main.command()
+@click.argument("hash_", metavar="HASH")
+@click.option("--project", envvar="SCSSQ_PROJECT", help="Project name.")
+@click.option("--json", "as_json", is_flag=True)
+def status(hash_: str, project: str | None, as_json: bool) -> None:
+    """Show every submitted variant of commit HASH and its state.
+
+    Exit codes: 0 all finished ok, 1 a stored compile error, 2 usage,
+    3 infrastructure, 4 unknown commit or still compiling.
+    """
+    from .client import Client
+    from .queries import variants
+
+    def run() -> int:
+        settings = _settings()
+        commit = _commit(hash_, Path.cwd())
+        name = (
+            project or cfg.load_file(Path.cwd()).get("project") or cfg.default_project(Path.cwd())
+        )
+        client = Client(settings)
+        found = variants(client, str(name), commit)
+        if as_json:
+            click.echo(json.dumps([v.__dict__ for v in found]))
+        for v in found:
+            if not as_json:
+                click.echo(
+                    f"{v.state:<9} key {v.key[:12]} digest {v.digest[:12]} "
+                    f"entries {','.join(v.options['entries'])} style {v.options['style']}"
+                )
+                if v.message:
+                    click.echo(f"          {v.message}")
+            if v.conflict_digest:
+                click.echo(
+                    f"scssq: WARNING: a later submit of this commit had other sources "
+                    f"(digest {v.conflict_digest[:12]}); the first mapping stands",
+                    err=True,
+                )
+        states = {v.state for v in found}
+        if "error" in states:
+            return EXIT_COMPILE
+        return EXIT_OK if states == {"ok"} else 4
+
+    _run(as_json, run)
+
+
+@main.command()
+@click.argument("hash_", metavar="HASH")
+@_common_source_options
+def fetch(hash_: str, **flags: Any) -> None:
+    """Write the stored CSS of commit HASH under --out.
+
+    With several variants (entries/options) for the commit, --entry/--style pick one.
+    Exit codes: 0 written, 1 a stored compile error, 2 usage, 3 infrastructure,
+    4 no finished result.
+    """
+    from .client import Client
+    from .queries import choose, variants
+    from .queries import fetch as do_fetch
+
+    def run() -> int:
+        settings = _settings()
+        commit = _commit(hash_, Path.cwd())
+        wanted = None
+        try:
+            conf = _config(settings, **flags)
+            wanted, project, out = conf.options, conf.project, conf.out
+        except UsageError:
+            if flags.get("entries"):
+                raise
+            project = flags.get("project") or cfg.default_project(Path.cwd())
+            out = Path(flags.get("out") or cfg.DEFAULT_OUT).resolve()
+        client = Client(settings)
+        variant = choose(variants(client, project, commit), wanted)
+        if variant.conflict_digest:
+            click.echo(
+                f"scssq: WARNING: a later submit of this commit had other sources "
+                f"(digest {variant.conflict_digest[:12]}); serving the first",
+                err=True,
+            )
+        for e in do_fetch(client, variant, out):
+            click.echo(f"fetched  {e.entry} -> {e.css} {_human_size(e.size)}")
+        click.echo(f"digest   {variant.digest}")
+        return EXIT_OK
+
+    _run(False, run)
+
+
+@main.command()
+def health() -> None:
+    """Check Redis (reachable, noeviction), the store and that a worker is alive.
+
+    Exit codes: 0 healthy, 2 bad configuration, 3 a check failed.
+    """
+    from .client import Client
+    from .queries import health as do_health
+
+    def run() -> int:
+        report = do_health(Client(_settings()))
+        for name, ok, detail in report.checks:
+            click.echo(f"{'ok' if ok else 'FAIL':<4} {name}: {detail}")
+        return EXIT_OK if report.ok else EXIT_INFRA
+
+    _run(False, run)

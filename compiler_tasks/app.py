@@ -1,0 +1,22 @@
+"""The Celery application of the scssq fleet.
+
+Start workers with ``celery -A compiler_tasks.app worker``; the settings come
+from ``celeryconfig.py`` (itself reading ``SCSSQ_*`` variables). Importing this
+module imports Celery: the client does so only when it must enqueue.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+app = Celery("scssq", include=["compiler_tasks.tasks"])
+app.config_from_object("celeryconfig")
+
+
+def _add_worker_steps() -> None:
+    from .worker import FleetHeartbeat
+
+    app.steps["consumer"].add(FleetHeartbeat)
+
+
+_add_worker_steps()

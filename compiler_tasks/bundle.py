@@ -1,0 +1,206 @@
+"""Bundles: the set of source files one submit sends to the fleet.
+
+The client collects a bundle from a directory (what goes in, what stays out),
+packs it as a deterministic tar.gz for transport, and computes the content
+digest. The worker reads an archive back, validating every entry while it
+streams (regular files with plain relative names only, bounded count and
+size, no duplicates), checks the digest, and writes the files into a fresh
+per-task directory. The tar archive is only transport: the digest is over
+(path, sha256) pairs, see :func:`keys.content_digest`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BundleError, InvalidInput
+from .keys import content_digest, validate_relpath
+
+SOURCE_SUFFIXES = (".scss", ".sass")
+#: Directories never bundled: version control metadata.
+SKIPPED_DIRS = frozenset({".git", ".hg", ".svn"})
+_IMPORT_RE = re.compile(r"@(?:import|use|forward)\s+([^;\n]+)")
+_QUOTED_RE = re.compile(r"""["']([^"']+)["']""")
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """Source files by relative POSIX path, and their content digest."""
+
+    files: dict[str, bytes]
+    digest: str
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes]) -> Bundle:
+        pairs = ((path, hashlib.sha256(data).hexdigest()) for path, data in files.items())
+        return cls(files=files, digest=content_digest(pairs))
+
+    @property
+    def size(self) -> int:
+        return sum(len(data) for data in self.files.values())
+
+    def archive(self) -> bytes:
+        """A deterministic tar.gz of the files (same files, same bytes)."""
+        buf = io.BytesIO()
+        with (
+            gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=6) as gz,
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+        ):
+            for path in sorted(self.files):
+                data = self.files[path]
+                info = tarfile.TarInfo(path)
+                info.size = len(data)
+                info.mode = 0o644
+                info.mtime = 0
+                tar.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+
+def _import_stems(text: str) -> set[str]:
+    """Base names (no extension, no leading '_') of everything a stylesheet imports."""
+    stems = set()
+    for clause in _IMPORT_RE.findall(text):
+        for target in _QUOTED_RE.findall(clause):
+            name = target.rsplit("/", 1)[-1]
+            if name.endswith(".css"):
+                name = name[:-4]
+            stems.add(name.lstrip("_"))
+    return stems
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + os.sep)
+
+
+def _walk(src: Path, excluded: list[str]) -> dict[str, str]:
+    """Relative path -> real path of candidate files; links followed while inside ``src``."""
+    root = os.path.realpath(src)
+    found: dict[str, str] = {}
+    # Each directory carries the real paths of its ancestors: a link back up is a cycle.
+    stack: list[tuple[str, str, frozenset[str]]] = [(root, "", frozenset())]
+    while stack:
+        real_dir, rel_dir, ancestors = stack.pop()
+        if real_dir in ancestors:
+            continue
+        ancestors = ancestors | {real_dir}
+        try:
+            entries = sorted(os.scandir(real_dir), key=lambda e: e.name)
+        except OSError as e:
+            raise BundleError(f"cannot read directory {rel_dir or '.'!r} under --src: {e}") from e
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            real = os.path.realpath(entry.path)
+            if not _inside(real, root) or any(_inside(real, ex) for ex in excluded):
+                continue
+            if os.path.isdir(real):
+                if entry.name not in SKIPPED_DIRS:
+                    stack.append((real, rel, ancestors))
+            elif os.path.isfile(real) and entry.name.endswith((*SOURCE_SUFFIXES, ".css")):
+                found[rel] = real
+    return found
+
+
+def collect(src: Path, *, exclude: list[Path], max_bytes: int, max_files: int) -> Bundle:
+    """Bundle the stylesheets under ``src`` and the .css files they import.
+
+    ``exclude`` holds directories to leave out (the output folder). Files are
+    read once; limits are checked as they are read.
+    """
+    if not src.is_dir():
+        raise BundleError(f"--src {str(src)!r} is not a directory; pass the bundle root")
+    excluded = [os.path.realpath(p) for p in exclude]
+    candidates = _walk(src, excluded)
+    files: dict[str, bytes] = {}
+    css: dict[str, str] = {}
+    total = 0
+    for rel, real in candidates.items():
+        if rel.endswith(".css"):
+            css[rel] = real
+            continue
+        total += _add(files, rel, real, total, max_bytes, max_files)
+    stems: set[str] = set()
+    for data in files.values():
+        stems |= _import_stems(data.decode("utf-8", errors="replace"))
+    for rel, real in css.items():
+        if rel.rsplit("/", 1)[-1][:-4].lstrip("_") in stems:
+            total += _add(files, rel, real, total, max_bytes, max_files)
+    if not files:
+        raise BundleError(f"--src {str(src)!r} holds no .scss or .sass file")
+    return Bundle.from_files(files)
+
+
+def _add(
+    files: dict[str, bytes], rel: str, real: str, total: int, max_bytes: int, max_files: int
+) -> int:
+    try:
+        validate_relpath(rel, "bundled file")
+    except InvalidInput as e:
+        raise BundleError(f"{e}; rename it or move it out of --src") from None
+    if len(files) >= max_files:
+        raise BundleError(
+            f"the bundle has more than {max_files} files; narrow --src (SCSSQ_MAX_BUNDLE_FILES)"
+        )
+    with open(real, "rb") as fh:
+        data = fh.read(max_bytes - total + 1)
+    if total + len(data) > max_bytes:
+        raise BundleError(
+            f"the bundle exceeds {max_bytes} bytes at {rel!r}; narrow --src "
+            "(SCSSQ_MAX_BUNDLE_BYTES)"
+        )
+    files[rel] = data
+    return len(data)
+
+
+def read_archive(data: bytes, *, max_bytes: int, max_files: int) -> Bundle:
+    """Read a tar.gz bundle, refusing anything but plain relative regular files.
+
+    Checks happen while streaming: a header is judged before its data is read,
+    and the running total of file sizes is bounded, so a decompression bomb or
+    a file-count bomb stops early.
+    """
+    files: dict[str, bytes] = {}
+    total = 0
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r|gz") as tar:
+            for member in tar:
+                name = member.name
+                if not member.isreg():
+                    raise BundleError(f"archive entry {name!r} is not a regular file")
+                try:
+                    validate_relpath(name, "archive entry")
+                except InvalidInput as e:
+                    raise BundleError(str(e)) from None
+                if name in files:
+                    raise BundleError(f"archive entry {name!r} appears twice")
+                if len(files) >= max_files:
+                    raise BundleError(f"archive holds more than {max_files} files")
+                total += member.size
+                if total > max_bytes:
+                    raise BundleError(f"archive expands beyond {max_bytes} bytes")
+                fh = tar.extractfile(member)
+                content = fh.read(member.size + 1) if fh else b""
+                if len(content) != member.size:
+                    raise BundleError(f"archive entry {name!r} is truncated or oversized")
+                files[name] = content
+    except (tarfile.TarError, OSError, EOFError, gzip.BadGzipFile) as e:
+        raise BundleError(f"bundle archive is unreadable: {e}") from e
+    return Bundle.from_files(files)
+
+
+def write_tree(bundle: Bundle, root: Path) -> None:
+    """Write the bundle's files under the empty directory ``root`` (never outside it)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    for rel in sorted(bundle.files):
+        validate_relpath(rel, "bundled file")
+        target = root.joinpath(*rel.split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, flags, 0o644)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(bundle.files[rel])

@@ -1,0 +1,122 @@
+"""The error hierarchy of scssq, shared by the worker and the client.
+
+Every failure the service reports is one of these classes. Each carries a
+message that names the offending value and, where there is one, the fix. The
+CLI maps each class to an exit code (see ``EXIT_*`` and :func:`exit_code_for`):
+
+* 0 ok
+* 1 compile error: the user's sources are wrong
+* 2 usage or configuration error
+* 3 infrastructure error or timeout; also any unexpected exception
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_COMPILE = 1
+EXIT_USAGE = 2
+EXIT_INFRA = 3
+#: ``status`` and ``fetch`` only: the commit has no (finished) result yet.
+EXIT_NOT_FOUND = 4
+
+
+class ScssqError(Exception):
+    """Base class of every error scssq raises on purpose."""
+
+    exit_code = EXIT_INFRA
+
+
+class UsageError(ScssqError):
+    """Raised when a command-line value or ``scssq.toml`` entry is invalid."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(UsageError):
+    """Raised when an environment variable holds a value scssq cannot use."""
+
+
+class InvalidInput(UsageError):
+    """Raised when a hash, project name, path or bundle fails validation."""
+
+
+class BundleError(InvalidInput):
+    """Raised when a bundle (a directory or an archive) is unusable or hostile."""
+
+
+class CompileError(ScssqError):
+    """Raised when the user's stylesheets do not compile (deterministic)."""
+
+    exit_code = EXIT_COMPILE
+
+
+class CompileTimeout(CompileError):
+    """Raised when the engine exceeds its time limit (reported, never cached)."""
+
+
+class InfrastructureError(ScssqError):
+    """Raised when Redis, the store, the engine process or the fleet fails."""
+
+    exit_code = EXIT_INFRA
+
+
+class RedisUnavailable(InfrastructureError):
+    """Raised when Redis cannot be reached or refuses a command."""
+
+
+class StoreError(InfrastructureError):
+    """Raised when the artifact store cannot be read or written."""
+
+
+class ArtifactMissing(StoreError):
+    """Raised when an object the result points to is gone from the store."""
+
+
+class EngineCrash(InfrastructureError):
+    """Raised when the engine process dies, runs out of memory or misbehaves."""
+
+
+class FleetTimeout(InfrastructureError):
+    """Raised when a submit's deadline passes before the fleet answered."""
+
+
+class NoWorkers(InfrastructureError):
+    """Raised when no worker has registered with the fleet (nothing to compile)."""
+
+
+class KeyMismatch(InfrastructureError):
+    """Raised when a worker's recomputed compile key differs from the client's."""
+
+
+class LockLost(InfrastructureError):
+    """Raised when a holder finds its lock gone or taken (it must not publish)."""
+
+
+class NotFound(ScssqError):
+    """Raised when ``status``/``fetch`` find no result for a commit."""
+
+    exit_code = EXIT_NOT_FOUND
+
+
+#: Failure kinds as they travel in results and pub/sub messages.
+KIND_COMPILE = "compile"
+KIND_TIMEOUT = "timeout"
+KIND_INFRA = "infra"
+
+_KIND_TO_CLASS: dict[str, type[ScssqError]] = {
+    KIND_COMPILE: CompileError,
+    KIND_TIMEOUT: CompileTimeout,
+    KIND_INFRA: InfrastructureError,
+}
+
+
+def error_from_kind(kind: str, message: str) -> ScssqError:
+    """Rebuild the error a worker reported as ``(kind, message)``."""
+    return _KIND_TO_CLASS.get(kind, InfrastructureError)(message)
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The documented exit code for ``exc``; anything unexpected is a 3."""
+    if isinstance(exc, ScssqError):
+        return exc.exit_code
+    return EXIT_INFRA

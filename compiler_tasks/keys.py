@@ -1,0 +1,215 @@
+"""Names and hashes: validation of user values, the content digest, the compile key,
+and every Redis key and store path scssq uses.
+
+Nothing reaches a Redis key or a store path without passing a validator here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InvalidInput
+from .settings import ENGINES
+
+#: Bump when anything changes how sources turn into CSS (invalidates every key).
+PIPELINE_VERSION = "scssq-1"
+
+_HASH_RE = re.compile(r"^[0-9a-f]{7,64}$")
+_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
+_PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_PATH_PART_RE = re.compile(r"^[A-Za-z0-9@_+=,~^()\[\]{}!#$%&' .-]+$")
+MAX_PATH_LEN = 512
+STYLES = ("expanded", "compressed")
+
+
+def _shown(value: str) -> str:
+    """``value`` quoted and shortened so a 10 KB string cannot flood a message."""
+    return repr(value if len(value) <= 80 else value[:77] + "...")
+
+
+def validate_commit(value: str) -> str:
+    """A commit hash: 7-64 hex digits (sha1 or sha256, abbreviated or not)."""
+    norm = value.strip().lower()
+    if not _HASH_RE.match(norm):
+        raise InvalidInput(
+            f"commit hash {_shown(value)} is not 7-64 hexadecimal digits; "
+            "pass the output of `git rev-parse HEAD`"
+        )
+    return norm
+
+
+def validate_key(value: str) -> str:
+    """A compile key: 64 lowercase hex digits."""
+    if not _KEY_RE.match(value):
+        raise InvalidInput(f"compile key {_shown(value)} is not 64 hexadecimal digits")
+    return value
+
+
+def validate_project(value: str) -> str:
+    """A project name: letters, digits, '.', '_', '-', at most 100 characters."""
+    if not _PROJECT_RE.match(value):
+        raise InvalidInput(
+            f"project name {_shown(value)} is invalid; use 1-100 letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit (set project in scssq.toml)"
+        )
+    return value
+
+
+def validate_relpath(value: str, what: str = "path") -> str:
+    """A relative POSIX path inside a bundle: no absolute, no '..', no empty parts."""
+    if not value or len(value) > MAX_PATH_LEN:
+        raise InvalidInput(f"{what} {_shown(value)} must be 1-{MAX_PATH_LEN} characters")
+    if value.startswith("/") or "\\" in value or "\x00" in value:
+        raise InvalidInput(f"{what} {_shown(value)} must be relative to the bundle root")
+    parts = value.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise InvalidInput(
+                f"{what} {_shown(value)} must be a plain relative path (no '.', '..' or '//')"
+            )
+        if not _PATH_PART_RE.match(part):
+            raise InvalidInput(
+                f"{what} {_shown(value)} holds a character scssq does not accept in file names"
+            )
+    return value
+
+
+def normalize_relpath(value: str, what: str = "path") -> str:
+    """Turn a user-typed relative path (``./a//b/``) into the canonical form, then validate."""
+    parts = [p for p in value.replace("\\", "/").split("/") if p not in ("", ".")]
+    if value.startswith("/"):
+        raise InvalidInput(f"{what} {_shown(value)} must be relative to --src, not absolute")
+    return validate_relpath("/".join(parts), what)
+
+
+def content_digest(files: Iterable[tuple[str, str]]) -> str:
+    """sha256 over the sorted (relative path, sha256 hex of bytes) pairs of a bundle."""
+    h = hashlib.sha256()
+    for path, file_hash in sorted(files):
+        h.update(path.encode("utf-8"))
+        h.update(b"\x00")
+        h.update(file_hash.encode("ascii"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """What, besides the sources, decides the CSS: entries and engine options."""
+
+    entries: tuple[str, ...]
+    load_paths: tuple[str, ...] = ()
+    style: str = "expanded"
+    source_map: bool = False
+    engine: str = "libsass"
+
+    def __post_init__(self) -> None:
+        if not self.entries:
+            raise InvalidInput("no entry given; pass --entry FILE (relative to --src)")
+        for entry in self.entries:
+            validate_relpath(entry, "entry")
+            if not entry.endswith((".scss", ".sass")):
+                raise InvalidInput(f"entry {_shown(entry)} must be a .scss or .sass file")
+        for path in self.load_paths:
+            validate_relpath(path, "load path")
+        if self.engine not in ENGINES:
+            raise InvalidInput(f"engine {_shown(self.engine)}: choose one of {', '.join(ENGINES)}")
+        if self.style not in STYLES:
+            raise InvalidInput(f"style {_shown(self.style)}: choose one of {', '.join(STYLES)}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "entries": list(self.entries),
+            "load_paths": list(self.load_paths),
+            "style": self.style,
+            "source_map": self.source_map,
+            "engine": self.engine,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CompileOptions:
+        try:
+            return cls(
+                entries=tuple(str(e) for e in data["entries"]),
+                load_paths=tuple(str(p) for p in data.get("load_paths", ())),
+                style=str(data.get("style", "expanded")),
+                source_map=bool(data.get("source_map", False)),
+                engine=str(data.get("engine", "libsass")),
+            )
+        except (KeyError, TypeError) as e:
+            raise InvalidInput(f"malformed compile options: {e}") from e
+
+    def variant(self) -> str:
+        """Short name of (entries + options) for the commit mapping."""
+        return _sha(self.as_dict())[:16]
+
+
+def _sha(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def compile_key(digest: str, options: CompileOptions, engine_version: str) -> str:
+    """The compile key: pipeline version, content digest, entries, options, engine+version."""
+    return _sha(
+        {
+            "pipeline": PIPELINE_VERSION,
+            "digest": digest,
+            "options": options.as_dict(),
+            "engine_version": engine_version,
+        }
+    )
+
+
+class RedisKeys:
+    """Every Redis key and channel of one fleet, under one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def lock(self, key: str) -> str:
+        return f"{self.prefix}:lock:{validate_key(key)}"
+
+    def result(self, key: str) -> str:
+        return f"{self.prefix}:result:{validate_key(key)}"
+
+    def done(self, key: str) -> str:
+        return f"{self.prefix}:done:{validate_key(key)}"
+
+    def deliveries(self, task_id: str) -> str:
+        return f"{self.prefix}:deliveries:{task_id}"
+
+    def commit(self, project: str, commit: str) -> str:
+        return f"{self.prefix}:commit:{validate_project(project)}:{validate_commit(commit)}"
+
+    def conflicts(self, project: str, commit: str) -> str:
+        return f"{self.prefix}:conflict:{validate_project(project)}:{validate_commit(commit)}"
+
+    @property
+    def engines(self) -> str:
+        return f"{self.prefix}:engines"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"
+
+    @property
+    def compiles(self) -> str:
+        return f"{self.prefix}:stats:compiles"
+
+
+def artifact_dir(key: str) -> str:
+    return f"artifacts/{validate_key(key)}"
+
+
+def manifest_path(key: str) -> str:
+    return f"{artifact_dir(key)}/manifest.json"
+
+
+def bundle_path(digest: str) -> str:
+    return f"bundles/{validate_key(digest)}.tar.gz"

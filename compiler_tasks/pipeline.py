@@ -1,0 +1,292 @@
+"""The steps of one compile job on a worker, free of Celery.
+
+``tasks.py`` strings these together; each step here is small and testable:
+parse the request, find a cached result, load and check the bundle, run the
+engine per entry, upload outputs then the manifest (create-once), complete.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .bundle import Bundle, read_archive, write_tree
+from .engines import EngineOutput, EngineRequest
+from .errors import CompileError, CompileTimeout, InvalidInput, KeyMismatch, LockLost
+from .events import done_message, progress_message
+from .keys import (
+    CompileOptions,
+    artifact_dir,
+    bundle_path,
+    compile_key,
+    manifest_path,
+    validate_commit,
+    validate_key,
+    validate_project,
+)
+from .lock import Lock, Outcome
+from .worker import WorkerContext, installed_engines
+
+log = logging.getLogger(__name__)
+
+REQUEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Job:
+    """A validated compile request, as the client sent it."""
+
+    key: str
+    digest: str
+    options: CompileOptions
+    engine_version: str
+    commit: str
+    project: str
+    submit: str
+    deadline: float
+    inline: str | None = None
+    repair: bool = False
+
+    @classmethod
+    def from_request(cls, req: Any) -> Job:
+        if not isinstance(req, dict) or req.get("v") != REQUEST_VERSION:
+            raise InvalidInput(f"compile request is not a version {REQUEST_VERSION} object")
+        try:
+            submit = str(req["submit"])
+            if not submit.isalnum() or len(submit) > 64:
+                raise InvalidInput(f"submit id {submit[:70]!r} is not alphanumeric")
+            return cls(
+                key=validate_key(str(req["key"])),
+                digest=validate_key(str(req["digest"])),
+                options=CompileOptions.from_dict(req["options"]),
+                engine_version=str(req["engine_version"])[:200],
+                commit=validate_commit(str(req["commit"])),
+                project=validate_project(str(req["project"])),
+                submit=submit,
+                deadline=float(req["deadline"]),
+                inline=None if req.get("inline") is None else str(req["inline"]),
+                repair=bool(req.get("repair", False)),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise InvalidInput(f"compile request lacks or mangles a field: {e}") from e
+
+    def to_request(self) -> dict[str, Any]:
+        return {
+            "v": REQUEST_VERSION,
+            "key": self.key,
+            "digest": self.digest,
+            "options": self.options.as_dict(),
+            "engine_version": self.engine_version,
+            "commit": self.commit,
+            "project": self.project,
+            "submit": self.submit,
+            "deadline": self.deadline,
+            "inline": self.inline,
+            "repair": self.repair,
+        }
+
+    @property
+    def entries_text(self) -> str:
+        return ", ".join(self.options.entries)
+
+    def describe(self) -> str:
+        """What Flower and logs show instead of the arguments (never the sources)."""
+        return (
+            f"{{'project': {self.project!r}, 'commit': {self.commit[:12]!r}, "
+            f"'key': {self.key[:12]!r}, 'entries': {list(self.options.entries)!r}}}"
+        )
+
+    def check_key(self, digest: str, ctx: WorkerContext) -> None:
+        """Recompute the key from what arrived; refuse to compile under another key."""
+        version = installed_engines().get(self.options.engine)
+        if version is None:
+            raise KeyMismatch(f"this worker has no engine {self.options.engine!r}")
+        key = compile_key(digest, self.options, version)
+        if key != self.key:
+            raise KeyMismatch(
+                f"compile key mismatch: the client claimed {self.key[:12]} for engine "
+                f"{self.engine_version!r}, this worker computes {key[:12]} with {version!r}"
+            )
+
+
+@dataclass
+class Compiled:
+    """What the engine produced for all entries of a job."""
+
+    outputs: dict[str, EngineOutput] = field(default_factory=dict)
+    error: str | None = None
+    timeout: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def new_lock(ctx: WorkerContext, key: str) -> Lock:
+    return Lock(ctx.redis, ctx.keys, key, ctx.settings.lock_ttl_ms)
+
+
+def cached_result(ctx: WorkerContext, job: Job) -> dict[str, Any] | None:
+    """The stored result if it exists and its manifest (and, on repair, outputs) do."""
+    raw = ctx.redis.get(ctx.keys.result(job.key))
+    if raw is None:
+        return None
+    result: dict[str, Any] = json.loads(raw)
+    if not ctx.store.exists(manifest_path(job.key)):
+        return None
+    if job.repair and result.get("status") == "ok":
+        for out in result.get("outputs", {}).values():
+            paths = [out["css"]] + ([out["map"]] if out.get("map") else [])
+            if not all(ctx.store.exists(p) for p in paths):
+                ctx.store.delete(manifest_path(job.key))
+                return None
+    return result
+
+
+def announce_progress(ctx: WorkerContext, job: Job, event: str) -> None:
+    ctx.redis.publish(
+        ctx.keys.done(job.key),
+        progress_message(event, worker=ctx.hostname, submit=job.submit),
+    )
+
+
+def announce_failure(ctx: WorkerContext, job: Job, kind: str, message: str) -> None:
+    """Tell waiters a compile failed for a reason that must not be cached."""
+    result = {"status": "failed", "kind": kind, "message": message, "key": job.key}
+    ctx.redis.publish(ctx.keys.done(job.key), json.dumps(done_message(result)))
+
+
+def load_bundle(ctx: WorkerContext, job: Job) -> Bundle:
+    settings = ctx.settings
+    if job.inline is not None:
+        if len(job.inline) > settings.inline_bundle_max * 4 // 3 + 8:
+            raise InvalidInput("inline bundle is larger than SCSSQ_INLINE_BUNDLE_MAX")
+        try:
+            data = base64.b64decode(job.inline, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise InvalidInput(f"inline bundle is not base64: {e}") from e
+    else:
+        data = ctx.store.get(bundle_path(job.digest))
+    return read_archive(
+        data, max_bytes=settings.max_bundle_bytes, max_files=settings.max_bundle_files
+    )
+
+
+def write_sources(bundle: Bundle, root: Path) -> None:
+    write_tree(bundle, root)
+
+
+def compile_entries(ctx: WorkerContext, job: Job, root: Path, lock: Lock) -> Compiled:
+    """Run the engine for every entry, renewing the lock every ttl/3."""
+    settings = ctx.settings
+    engine = ctx.engine(job.options.engine)
+    started = time.monotonic()
+    deadline = started + settings.compile_timeout
+    compiled = Compiled()
+
+    def renew() -> bool:
+        return lock.renew() is Outcome.DONE
+
+    for entry in job.options.entries:
+        request = EngineRequest(
+            root=root,
+            entry=entry,
+            load_paths=job.options.load_paths,
+            style=job.options.style,
+            source_map=job.options.source_map,
+        )
+        try:
+            output = engine.compile(
+                request, deadline=deadline, tick=renew, tick_interval=settings.lock_ttl / 3
+            )
+        except CompileTimeout as e:
+            compiled.timeout = str(e)
+            break
+        except CompileError as e:
+            compiled.error = str(e)
+            break
+        except Exception as e:
+            if type(e).__name__ == "EngineAborted":
+                raise LockLost(f"lock of {job.key[:12]} lost during the compile") from e
+            raise
+        compiled.outputs[entry] = output
+        if output.warnings:
+            compiled.warnings.append(output.warnings)
+    compiled.seconds = time.monotonic() - started
+    return compiled
+
+
+def _css_name(entry: str) -> str:
+    return entry.rsplit(".", 1)[0] + ".css"
+
+
+def upload(ctx: WorkerContext, job: Job, lock: Lock, compiled: Compiled) -> dict[str, Any]:
+    """Write outputs (under this holder's token), then the manifest once; return it."""
+    base = f"{artifact_dir(job.key)}/{lock.token}"
+    outputs: dict[str, Any] = {}
+    for entry, out in compiled.outputs.items():
+        css_path = f"{base}/{_css_name(entry)}"
+        ctx.store.put(css_path, out.css)
+        map_path = None
+        if out.source_map is not None:
+            map_path = css_path + ".map"
+            ctx.store.put(map_path, out.source_map)
+        outputs[entry] = {
+            "css": css_path,
+            "map": map_path,
+            "size": len(out.css),
+            "sha256": hashlib.sha256(out.css).hexdigest(),
+        }
+    manifest: dict[str, Any] = {
+        "key": job.key,
+        "digest": job.digest,
+        "engine": job.options.engine,
+        "engine_version": job.engine_version,
+        "status": "error" if compiled.error else "ok",
+        "outputs": outputs,
+        "warnings": "".join(compiled.warnings),
+        "compile_seconds": round(compiled.seconds, 4),
+    }
+    if compiled.error:
+        manifest["kind"] = "compile"
+        manifest["message"] = compiled.error
+    data = json.dumps(manifest, sort_keys=True).encode()
+    if not ctx.store.put_once(manifest_path(job.key), data):
+        existing: dict[str, Any] = json.loads(ctx.store.get(manifest_path(job.key)))
+        log.info("manifest of %s already existed; keeping it", job.key[:12])
+        return existing
+    return manifest
+
+
+def finish(ctx: WorkerContext, job: Job, lock: Lock, compiled: Compiled) -> str:
+    """Upload and complete atomically; a timeout is announced but never cached."""
+    if compiled.timeout is not None:
+        failure = {
+            "status": "failed",
+            "kind": "timeout",
+            "message": compiled.timeout,
+            "key": job.key,
+        }
+        lock.complete(done_message(failure), None, ctx.settings.result_ttl)
+        return "timeout"
+    if lock.renew() is Outcome.NOT_OWNER:
+        return "lost"
+    manifest = upload(ctx, job, lock, compiled)
+    announced = {**manifest, "submit": job.submit, "worker": ctx.hostname}
+    outcome = lock.complete(done_message(announced), manifest, ctx.settings.result_ttl)
+    if outcome is Outcome.NOT_OWNER:
+        log.warning("lock of %s was lost: result not published", job.key[:12])
+        return "lost"
+    log.info(
+        "compiled %s (%s) in %.3fs: %s",
+        job.key[:12],
+        job.entries_text,
+        compiled.seconds,
+        manifest["status"],
+    )
+    return "compiled" if manifest["status"] == "ok" else "compile-error"

@@ -1,0 +1,233 @@
+"""The one typed settings object of scssq, read from ``SCSSQ_*`` variables.
+
+Every default is a named constant below with a comment saying what it is for.
+A variable holding a value scssq cannot use fails at once with
+:class:`~compiler_tasks.errors.ConfigError` naming the variable and the fix.
+``celeryconfig.py`` and every other module read their settings from here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ConfigError
+
+#: Redis for locks, results and pub/sub (also the broker unless SCSSQ_BROKER_URL).
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+#: Prefix of every Redis key and channel scssq uses (one fleet per prefix).
+DEFAULT_PREFIX = "scssq"
+#: Celery queue the compile tasks travel on (KEDA scales on its length).
+DEFAULT_QUEUE = "scssq"
+#: Where artifacts live: ``file:///abs/path`` (default, no cloud) or ``s3://bucket/prefix``.
+DEFAULT_STORE_DIR = "~/.local/share/scssq/store"
+#: Engine used when a submit does not name one.
+DEFAULT_ENGINE = "libsass"
+#: Lock time-to-live in seconds; holders renew every third of it.
+DEFAULT_LOCK_TTL = 30.0
+#: Wall-clock limit for all engine work of one task, in seconds.
+DEFAULT_COMPILE_TIMEOUT = 120.0
+#: Address-space limit of an engine process, in MiB.
+DEFAULT_ENGINE_MEMORY_MB = 2048
+#: Largest CSS (or source map) one entry may produce, in bytes.
+DEFAULT_MAX_OUTPUT_BYTES = 32 * 1024 * 1024
+#: Largest warnings/debug text kept from one compile, in bytes.
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
+#: Compiles an engine process serves before it is replaced (bounds its memory).
+DEFAULT_ENGINE_MAX_COMPILES = 500
+#: How long results stay in Redis, in seconds (7 days).
+DEFAULT_RESULT_TTL = 7 * 24 * 3600
+#: Bundles whose archive is larger than this many bytes go through the store.
+DEFAULT_INLINE_BUNDLE_MAX = 512 * 1024
+#: Largest bundle accepted, counting the uncompressed size of its files.
+DEFAULT_MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+#: Most files a bundle may hold.
+DEFAULT_MAX_BUNDLE_FILES = 20_000
+#: Retries of a task after an infrastructure failure (store, Redis, engine crash).
+DEFAULT_TASK_RETRIES = 3
+#: Deliveries of one message before it is declared poison (worker died each time).
+DEFAULT_MAX_DELIVERIES = 3
+#: Seconds an unacknowledged message waits before Redis redelivers it.
+DEFAULT_VISIBILITY_TIMEOUT = 900
+#: Seconds a worker stays listed as alive after its last heartbeat.
+DEFAULT_WORKER_ALIVE_WINDOW = 30.0
+#: Seconds a client waits for the fleet (queue + compile + download).
+DEFAULT_SUBMIT_TIMEOUT = 600.0
+
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ENGINES = ("libsass",)
+
+
+def _raw(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def env_str(env: Mapping[str, str], name: str, default: str) -> str:
+    """The string in ``name``, or ``default`` when unset or empty."""
+    value = _raw(env, name)
+    return default if value is None else value
+
+
+def env_float(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    """A number of at least ``minimum`` from ``name``; a bad value names the variable."""
+    value = _raw(env, name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(
+            f"{name}={value!r} is not a number; set it to e.g. {default:g} or unset it"
+        ) from None
+    if not number >= minimum or number != number or number == float("inf"):
+        raise ConfigError(f"{name}={value!r} must be a finite number >= {minimum:g}")
+    return number
+
+
+def env_int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    """An integer of at least ``minimum`` from ``name``; a bad value names the variable."""
+    value = _raw(env, name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(
+            f"{name}={value!r} is not an integer; set it to e.g. {default} or unset it"
+        ) from None
+    if number < minimum:
+        raise ConfigError(f"{name}={value!r} must be an integer >= {minimum}")
+    return number
+
+
+def _check_redis_url(name: str, url: str) -> str:
+    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(
+            f"{name}={redact_url(url)!r} is not a Redis URL; "
+            "use redis://host:port/db, rediss:// for TLS or unix:///path"
+        )
+    return url
+
+
+def _store_url(env: Mapping[str, str]) -> str:
+    value = _raw(env, "SCSSQ_STORE")
+    if value is None:
+        return "file://" + str(Path(DEFAULT_STORE_DIR).expanduser())
+    parts = urlsplit(value)
+    if parts.scheme == "file" and parts.path.startswith("/") and not parts.netloc:
+        return value
+    if parts.scheme == "s3" and parts.netloc:
+        return value
+    raise ConfigError(
+        f"SCSSQ_STORE={value!r} is not a store URL; use file:///absolute/path "
+        "or s3://bucket/optional/prefix"
+    )
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe for logs and errors)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about scssq; build with :meth:`from_env`."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    broker_url: str = DEFAULT_REDIS_URL
+    prefix: str = DEFAULT_PREFIX
+    queue: str = DEFAULT_QUEUE
+    store_url: str = "file://" + DEFAULT_STORE_DIR
+    engine: str = DEFAULT_ENGINE
+    lock_ttl: float = DEFAULT_LOCK_TTL
+    compile_timeout: float = DEFAULT_COMPILE_TIMEOUT
+    engine_memory_mb: int = DEFAULT_ENGINE_MEMORY_MB
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    engine_max_compiles: int = DEFAULT_ENGINE_MAX_COMPILES
+    result_ttl: int = DEFAULT_RESULT_TTL
+    inline_bundle_max: int = DEFAULT_INLINE_BUNDLE_MAX
+    max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
+    max_bundle_files: int = DEFAULT_MAX_BUNDLE_FILES
+    task_retries: int = DEFAULT_TASK_RETRIES
+    max_deliveries: int = DEFAULT_MAX_DELIVERIES
+    visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
+    worker_alive_window: float = DEFAULT_WORKER_ALIVE_WINDOW
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every ``SCSSQ_*`` variable; raise ConfigError naming a bad one."""
+        env = os.environ if env is None else env
+        redis_url = _check_redis_url(
+            "SCSSQ_REDIS_URL", env_str(env, "SCSSQ_REDIS_URL", DEFAULT_REDIS_URL)
+        )
+        broker_url = _check_redis_url(
+            "SCSSQ_BROKER_URL", env_str(env, "SCSSQ_BROKER_URL", redis_url)
+        )
+        prefix = env_str(env, "SCSSQ_PREFIX", DEFAULT_PREFIX)
+        queue = env_str(env, "SCSSQ_QUEUE", DEFAULT_QUEUE)
+        for name, value in (("SCSSQ_PREFIX", prefix), ("SCSSQ_QUEUE", queue)):
+            if not _PREFIX_RE.match(value):
+                raise ConfigError(f"{name}={value!r}: use 1-64 letters, digits, '.', '_' or '-'")
+        engine = env_str(env, "SCSSQ_ENGINE", DEFAULT_ENGINE)
+        if engine not in ENGINES:
+            raise ConfigError(f"SCSSQ_ENGINE={engine!r}: choose one of {', '.join(ENGINES)}")
+        settings = cls(
+            redis_url=redis_url,
+            broker_url=broker_url,
+            prefix=prefix,
+            queue=queue,
+            store_url=_store_url(env),
+            engine=engine,
+            lock_ttl=env_float(env, "SCSSQ_LOCK_TTL", DEFAULT_LOCK_TTL, 0.3),
+            compile_timeout=env_float(env, "SCSSQ_COMPILE_TIMEOUT", DEFAULT_COMPILE_TIMEOUT, 0.1),
+            engine_memory_mb=env_int(env, "SCSSQ_ENGINE_MEMORY_MB", DEFAULT_ENGINE_MEMORY_MB, 64),
+            max_output_bytes=env_int(env, "SCSSQ_MAX_OUTPUT_BYTES", DEFAULT_MAX_OUTPUT_BYTES, 1024),
+            max_message_bytes=env_int(
+                env, "SCSSQ_MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, 256
+            ),
+            engine_max_compiles=env_int(
+                env, "SCSSQ_ENGINE_MAX_COMPILES", DEFAULT_ENGINE_MAX_COMPILES, 1
+            ),
+            result_ttl=env_int(env, "SCSSQ_RESULT_TTL", DEFAULT_RESULT_TTL, 1),
+            inline_bundle_max=env_int(env, "SCSSQ_INLINE_BUNDLE_MAX", DEFAULT_INLINE_BUNDLE_MAX, 0),
+            max_bundle_bytes=env_int(env, "SCSSQ_MAX_BUNDLE_BYTES", DEFAULT_MAX_BUNDLE_BYTES, 1024),
+            max_bundle_files=env_int(env, "SCSSQ_MAX_BUNDLE_FILES", DEFAULT_MAX_BUNDLE_FILES, 1),
+            task_retries=env_int(env, "SCSSQ_TASK_RETRIES", DEFAULT_TASK_RETRIES, 0),
+            max_deliveries=env_int(env, "SCSSQ_MAX_DELIVERIES", DEFAULT_MAX_DELIVERIES, 1),
+            visibility_timeout=env_int(
+                env, "SCSSQ_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT, 1
+            ),
+            worker_alive_window=env_float(
+                env, "SCSSQ_WORKER_ALIVE_WINDOW", DEFAULT_WORKER_ALIVE_WINDOW, 1.0
+            ),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Cross-field rules: the broker must not redeliver a task still running."""
+        longest = self.compile_timeout + self.lock_ttl * 2
+        if self.visibility_timeout <= longest:
+            raise ConfigError(
+                f"SCSSQ_VISIBILITY_TIMEOUT={self.visibility_timeout} must exceed the longest "
+                f"task ({longest:g} s = SCSSQ_COMPILE_TIMEOUT + 2 x SCSSQ_LOCK_TTL), else Redis "
+                "redelivers tasks that are still running"
+            )
+
+    @property
+    def lock_ttl_ms(self) -> int:
+        return max(1, int(self.lock_ttl * 1000))

@@ -1,0 +1,343 @@
+"""The artifact store: one interface (:class:`Store`), two backends.
+
+Owns every byte scssq keeps outside Redis (CSS, source maps, manifests, large bundles).
+Objects are named by relative POSIX paths from :mod:`compiler_tasks.keys`, validated again
+here, so no store reads or writes outside its root directory or key prefix.
+
+* :class:`FileStore`, ``file:///abs/dir`` (the default): ``put`` renames a temporary file
+  over the target; ``put_once`` hard-links one to it (fails if it exists).
+* :class:`S3Store`, ``s3://bucket/optional/prefix``: boto3 configured by the standard AWS
+  chain (``AWS_ENDPOINT_URL``, ...); ``put_once`` is PutObject with ``If-None-Match: *``.
+  boto3 is imported only when an S3 store is opened.
+
+Readers never see a partial object. Failures raise ArtifactMissing (absent) or StoreError
+(anything else) with a message naming the store and never a credential.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import stat
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from .errors import ArtifactMissing, ConfigError, InvalidInput, StoreError
+from .keys import validate_relpath
+from .settings import redact_url
+
+T = TypeVar("T")
+
+#: Mode of stored files: readable by other users of the machine (e.g. a web server).
+FILE_MODE = 0o644
+#: Temporary files are named this + random characters. ':' never occurs in a valid path
+#: part, so no caller can name (read, overwrite, delete) a half-written temporary file.
+_TMP_PREFIX = ".scssq-tmp:"
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+#: S3 answers a conditional write racing another one with 409; it is worth retrying.
+_CONFLICT_RETRIES = 3
+
+
+class Store(Protocol):
+    """Where artifacts live. Every ``path`` is a relative POSIX path of safe parts."""
+
+    #: A description safe for logs and error messages, e.g. ``s3://bucket/prefix``.
+    url: str
+
+    def put(self, path: str, data: bytes) -> None:
+        """Write ``data`` at ``path``, replacing any object atomically."""
+
+    def put_once(self, path: str, data: bytes) -> bool:
+        """Create ``path`` holding ``data``; False (and no change) if it already exists."""
+
+    def get(self, path: str) -> bytes:
+        """The bytes at ``path``; ArtifactMissing if absent, StoreError on other failures."""
+
+    def exists(self, path: str) -> bool:
+        """Whether an object exists at ``path``."""
+
+    def delete(self, path: str) -> None:
+        """Remove ``path``; nothing happens if it is absent."""
+
+    def check(self) -> str:
+        """Prove the store is usable; a short description, or StoreError naming the cause."""
+
+
+class FileStore:
+    """Artifacts in a local directory (created if missing)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        self.url = "file://" + self.root
+        try:
+            os.makedirs(self.root, exist_ok=True)
+            self._real_root = os.path.realpath(self.root)
+        except OSError as e:
+            raise StoreError(f"store {self.url}: cannot create its directory: {e}") from e
+
+    def _target(self, path: str) -> str:
+        """The file for ``path``; refuses bad paths and symlinks leading out of the root."""
+        validate_relpath(path, "store path")
+        target = os.path.join(self.root, *path.split("/"))
+        if not os.path.realpath(target).startswith(self._real_root + os.sep):
+            raise StoreError(f"store {self.url}: {path!r} leads outside the store (symlink)")
+        return target
+
+    def _fail(self, action: str, path: str, e: OSError) -> StoreError:
+        return StoreError(f"store {self.url}: cannot {action} {path!r}: {e.strerror or e}")
+
+    def _write_temp(self, target: str, data: bytes, path: str) -> str:
+        """A new temporary file beside ``target`` holding ``data``."""
+        directory = os.path.dirname(target)
+        tmp = ""
+        try:
+            os.makedirs(directory, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=directory)
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), FILE_MODE)
+                f.write(data)
+            return tmp
+        except OSError as e:
+            if tmp:
+                _unlink_quietly(tmp)
+            raise self._fail("write", path, e) from e
+
+    def put(self, path: str, data: bytes) -> None:
+        target = self._target(path)
+        tmp = self._write_temp(target, data, path)
+        try:
+            os.replace(tmp, target)  # atomic: readers see the old file or the new one
+        except OSError as e:
+            _unlink_quietly(tmp)
+            raise self._fail("write", path, e) from e
+
+    def put_once(self, path: str, data: bytes) -> bool:
+        target = self._target(path)
+        tmp = self._write_temp(target, data, path)
+        try:
+            os.link(tmp, target)  # atomic create-once: fails if target exists
+            return True
+        except FileExistsError:
+            return False
+        except OSError as e:
+            raise self._fail("write", path, e) from e
+        finally:
+            _unlink_quietly(tmp)
+
+    def get(self, path: str) -> bytes:
+        target = self._target(path)
+        try:
+            with open(target, "rb") as f:
+                return f.read()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
+            raise ArtifactMissing(f"store {self.url} has no object {path!r}") from e
+        except OSError as e:
+            raise self._fail("read", path, e) from e
+
+    def exists(self, path: str) -> bool:
+        target = self._target(path)
+        try:
+            return stat.S_ISREG(os.stat(target).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as e:
+            raise self._fail("stat", path, e) from e
+
+    def delete(self, path: str) -> None:
+        target = self._target(path)
+        try:
+            os.unlink(target)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return
+        except OSError as e:
+            raise self._fail("delete", path, e) from e
+
+    def check(self) -> str:
+        try:
+            os.makedirs(self.root, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self.root)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise StoreError(f"store {self.url} is not writable: {e.strerror or e}") from e
+        return f"local store {self.root} (writable)"
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+class S3Store:
+    """Artifacts in an S3 bucket (or any S3-compatible server), under an optional prefix."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        retries: int = 2,
+    ) -> None:
+        import boto3  # lazily: a local store must not pay for importing boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self.bucket = bucket
+        self.prefix = prefix
+        self.url = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+        self._errors: tuple[type[Exception], ...] = (BotoCoreError, ClientError, OSError)
+        config = Config(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            # botocore's max_attempts counts retries, not the first attempt.
+            retries={"max_attempts": retries, "mode": "standard"},
+        )
+        try:
+            # A private session: boto3's default session is not thread-safe to build.
+            self._client: Any = boto3.session.Session().client("s3", config=config)
+        except self._errors as e:
+            raise StoreError(f"store {self.url}: cannot configure the S3 client: {e}") from e
+        endpoint = getattr(self._client.meta, "endpoint_url", None) or "AWS"
+        self._where = f"store {self.url} (endpoint {redact_url(str(endpoint))})"
+
+    def _key(self, path: str) -> str:
+        validate_relpath(path, "store path")
+        return f"{self.prefix}/{path}" if self.prefix else path
+
+    @staticmethod
+    def _code(e: Exception) -> tuple[str, int]:
+        response = getattr(e, "response", None) or {}
+        code = str(response.get("Error", {}).get("Code", ""))
+        status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        return code, status
+
+    def _call(self, action: str, path: str, fn: Callable[..., T], **kwargs: Any) -> T:
+        """``fn(Bucket=..., **kwargs)``; a missing object is ArtifactMissing, other failures
+        StoreError."""
+        try:
+            return fn(Bucket=self.bucket, **kwargs)
+        except self._errors as e:
+            code, status = self._code(e)
+            if code in ("NoSuchKey", "404", "NotFound") or (
+                status == 404 and code != "NoSuchBucket"
+            ):
+                raise ArtifactMissing(f"{self._where} has no object {path!r}") from e
+            raise StoreError(f"{self._where}: cannot {action} {path!r}: {e}") from e
+
+    def put(self, path: str, data: bytes) -> None:
+        key = self._key(path)
+        self._call("write", path, self._client.put_object, Key=key, Body=data)
+
+    def put_once(self, path: str, data: bytes) -> bool:
+        key = self._key(path)
+        attempt = 0
+        while True:
+            try:
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*")
+                return True
+            except self._errors as e:
+                code, status = self._code(e)
+                if code == "PreconditionFailed" or status == 412:
+                    return False
+                # 409: a concurrent conditional write of this key is in flight and may still
+                # fail; AWS says retry. The retry answers 412 once that write has landed.
+                conflict = code == "ConditionalRequestConflict" or status == 409
+                if not conflict or attempt >= _CONFLICT_RETRIES:
+                    raise StoreError(f"{self._where}: cannot create {path!r}: {e}") from e
+            time.sleep(0.05 * 2**attempt)
+            attempt += 1
+
+    def get(self, path: str) -> bytes:
+        key = self._key(path)
+
+        def read(**kwargs: Any) -> bytes:
+            body = self._client.get_object(**kwargs)["Body"]
+            try:
+                return bytes(body.read())
+            finally:
+                body.close()
+
+        return self._call("read", path, read, Key=key)
+
+    def exists(self, path: str) -> bool:
+        key = self._key(path)
+        try:
+            self._call("look up", path, self._client.head_object, Key=key)
+        except ArtifactMissing:
+            return False
+        return True
+
+    def delete(self, path: str) -> None:
+        key = self._key(path)
+        self._call("delete", path, self._client.delete_object, Key=key)
+
+    def check(self) -> str:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except self._errors as e:
+            code, status = self._code(e)
+            if status == 404 or code in ("404", "NoSuchBucket", "NotFound"):
+                cause = f"bucket {self.bucket!r} does not exist"
+            elif status == 403 or code in ("403", "AccessDenied", "Forbidden"):
+                cause = f"access to bucket {self.bucket!r} denied (check the AWS_* credentials)"
+            else:
+                cause = str(e)
+            raise StoreError(f"{self._where} is not usable: {cause}") from e
+        return f"S3 bucket {self.bucket!r} reachable ({self._where})"
+
+
+def open_store(
+    url: str,
+    *,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 30.0,
+    retries: int = 2,
+) -> Store:
+    """The store for ``url``: ``file:///abs/dir`` or ``s3://bucket/optional/prefix``.
+
+    Timeouts (seconds) and ``retries`` (extra attempts per request) apply to S3 only.
+    Raises ConfigError for a URL that names no usable store.
+    """
+    parts = urlsplit(url)
+    shown = redact_url(url)
+    if parts.query or parts.fragment:
+        raise ConfigError(f"store URL {shown!r} must not have a query or fragment")
+    if parts.scheme == "file":
+        path = unquote(parts.path)
+        if parts.netloc not in ("", "localhost") or not path.startswith("/"):
+            raise ConfigError(f"store URL {shown!r}: use file:///absolute/path")
+        return FileStore(path)
+    if parts.scheme == "s3":
+        if "@" in parts.netloc:
+            raise ConfigError(
+                f"store URL {shown!r} must not hold credentials; use the AWS_* variables"
+            )
+        bucket = parts.netloc
+        if not _BUCKET_RE.match(bucket) or ".." in bucket:
+            raise ConfigError(
+                f"store URL {shown!r}: {bucket!r} is not a valid S3 bucket name "
+                "(3-63 lowercase letters, digits, '.' or '-')"
+            )
+        prefix = parts.path.strip("/")
+        if prefix:
+            try:
+                validate_relpath(prefix, "S3 prefix")
+            except InvalidInput as e:
+                raise ConfigError(f"store URL {shown!r}: {e}") from e
+        return S3Store(
+            bucket,
+            prefix,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries=retries,
+        )
+    raise ConfigError(
+        f"store URL {shown!r} has an unknown scheme; use file:///absolute/path "
+        "or s3://bucket/optional/prefix"
+    )

@@ -1,0 +1,166 @@
+"""The compile task: lock, compile in the engine child, upload, complete.
+
+One message is one bundle with its entries and options. The task recomputes
+the compile key from the bundle it received (a key claimed by a client is
+never trusted), takes the key's lock, runs the engine in a child process
+while renewing the lock every ttl/3, writes outputs then the manifest
+(create-once), and completes with one token-checked Lua call that sets the
+result, publishes on the done channel and releases the lock.
+
+A task that finds the lock taken does not wait in its pool slot: it re-checks
+once after the lock's remaining TTL (a countdown, no slot held), and takes
+the key over if the lock vanished with no result.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+from celery import Task
+
+from . import pipeline
+from .app import app
+from .errors import (
+    EngineCrash,
+    InfrastructureError,
+    InvalidInput,
+    KeyMismatch,
+    LockLost,
+    StoreError,
+)
+from .worker import WorkerContext, context
+
+log = logging.getLogger(__name__)
+
+#: Seconds before the n-th retry of an infrastructure failure: 1, 2, 4, ... capped.
+RETRY_BACKOFF_MAX = 30.0
+#: Extra seconds after a lock's remaining TTL before a deferred task re-checks.
+DEFER_SLACK = 0.2
+
+
+def _backoff(retries: int) -> float:
+    return min(RETRY_BACKOFF_MAX, 2.0**retries)
+
+
+@app.task(
+    name="scssq.compile",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+    ignore_result=True,
+)
+def compile_bundle(self: Task, request: dict[str, Any]) -> str:
+    """Compile one bundle's entries under its compile key; returns the outcome name."""
+    ctx = context(self.request.hostname)
+    try:
+        job = pipeline.Job.from_request(request)
+    except InvalidInput as e:
+        log.error("refusing malformed compile request: %s", e)
+        return "refused"
+    deliveries = _count_delivery(ctx, self.request.id, self.request.retries)
+    if deliveries > ctx.settings.max_deliveries:
+        pipeline.announce_failure(
+            ctx,
+            job,
+            "infra",
+            f"the compile task of {job.entries_text} killed its worker {deliveries - 1} times; "
+            "giving up (the engine likely crashes on these sources)",
+        )
+        return "poison"
+    try:
+        return _run(self, ctx, job)
+    except InfrastructureError as e:
+        return _retry_or_fail(self, ctx, job, e)
+    except redis.RedisError as e:
+        return _retry_or_fail(self, ctx, job, InfrastructureError(f"Redis failed: {e}"))
+
+
+def _count_delivery(ctx: WorkerContext, task_id: str | None, retries: int) -> int:
+    key = ctx.keys.deliveries(f"{task_id}:{retries}")
+    pipe = ctx.redis.pipeline(transaction=False)
+    pipe.incr(key)
+    pipe.expire(key, ctx.settings.visibility_timeout * 4)
+    return int(pipe.execute()[0])
+
+
+def _run(task: Task, ctx: WorkerContext, job: pipeline.Job) -> str:
+    if pipeline.cached_result(ctx, job) is not None:
+        return "cached"
+    lock = pipeline.new_lock(ctx, job.key)
+    if not lock.acquire():
+        return _defer(task, ctx, job)
+    try:
+        return _compile_holding(ctx, job, lock)
+    except LockLost as e:
+        log.warning("compile of %s abandoned: %s", job.key[:12], e)
+        return "lost"
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _defer(task: Task, ctx: WorkerContext, job: pipeline.Job) -> str:
+    """Another holder compiles: re-check after its lock's TTL without holding a slot."""
+    pttl = int(ctx.redis.pttl(ctx.keys.lock(job.key)))
+    countdown = max(pttl, 0) / 1000 + DEFER_SLACK
+    expires = job.deadline - time.time()
+    if expires <= countdown:
+        return "shared"
+    task.apply_async(
+        kwargs={"request": job.to_request()},
+        countdown=countdown,
+        expires=expires,
+        queue=ctx.settings.queue,
+        kwargsrepr=job.describe(),
+    )
+    return "deferred"
+
+
+def _compile_holding(ctx: WorkerContext, job: pipeline.Job, lock: Any) -> str:
+    pipeline.announce_progress(ctx, job, "started")
+    workdir = Path(tempfile.mkdtemp(prefix="scssq-"))
+    try:
+        bundle = pipeline.load_bundle(ctx, job)
+        if bundle.digest != job.digest:
+            raise KeyMismatch(
+                f"bundle digest {bundle.digest[:12]} differs from the claimed {job.digest[:12]}"
+            )
+        job.check_key(bundle.digest, ctx)
+        root = workdir / "src"
+        root.mkdir()
+        pipeline.write_sources(bundle, root)
+        result = pipeline.compile_entries(ctx, job, root, lock)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return pipeline.finish(ctx, job, lock, result)
+
+
+def _retry_or_fail(
+    task: Task, ctx: WorkerContext, job: pipeline.Job, error: InfrastructureError
+) -> str:
+    retries = int(task.request.retries)
+    if isinstance(error, KeyMismatch) or retries >= ctx.settings.task_retries:
+        log.error("compile of %s failed for good: %s", job.key[:12], error)
+        pipeline.announce_failure(ctx, job, "infra", _infra_message(error, retries))
+        return "failed"
+    countdown = _backoff(retries)
+    log.warning(
+        "compile of %s failed (%s); retry %d in %gs", job.key[:12], error, retries + 1, countdown
+    )
+    raise task.retry(countdown=countdown, max_retries=ctx.settings.task_retries, exc=error)
+
+
+def _infra_message(error: InfrastructureError, retries: int) -> str:
+    tries = f" (after {retries + 1} tries)" if retries else ""
+    if isinstance(error, StoreError):
+        return f"artifact store failed{tries}: {error}"
+    if isinstance(error, EngineCrash):
+        return f"engine crashed{tries}: {error}"
+    return f"{error}{tries}"

@@ -1,0 +1,122 @@
+"""What one worker process owns: its Redis client, store, engine processes, and
+the fleet heartbeat of the worker's main process.
+
+Pool processes build their resources lazily, after the fork (a Redis socket or
+an engine child must never be shared across a fork). The heartbeat runs on the
+consumer's own timer, so it stops when the consumer's event loop stops: it
+registers the engine versions this worker runs (clients need them to compute
+compile keys) and marks the worker alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from celery import bootsteps
+
+from .engines import EngineProcess, engine_version
+from .fleet import beat, leave
+from .keys import RedisKeys
+from .settings import ENGINES, Settings
+from .storage import Store, open_store
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two fleet heartbeats of a worker.
+HEARTBEAT_INTERVAL = 5.0
+
+
+def redis_client(settings: Settings, name: str | None = None) -> redis.Redis:
+    """A Redis client with bounded connect time; ``name`` is sent as CLIENT SETNAME."""
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+        health_check_interval=0,
+        client_name=name,
+    )
+
+
+@dataclass
+class WorkerContext:
+    """Per-process resources of a worker; see :func:`context`."""
+
+    settings: Settings
+    redis: redis.Redis
+    store: Store
+    keys: RedisKeys
+    hostname: str
+    engines: dict[str, EngineProcess] = field(default_factory=dict)
+
+    def engine(self, name: str) -> EngineProcess:
+        if name not in self.engines:
+            self.engines[name] = EngineProcess(self.settings, name)
+        return self.engines[name]
+
+    def close(self) -> None:
+        for engine in self.engines.values():
+            engine.close()
+        self.engines.clear()
+
+
+_context: WorkerContext | None = None
+_context_pid = 0
+
+
+def context(hostname: str | None = None) -> WorkerContext:
+    """This process's WorkerContext, built on first use after a fork."""
+    global _context, _context_pid
+    if _context is None or _context_pid != os.getpid():
+        settings = Settings.from_env()
+        _context = WorkerContext(
+            settings=settings,
+            redis=redis_client(settings, f"scssq-worker-{os.getpid()}"),
+            store=open_store(settings.store_url),
+            keys=RedisKeys(settings.prefix),
+            hostname=hostname or socket.gethostname(),
+        )
+        _context_pid = os.getpid()
+    return _context
+
+
+def installed_engines() -> dict[str, str]:
+    """Engine name -> exact version, for every engine this worker can run."""
+    return {name: engine_version(name) for name in ENGINES}
+
+
+class FleetHeartbeat(bootsteps.StartStopStep):
+    """Consumer step: beats on the consumer's timer while it consumes."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.tref: Any = None
+        self.settings = Settings.from_env()
+        self.client = redis_client(self.settings, "scssq-heartbeat")
+        self.engines = installed_engines()
+
+    def start(self, parent: Any) -> None:
+        hostname = parent.hostname
+        self._beat(hostname)
+        self.tref = parent.timer.call_repeatedly(HEARTBEAT_INTERVAL, self._beat, (hostname,))
+
+    def _beat(self, hostname: str) -> None:
+        try:
+            beat(self.settings, self.client, hostname, self.engines)
+        except redis.RedisError as e:
+            log.warning("fleet heartbeat failed: %s", e)
+
+    def stop(self, parent: Any) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
+        try:
+            leave(self.settings, self.client, parent.hostname)
+        except redis.RedisError:
+            pass

@@ -1,0 +1,145 @@
+"""Bundles: what a submit collects, and what a worker accepts from an archive."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from compiler_tasks.bundle import Bundle, collect, read_archive, write_tree
+from compiler_tasks.errors import BundleError
+
+LIMITS = {"max_bytes": 1 << 20, "max_files": 100}
+
+
+def _tree(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def test_collect_takes_stylesheets_and_imported_css_only(tmp_path: Path) -> None:
+    _tree(
+        tmp_path,
+        {
+            "scss/main.scss": '@import "vendor/reset";\n@import "theme";\n',
+            "scss/_theme.sass": "a\n  color: red\n",
+            "scss/vendor/reset.css": "html{margin:0}",
+            "scss/unrelated.css": "x{}",
+            "README.md": "docs",
+            ".git/HEAD": "ref",
+            ".git/x.scss": "",
+            "out/main.css": "old output",
+            "out/stale.scss": "",
+        },
+    )
+    bundle = collect(tmp_path, exclude=[tmp_path / "out"], **LIMITS)
+    assert sorted(bundle.files) == ["scss/_theme.sass", "scss/main.scss", "scss/vendor/reset.css"]
+
+
+def test_digest_ignores_the_output_folder_and_mtimes(tmp_path: Path) -> None:
+    _tree(tmp_path, {"main.scss": "a{b:c}"})
+    first = collect(tmp_path, exclude=[tmp_path / "out"], **LIMITS).digest
+    _tree(tmp_path, {"out/main.css": "a{b:c}", "out/x.scss": "changed"})
+    os.utime(tmp_path / "main.scss", (0, 0))
+    assert collect(tmp_path, exclude=[tmp_path / "out"], **LIMITS).digest == first
+    (tmp_path / "main.scss").write_text("a{b:d}")
+    assert collect(tmp_path, exclude=[tmp_path / "out"], **LIMITS).digest != first
+
+
+def test_links_followed_only_inside_the_root(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    root = tmp_path / "root"
+    _tree(outside, {"secret.scss": "$secret: 1;"})
+    _tree(root, {"main.scss": "a{b:c}", "lib/_x.scss": "$x: 1;"})
+    (root / "escape.scss").symlink_to(outside / "secret.scss")
+    (root / "escape-dir").symlink_to(outside)
+    (root / "alias").symlink_to(root / "lib")
+    (root / "loop").symlink_to(root)
+    bundle = collect(root, exclude=[], **LIMITS)
+    assert "escape.scss" not in bundle.files
+    assert not any(p.startswith("escape-dir") for p in bundle.files)
+    assert bundle.files["alias/_x.scss"] == b"$x: 1;"
+
+
+def test_limits_are_enforced(tmp_path: Path) -> None:
+    _tree(tmp_path, {f"f{i}.scss": "a{}" for i in range(5)})
+    with pytest.raises(BundleError, match="SCSSQ_MAX_BUNDLE_FILES"):
+        collect(tmp_path, exclude=[], max_bytes=1 << 20, max_files=3)
+    with pytest.raises(BundleError, match="SCSSQ_MAX_BUNDLE_BYTES"):
+        collect(tmp_path, exclude=[], max_bytes=8, max_files=100)
+
+
+def test_empty_source_dir_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match=r"no \.scss"):
+        collect(tmp_path, exclude=[], **LIMITS)
+
+
+def test_archive_round_trip_is_deterministic(tmp_path: Path) -> None:
+    bundle = Bundle.from_files({"b.scss": b"b", "a/x.scss": b"\xff binary ok"})
+    assert bundle.archive() == Bundle.from_files(dict(bundle.files)).archive()
+    back = read_archive(bundle.archive(), **LIMITS)
+    assert back.files == bundle.files and back.digest == bundle.digest
+    write_tree(back, tmp_path)
+    assert (tmp_path / "a" / "x.scss").read_bytes() == b"\xff binary ok"
+
+
+def _archive(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb") as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def _file(name: str, data: bytes = b"x") -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, data
+
+
+def _special(name: str, kind: bytes, target: str = "") -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = target
+    return info, None
+
+
+@pytest.mark.parametrize(
+    "members,reason",
+    [
+        ([_file("/etc/evil.scss")], "relative"),
+        ([_file("../evil.scss")], "plain relative"),
+        ([_file("a/../../evil.scss")], "plain relative"),
+        ([_special("link.scss", tarfile.SYMTYPE, "/etc/passwd")], "not a regular file"),
+        (
+            [_file("a.scss"), _special("hard.scss", tarfile.LNKTYPE, "/etc/passwd")],
+            "not a regular file",
+        ),
+        ([_special("dev", tarfile.CHRTYPE)], "not a regular file"),
+        ([_file("a.scss"), _file("a.scss", b"y")], "twice"),
+    ],
+)
+def test_hostile_archives_refused(members: list, reason: str, tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match=reason):
+        read_archive(_archive(members), **LIMITS)
+
+
+def test_decompression_and_file_count_bombs_stop_early() -> None:
+    bomb = _archive([_file("big.scss", b"\0" * (4 << 20))])
+    assert len(bomb) < 10_000
+    with pytest.raises(BundleError, match="expands beyond"):
+        read_archive(bomb, **LIMITS)
+    many = _archive([_file(f"f{i}.scss") for i in range(101)])
+    with pytest.raises(BundleError, match="more than 100 files"):
+        read_archive(many, **LIMITS)
+
+
+def test_garbage_archive_is_a_bundle_error() -> None:
+    with pytest.raises(BundleError, match="unreadable"):
+        read_archive(b"not a tarball", **LIMITS)
