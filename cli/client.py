@@ -31,6 +31,7 @@ from compiler_tasks.errors import (
     error_from_kind,
 )
 from compiler_tasks.events import Waiter
+from compiler_tasks.fleet import alive_workers
 from compiler_tasks.keys import CompileOptions, RedisKeys, bundle_path, compile_key
 from compiler_tasks.settings import Settings, redact_url
 from compiler_tasks.storage import Store, open_store
@@ -38,6 +39,8 @@ from compiler_tasks.storage import Store, open_store
 from .config import SubmitConfig
 
 Progress = Callable[[str], None]
+#: Prefix of the line printed (TTY or not) when no worker is alive.
+NO_WORKER = "no worker alive"
 
 
 @dataclass
@@ -185,8 +188,13 @@ def submit(
     timeout: float,
     wait: bool = True,
     progress: Progress | None = None,
+    warn: Progress | None = None,
 ) -> SubmitResult:
-    """Submit ``config``'s bundle for ``commit`` and (unless ``wait`` is off) fetch the CSS."""
+    """Submit ``config``'s bundle for ``commit`` and (unless ``wait`` is off) fetch the CSS.
+
+    ``progress`` gets what a terminal shows while waiting; ``warn`` gets what must
+    be said even in CI (no worker alive).
+    """
     started = time.monotonic()
     deadline = started + timeout
     settings = client.settings
@@ -200,7 +208,17 @@ def submit(
         if entry not in bundle.files:
             raise InvalidInput(f"entry {entry!r} is not a stylesheet under {config.src}")
     try:
-        return _submit(client, config, bundle, commit, started, deadline, wait, progress)
+        return _submit(
+            client,
+            config,
+            bundle,
+            commit,
+            started,
+            deadline,
+            wait,
+            progress,
+            warn or (lambda _msg: None),
+        )
     except redis.RedisError as e:
         raise RedisUnavailable(
             f"Redis at {redact_url(settings.redis_url)} failed during the submit: {e}"
@@ -216,6 +234,7 @@ def _submit(
     deadline: float,
     wait: bool,
     progress: Progress | None,
+    warn: Progress,
 ) -> SubmitResult:
     say = progress or (lambda _msg: None)
     options = config.options
@@ -259,6 +278,7 @@ def _submit(
             _send(client, job, bundle, deadline, describe)
             res.outcome = "queued"
             say(f"queued as {key[:12]}")
+        _check_workers(client, warn)
         if not wait:
             res.seconds = time.monotonic() - started
             return res
@@ -275,6 +295,7 @@ def _submit(
 
         def on_idle(lock_held: bool) -> None:
             nonlocal reenqueued
+            _check_workers(client, warn)
             if not lock_held and not reenqueued:
                 reenqueued = True
                 say("the compile's lock vanished with no result; enqueueing once more")
@@ -291,6 +312,15 @@ def _submit(
         raise error_from_kind(str(final.get("kind")), str(final.get("message")))
     res.outcome = "compiled" if final.get("submit") == submit_id else "shared"
     return _deliver(client, res, final, config.out, started)
+
+
+def _check_workers(client: Client, warn: Progress) -> None:
+    """Say so when no worker is alive, instead of waiting silently until the timeout."""
+    if not alive_workers(client.settings, client.redis):
+        warn(
+            f"{NO_WORKER} (no heartbeat in {client.settings.worker_alive_window:g} s under "
+            f"prefix {client.settings.prefix!r}); waiting until the timeout for one to start"
+        )
 
 
 def settings_cap(settings: Settings) -> float:

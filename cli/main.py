@@ -149,7 +149,13 @@ def submit(
         client = Client(settings)
         try:
             result = do_submit(
-                client, conf, commit, timeout=limit, wait=not no_wait, progress=progress
+                client,
+                conf,
+                commit,
+                timeout=limit,
+                wait=not no_wait,
+                progress=progress,
+                warn=_progress,
             )
         except ScssqError as e:
             warnings = getattr(e, "warnings", "")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .bundle import Bundle, read_archive, write_tree
-from .engines import EngineOutput, EngineRequest
+from .engines import EngineAborted, EngineOutput, EngineRequest
 from .errors import CompileError, CompileTimeout, InvalidInput, KeyMismatch, LockLost
 from .events import done_message, progress_message
 from .keys import (
@@ -210,10 +210,8 @@ def compile_entries(ctx: WorkerContext, job: Job, root: Path, lock: Lock) -> Com
         except CompileError as e:
             compiled.error = str(e)
             break
-        except Exception as e:
-            if type(e).__name__ == "EngineAborted":
-                raise LockLost(f"lock of {job.key[:12]} lost during the compile") from e
-            raise
+        except EngineAborted as e:
+            raise LockLost(f"lock of {job.key[:12]} lost during the compile") from e
         compiled.outputs[entry] = output
         if output.warnings:
             compiled.warnings.append(output.warnings)

@@ -7,6 +7,8 @@ per compile they run), so no test can pass by counting in the code it tests.
 from __future__ import annotations
 
 import json
+import os
+import pty
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 import sass
 
-from tests.support.fleet import Fleet
+from tests.support.fleet import SCSSQ, Fleet, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -214,3 +216,90 @@ def test_no_worker_is_an_infrastructure_error(make_fleet, tmp_path: Path) -> Non
     assert "start the fleet" in json.loads(proc.stdout)["error"]["message"]
     health = fleet.scssq("health", cwd=tmp_path)
     assert health.returncode == 3 and "FAIL workers" in health.stdout
+
+
+def test_missing_artifact_counts_as_a_miss(make_fleet, tmp_path: Path) -> None:
+    fleet = make_fleet(workers=1)
+    src = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"})
+    ok(fleet.scssq("submit", HASH1, *submit_args(src, tmp_path / "o1"), cwd=tmp_path), fleet)
+    shutil.rmtree(tmp_path / "store" / "artifacts")  # the store lost it; Redis still has it
+    again = ok(
+        fleet.scssq("submit", HASH1, *submit_args(src, tmp_path / "o2"), cwd=tmp_path), fleet
+    )
+    assert again.stdout.startswith("compiled")
+    assert (tmp_path / "o2" / "main.css").read_text().startswith(".a")
+    assert len(fleet.engine_runs()) == 2
+
+
+def test_no_wait_then_status_and_fetch(make_fleet, tmp_path: Path) -> None:
+    fleet = make_fleet(workers=1)
+    src = make_src(tmp_path, {"main.scss": slow_scss(1.0)})
+    queued = ok(
+        fleet.scssq("submit", HASH1, *submit_args(src, tmp_path / "o"), "--no-wait", cwd=tmp_path),
+        fleet,
+    )
+    assert queued.stdout.startswith("queued")
+    assert not (tmp_path / "o").exists()
+
+    def finished() -> bool:
+        return fleet.scssq("status", HASH1, "--project", "demo", cwd=tmp_path).returncode == 0
+
+    wait_until(finished, 30)
+    fetched = ok(
+        fleet.scssq(
+            "fetch", HASH1, "--project", "demo", "--out", str(tmp_path / "f"), cwd=tmp_path
+        ),
+        fleet,
+    )
+    assert "digest" in fetched.stdout
+    assert "n: " in (tmp_path / "f" / "main.css").read_text()
+    unknown = fleet.scssq("status", HASH2, "--project", "demo", cwd=tmp_path)
+    assert unknown.returncode == 4
+
+
+def test_terminal_shows_progress_ci_output_stays_one_line(make_fleet, tmp_path: Path) -> None:
+    fleet = make_fleet(workers=1)
+    src = make_src(tmp_path, {"main.scss": slow_scss(0.5)})
+    primary, secondary = pty.openpty()
+    proc = subprocess.run(
+        [SCSSQ, "submit", HASH1, *submit_args(src, tmp_path / "o")],
+        cwd=tmp_path,
+        env=fleet.env,
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    os.close(secondary)
+    shown = _read_all(primary)
+    assert proc.returncode == 0
+    assert "queued as" in shown and "compiling on worker w1-" in shown
+    ci = ok(fleet.scssq("submit", HASH2, *submit_args(src, tmp_path / "o"), cwd=tmp_path), fleet)
+    assert ci.stderr == "" and len(ci.stdout.splitlines()) == 1
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(fd)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_no_worker_alive_is_said_not_hung(make_fleet, tmp_path: Path) -> None:
+    fleet = make_fleet(workers=1)
+    fleet.stop_workers()  # engines stay registered, nobody consumes
+    src = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"})
+    proc = fleet.scssq(
+        "submit", HASH1, *submit_args(src, tmp_path / "o"), "--timeout", "3", cwd=tmp_path
+    )
+    assert proc.returncode == 3
+    assert "no worker alive" in proc.stderr
+    assert "timed out after 3 s" in proc.stderr
