@@ -106,11 +106,11 @@ def main() -> int:
                 print("the fleet did not become healthy; see .scssq/*.log")
                 return 3
             time.sleep(0.5)
-        print("$ scssq health")
+        print("$ scssq health", flush=True)
         subprocess.run([scssq, "health"], env=env)
         code = 0
         for _ in range(2):
-            print("$ scssq submit   (in examples/site, settings from scssq.toml)")
+            print("$ scssq submit   (in examples/site, settings from scssq.toml)", flush=True)
             code = subprocess.run([scssq, "submit"], env=env, cwd=EXAMPLE).returncode
             if code:
                 return code

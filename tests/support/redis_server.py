@@ -51,7 +51,7 @@ class RedisServer:
 
     def _ready(self) -> bool:
         try:
-            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
+            return bool(redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1).ping())
         except redis.RedisError:
             return False
 
