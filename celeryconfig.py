@@ -32,7 +32,10 @@ result_backend = None
 task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
-worker_cancel_long_running_tasks_on_connection_loss = True
+# A running compile survives a broker blip: its lock, result and wake-up go through
+# scssq's own Redis calls, and a duplicate delivery of a finished task is a no-op
+# (it finds the result), so cancelling would only waste the compile.
+worker_cancel_long_running_tasks_on_connection_loss = False
 
 task_default_queue = _settings.queue
 task_create_missing_queues = True

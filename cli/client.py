@@ -39,6 +39,10 @@ from compiler_tasks.storage import Store, open_store
 from .config import SubmitConfig
 
 Progress = Callable[[str], None]
+#: Seconds a submit keeps trying a Redis it never reached (a wrong URL fails fast).
+CONNECT_GRACE = 10.0
+#: First pause between two attempts after a Redis error, doubling up to 2 s.
+RETRY_PAUSE = 0.2
 #: Prefix of the line printed (TTY or not) when no worker is alive.
 NO_WORKER = "no worker alive"
 
@@ -81,6 +85,8 @@ class Client:
             client_name=name,
         )
         self._store: Store | None = None
+        #: Whether this client has talked to Redis once (later failures are blips).
+        self.reached = False
 
     @property
     def store(self) -> Store:
@@ -93,12 +99,8 @@ class Client:
 
     def engine_version(self, engine: str) -> str:
         """The exact engine version the fleet published; NoWorkers if none did."""
-        try:
-            raw = self.redis.hget(self.keys.engines, engine)
-        except redis.RedisError as e:
-            raise RedisUnavailable(
-                f"Redis at {redact_url(self.settings.redis_url)} is unreachable: {e}"
-            ) from e
+        raw = self.redis.hget(self.keys.engines, engine)
+        self.reached = True
         if raw is None:
             raise NoWorkers(
                 f"no worker of prefix {self.settings.prefix!r} has registered engine {engine!r} "
@@ -146,21 +148,29 @@ class Client:
             "This submit gets the CSS of its own sources."
         )
 
-    def enqueue(self, job: dict[str, Any], timeout: float, describe: str) -> None:
+    def enqueue(self, job: dict[str, Any], deadline: float, describe: str) -> None:
+        """Send the compile task; ride out a broker outage until ``deadline``."""
         from compiler_tasks.app import app
 
-        try:
-            app.send_task(
-                "scssq.compile",
-                kwargs={"request": job},
-                queue=self.settings.queue,
-                expires=timeout,
-                kwargsrepr=describe,
-            )
-        except Exception as e:
-            raise RedisUnavailable(
-                f"could not enqueue on {redact_url(self.settings.broker_url)}: {e}"
-            ) from e
+        pause = 0.2
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                app.send_task(
+                    "scssq.compile",
+                    kwargs={"request": job},
+                    queue=self.settings.queue,
+                    expires=max(remaining, 1.0),
+                    kwargsrepr=describe,
+                )
+                return
+            except Exception as e:
+                if remaining <= pause:
+                    raise RedisUnavailable(
+                        f"could not enqueue on {redact_url(self.settings.broker_url)}: {e}"
+                    ) from e
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     def download(self, result: dict[str, Any], out: Path) -> list[EntryOutput]:
         """Copy a result's outputs under ``out``, verifying each CSS's sha256."""
@@ -207,22 +217,37 @@ def submit(
     for entry in config.options.entries:
         if entry not in bundle.files:
             raise InvalidInput(f"entry {entry!r} is not a stylesheet under {config.src}")
-    try:
-        return _submit(
-            client,
-            config,
-            bundle,
-            commit,
-            started,
-            deadline,
-            wait,
-            progress,
-            warn or (lambda _msg: None),
-        )
-    except redis.RedisError as e:
-        raise RedisUnavailable(
-            f"Redis at {redact_url(settings.redis_url)} failed during the submit: {e}"
-        ) from e
+    pause = RETRY_PAUSE
+    while True:
+        try:
+            return _submit(
+                client,
+                config,
+                bundle,
+                commit,
+                started,
+                deadline,
+                wait,
+                progress,
+                warn or (lambda _msg: None),
+            )
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            # Redis blipped before the wait began: start over (subscribe, read and
+            # enqueue are idempotent) until the deadline; a Redis never reached at all
+            # gets only CONNECT_GRACE seconds (a wrong URL should not hang a CI job).
+            give_up = deadline if client.reached else min(deadline, started + CONNECT_GRACE)
+            if time.monotonic() + pause >= give_up:
+                raise RedisUnavailable(
+                    f"Redis at {redact_url(settings.redis_url)} unreachable: {e}"
+                ) from e
+            if pause == RETRY_PAUSE:
+                (warn or (lambda _msg: None))(f"Redis unreachable ({e}); retrying")
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+        except redis.RedisError as e:
+            raise RedisUnavailable(
+                f"Redis at {redact_url(settings.redis_url)} failed during the submit: {e}"
+            ) from e
 
 
 def _submit(
@@ -283,9 +308,12 @@ def _submit(
             res.seconds = time.monotonic() - started
             return res
         reenqueued = False
+        holder_seen = False
 
         def on_progress(event: dict[str, Any]) -> None:
+            nonlocal holder_seen
             if event.get("event") == "started":
+                holder_seen = True
                 mine = event.get("submit") == submit_id
                 say(
                     f"compiling on worker {event.get('worker')}"
@@ -294,10 +322,14 @@ def _submit(
                 )
 
         def on_idle(lock_held: bool) -> None:
-            nonlocal reenqueued
-            _check_workers(client, warn)
-            if not lock_held and not reenqueued:
-                reenqueued = True
+            nonlocal reenqueued, holder_seen
+            try:
+                _check_workers(client, warn)
+            except redis.RedisError:
+                return  # the wait itself notices the outage and reconnects
+            # Once, or again each time a holder was seen and then vanished (it died).
+            if not lock_held and (holder_seen or not reenqueued):
+                reenqueued, holder_seen = True, False
                 say("the compile's lock vanished with no result; enqueueing once more")
                 _send(client, job, bundle, deadline, describe)
 
@@ -340,7 +372,7 @@ def _send(
     else:
         job["inline"] = None
         client.store.put_once(bundle_path(bundle.digest), archive)
-    client.enqueue(job, remaining, describe)
+    client.enqueue(job, deadline, describe)
 
 
 def _deliver(

@@ -23,6 +23,7 @@ from compiler_tasks.errors import (
     EXIT_COMPILE,
     EXIT_INFRA,
     EXIT_OK,
+    InfrastructureError,
     ScssqError,
     UsageError,
     exit_code_for,
@@ -127,9 +128,22 @@ def _config(settings: Settings, **flags: Any) -> cfg.SubmitConfig:
     "--timeout", type=click.FloatRange(min=0.1), envvar="SCSSQ_SUBMIT_TIMEOUT", help=_TIMEOUT_HELP
 )
 @click.option("--no-wait", is_flag=True, help="Enqueue and exit without waiting.")
+@click.option(
+    "--fallback",
+    type=click.Choice(["none", "local"]),
+    default="none",
+    envvar="SCSSQ_FALLBACK",
+    show_default=True,
+    help="local: compile on this machine when the fleet is unreachable or times out.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, on failure too.")
 def submit(
-    hash_: str | None, timeout: float | None, no_wait: bool, as_json: bool, **flags: Any
+    hash_: str | None,
+    timeout: float | None,
+    no_wait: bool,
+    fallback: str,
+    as_json: bool,
+    **flags: Any,
 ) -> None:
     """Compile the bundle of commit HASH [git rev-parse HEAD] through the fleet.
 
@@ -157,17 +171,38 @@ def submit(
                 progress=progress,
                 warn=_progress,
             )
+        except InfrastructureError as e:
+            if fallback != "local" or no_wait:
+                _fail(e, as_json, {"commit": commit, "project": conf.project})
+            result = _local(settings, conf, commit, e, as_json)
         except ScssqError as e:
-            warnings = getattr(e, "warnings", "")
-            if warnings:
-                click.echo(warnings.rstrip("\n"), err=True)
-            _fail(e, as_json, {"commit": commit, "project": conf.project})
+            _fail_with_warnings(e, as_json, {"commit": commit, "project": conf.project})
         finally:
             client.close()
         _print_submit(result, as_json)
         return EXIT_OK
 
     _run(as_json, run)
+
+
+def _fail_with_warnings(exc: ScssqError, as_json: bool, extra: dict[str, Any]) -> NoReturn:
+    warnings = getattr(exc, "warnings", "")
+    if warnings:
+        click.echo(warnings.rstrip("\n"), err=True)
+    _fail(exc, as_json, extra)
+
+
+def _local(
+    settings: Settings, conf: cfg.SubmitConfig, commit: str, cause: Exception, as_json: bool
+) -> Any:
+    """--fallback local: say why, then compile here and exit as that compile does."""
+    from .local import compile_locally
+
+    click.echo(f"scssq: the fleet failed ({cause}); compiling locally (--fallback local)", err=True)
+    try:
+        return compile_locally(settings, conf, commit)
+    except ScssqError as e:
+        _fail_with_warnings(e, as_json, {"commit": commit, "project": conf.project})
 
 
 def _progress(message: str) -> None:

@@ -370,7 +370,13 @@ class EngineProcess:
         code = child.reap(2.0)
         if code is None:
             child.kill()
-        log.warning("engine process %s; stderr: %s", _death(code), child.stderr_tail())
+        tail = child.stderr_tail()
+        log.warning("engine process %s; stderr: %s", _death(code), tail)
+        if any(sign in tail for sign in ("MemoryError", "bad_alloc", "out of memory")):
+            return EngineCrash(
+                f"engine ran out of memory while compiling {entry} (the limit is "
+                f"SCSSQ_ENGINE_MEMORY_MB={self.settings.engine_memory_mb})"
+            )
         return EngineCrash(f"engine process {_death(code)} while compiling {entry}")
 
     def _output(

@@ -120,11 +120,16 @@ class Waiter:
             if msg is None:
                 if time.monotonic() < wake_at:
                     continue
-                result = self.read_result()
+                try:
+                    result = self.read_result()
+                    lock_held = result is None and self.lock_held()
+                except (redis.ConnectionError, redis.TimeoutError) as e:
+                    result = self._reconnect(deadline, e)
+                    lock_held = True
                 if result is not None:
                     return result
                 if on_idle is not None:
-                    on_idle(self.lock_held())
+                    on_idle(lock_held)
                 wake_at = min(time.monotonic() + cap, deadline)
                 continue
             data = json.loads(msg["data"])

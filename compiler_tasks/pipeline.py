@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from .bundle import Bundle, read_archive, write_tree
 from .engines import EngineAborted, EngineOutput, EngineRequest
 from .errors import CompileError, CompileTimeout, InvalidInput, KeyMismatch, LockLost
@@ -189,8 +191,21 @@ def compile_entries(ctx: WorkerContext, job: Job, root: Path, lock: Lock) -> Com
     deadline = started + settings.compile_timeout
     compiled = Compiled()
 
+    renewed_at = time.monotonic()
+
     def renew() -> bool:
-        return lock.renew() is Outcome.DONE
+        """Extend the lock; ride out a Redis blip shorter than the lock's TTL."""
+        nonlocal renewed_at
+        try:
+            owned = lock.renew() is Outcome.DONE
+        except redis.RedisError as e:
+            if time.monotonic() - renewed_at < settings.lock_ttl:
+                log.warning("renewing the lock of %s failed (%s); retrying", job.key[:12], e)
+                return True
+            log.warning("lock of %s unrenewable for a whole TTL: %s", job.key[:12], e)
+            return False
+        renewed_at = time.monotonic()
+        return owned
 
     for entry in job.options.entries:
         request = EngineRequest(

@@ -55,6 +55,10 @@ DEFAULT_MAX_DELIVERIES = 3
 DEFAULT_VISIBILITY_TIMEOUT = 900
 #: Seconds a worker stays listed as alive after its last heartbeat.
 DEFAULT_WORKER_ALIVE_WINDOW = 30.0
+#: File a worker touches from its consumer's timer; liveness probes read its age.
+DEFAULT_HEARTBEAT_FILE = "/tmp/scssq-worker-heartbeat"
+#: A worker whose heartbeat file is older than this many seconds is not alive.
+DEFAULT_LIVENESS_MAX_AGE = 30.0
 #: Seconds a client waits for the fleet (queue + compile + download).
 DEFAULT_SUBMIT_TIMEOUT = 600.0
 
@@ -166,6 +170,8 @@ class Settings:
     max_deliveries: int = DEFAULT_MAX_DELIVERIES
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
     worker_alive_window: float = DEFAULT_WORKER_ALIVE_WINDOW
+    heartbeat_file: str = DEFAULT_HEARTBEAT_FILE
+    liveness_max_age: float = DEFAULT_LIVENESS_MAX_AGE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -213,6 +219,10 @@ class Settings:
             ),
             worker_alive_window=env_float(
                 env, "SCSSQ_WORKER_ALIVE_WINDOW", DEFAULT_WORKER_ALIVE_WINDOW, 1.0
+            ),
+            heartbeat_file=env_str(env, "SCSSQ_HEARTBEAT_FILE", DEFAULT_HEARTBEAT_FILE),
+            liveness_max_age=env_float(
+                env, "SCSSQ_LIVENESS_MAX_AGE", DEFAULT_LIVENESS_MAX_AGE, 1.0
             ),
         )
         settings.check()

@@ -22,6 +22,7 @@ from celery import bootsteps
 from .engines import EngineProcess, engine_version
 from .fleet import beat, leave
 from .keys import RedisKeys
+from .probe import touch
 from .settings import ENGINES, Settings
 from .storage import Store, open_store
 
@@ -104,9 +105,15 @@ class FleetHeartbeat(bootsteps.StartStopStep):
     def start(self, parent: Any) -> None:
         hostname = parent.hostname
         self._beat(hostname)
-        self.tref = parent.timer.call_repeatedly(HEARTBEAT_INTERVAL, self._beat, (hostname,))
+        interval = min(HEARTBEAT_INTERVAL, self.settings.liveness_max_age / 3)
+        self.tref = parent.timer.call_repeatedly(interval, self._beat, (hostname,))
 
     def _beat(self, hostname: str) -> None:
+        # Liveness first: it says the consumer loop runs, whatever Redis does.
+        try:
+            touch(self.settings.heartbeat_file)
+        except OSError as e:
+            log.warning("cannot touch heartbeat file %s: %s", self.settings.heartbeat_file, e)
         try:
             beat(self.settings, self.client, hostname, self.engines)
         except redis.RedisError as e:

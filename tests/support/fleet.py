@@ -39,7 +39,7 @@ WORKER_ARGS = [
 class Fleet:
     """Workers and client environment for one test."""
 
-    def __init__(self, redis_url: str, tmp: Path, **settings: Any) -> None:
+    def __init__(self, redis_url: str, tmp: Path, /, **settings: Any) -> None:
         self.tmp = tmp
         self.prefix = "t" + secrets.token_hex(5)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("SCSSQ_")}
@@ -64,9 +64,10 @@ class Fleet:
         self.started += 1
         name = f"w{self.started}-{self.prefix}@%h"
         log = open(self.tmp / f"worker{self.started}.log", "ab")  # noqa: SIM115
+        heartbeat = {"SCSSQ_HEARTBEAT_FILE": str(self.heartbeat_file(self.started))}
         proc = subprocess.Popen(
             [CELERY, *WORKER_ARGS, f"--concurrency={concurrency}", "-n", name],
-            env={**self.env, **(extra_env or {})},
+            env={**self.env, **heartbeat, **(extra_env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -76,6 +77,20 @@ class Fleet:
         if wait:
             self.wait_workers(len(self.workers))
         return proc
+
+    def heartbeat_file(self, number: int) -> Path:
+        """The liveness file of the ``number``-th worker started (1-based)."""
+        return self.tmp / f"heartbeat-{number}"
+
+    def probe(self, kind: str, number: int) -> subprocess.CompletedProcess[str]:
+        env = {**self.env, "SCSSQ_HEARTBEAT_FILE": str(self.heartbeat_file(number))}
+        return subprocess.run(
+            [sys.executable, "-m", "compiler_tasks.probe", kind],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
 
     def wait_workers(self, count: int, timeout: float = 30) -> None:
         def ready() -> bool:

@@ -1,0 +1,70 @@
+"""``scssq submit --fallback local``: compile on this machine when the fleet fails.
+
+Off by default. When the fleet cannot be reached or does not answer before the
+timeout, the same bundle is compiled here with the same engine, in the same
+kind of limited child process a worker uses, and the submit exits as that
+compile does. Nothing is stored or published: the fleet never sees it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from compiler_tasks.bundle import collect, write_tree
+from compiler_tasks.engines import EngineProcess, EngineRequest
+from compiler_tasks.settings import Settings
+
+from .client import EntryOutput, SubmitResult
+from .config import SubmitConfig
+
+
+def compile_locally(settings: Settings, config: SubmitConfig, commit: str) -> SubmitResult:
+    """Compile every entry here; raises CompileError like the fleet would."""
+    started = time.monotonic()
+    bundle = collect(
+        config.src,
+        exclude=[config.out],
+        max_bytes=settings.max_bundle_bytes,
+        max_files=settings.max_bundle_files,
+    )
+    result = SubmitResult(config.project, commit, "", bundle.digest, "local")
+    workdir = Path(tempfile.mkdtemp(prefix="scssq-local-"))
+    warnings = []
+    try:
+        root = workdir / "src"
+        root.mkdir()
+        write_tree(bundle, root)
+        with EngineProcess(settings, config.options.engine) as engine:
+            deadline = time.monotonic() + settings.compile_timeout
+            for entry in config.options.entries:
+                output = engine.compile(
+                    EngineRequest(
+                        root=root,
+                        entry=entry,
+                        load_paths=config.options.load_paths,
+                        style=config.options.style,
+                        source_map=config.options.source_map,
+                    ),
+                    deadline=deadline,
+                )
+                warnings.append(output.warnings)
+                target = config.out.joinpath(*entry.split("/")).with_suffix(".css")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(output.css)
+                map_target = None
+                if output.source_map is not None:
+                    map_target = target.with_name(target.name + ".map")
+                    map_target.write_bytes(output.source_map)
+                digest = hashlib.sha256(output.css).hexdigest()
+                result.entries.append(
+                    EntryOutput(entry, target, map_target, len(output.css), digest)
+                )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    result.warnings = "".join(warnings)
+    result.seconds = time.monotonic() - started
+    return result

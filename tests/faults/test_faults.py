@@ -1,0 +1,340 @@
+"""Fault suite: kills, freezes, outages and shutdowns on real processes.
+
+Every test asserts outcomes and counts: each submitter finishes before its
+--timeout with the right CSS or a clear error, compiles are counted by the
+engine children themselves, nothing is left locked.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.fleet import Fleet
+from tests.support.procs import wait_for
+from tests.support.proxy import TcpProxy
+from tests.test_fleet import HASH1, HASH2, make_src, slow_scss, submit_args
+
+pytestmark = pytest.mark.integration
+
+
+def engine_parent(fleet: Fleet, runs: int, timeout: float = 30) -> int:
+    """PID of the pool process whose engine child started compile number ``runs``."""
+    wait_for(lambda: len(fleet.engine_runs()) >= runs, timeout, f"compile #{runs} to start")
+    child = int(fleet.engine_runs()[runs - 1].split()[0])
+    stat = Path(f"/proc/{child}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def spawn_many(fleet: Fleet, n: int, src: Path, tmp: Path, *extra: str) -> list:
+    return [
+        fleet.spawn("submit", HASH1, *submit_args(src, tmp / f"out{i}"), *extra, cwd=tmp)
+        for i in range(n)
+    ]
+
+
+def finish_all(procs: list, fleet: Fleet, timeout: float = 120) -> list[tuple[int, str, str]]:
+    results = [(p.wait(timeout), *p.communicate()) for p in procs]
+    failures = [r for r in results if r[0] != 0]
+    assert not failures, f"{failures[:3]}\n--- workers:\n{fleet.logs()}"
+    return results
+
+
+def same_css(tmp: Path, n: int) -> bytes:
+    outputs = {(tmp / f"out{i}" / "main.css").read_bytes() for i in range(n)}
+    assert len(outputs) == 1
+    return outputs.pop()
+
+
+@pytest.mark.parametrize("submitters", [1, 20])
+def test_kill_9_of_the_pool_process_compiling(make_fleet, tmp_path: Path, submitters: int) -> None:
+    fleet = make_fleet(workers=2, concurrency=1, lock_ttl=2, visibility_timeout=300)
+    src = make_src(tmp_path, {"main.scss": slow_scss(2.0)})
+    procs = spawn_many(fleet, submitters, src, tmp_path, "--timeout", "60")
+    os.kill(engine_parent(fleet, 1), signal.SIGKILL)
+    finish_all(procs, fleet)
+    assert b"n: " in same_css(tmp_path, submitters)
+    assert 2 <= len(fleet.engine_runs()) <= 2
+    assert fleet.redis.keys(f"{fleet.prefix}:lock:*") == []
+
+
+@pytest.mark.parametrize("submitters", [1, 20])
+def test_kill_9_of_the_whole_worker(make_fleet, tmp_path: Path, submitters: int) -> None:
+    """The holder's main process dies with its pool: its message is only redelivered
+    after the visibility timeout, so the submitters notice the lock vanish with no
+    result and enqueue once more; the other worker compiles."""
+    fleet = make_fleet(workers=2, concurrency=1, lock_ttl=2, visibility_timeout=300)
+    src = make_src(tmp_path, {"main.scss": slow_scss(2.0)})
+    procs = spawn_many(fleet, submitters, src, tmp_path, "--timeout", "60")
+    pool = engine_parent(fleet, 1)
+    holder = next(w for w in fleet.workers if str(w.pid) in _ancestors(pool))
+    os.killpg(holder.pid, signal.SIGKILL)
+    finish_all(procs, fleet)
+    assert b"n: " in same_css(tmp_path, submitters)
+    assert len(fleet.engine_runs()) == 2
+
+
+def _ancestors(pid: int) -> set[str]:
+    found = set()
+    while pid > 1:
+        found.add(str(pid))
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return found
+
+
+def test_frozen_holder_neither_publishes_nor_overwrites(make_fleet, tmp_path: Path) -> None:
+    fleet = make_fleet(workers=2, concurrency=1, lock_ttl=1, visibility_timeout=300)
+    src = make_src(tmp_path, {"main.scss": slow_scss(2.0)})
+    proc = fleet.spawn("submit", HASH1, *submit_args(src, tmp_path / "o"), cwd=tmp_path)
+    stale = engine_parent(fleet, 1)
+    os.kill(stale, signal.SIGSTOP)
+    try:
+        assert proc.wait(60) == 0, proc.communicate()
+        key = json.loads(
+            fleet.scssq("status", HASH1, "--project", "demo", "--json", cwd=tmp_path).stdout
+        )[0]["key"]
+        result = fleet.redis.get(f"{fleet.prefix}:result:{key}")
+        manifest = tmp_path / "store" / "artifacts" / key / "manifest.json"
+        before = manifest.read_bytes()
+        pubsub = fleet.redis.pubsub()
+        pubsub.subscribe(f"{fleet.prefix}:done:{key}")
+        assert pubsub.get_message(timeout=2)["type"] == "subscribe"
+    finally:
+        os.kill(stale, signal.SIGCONT)
+    wait_for(
+        lambda: "was lost" in fleet.logs() or "lost before" in fleet.logs(),
+        30,
+        "the stale holder to notice",
+    )
+    time.sleep(0.5)
+    assert pubsub.get_message(timeout=1) is None  # nothing announced by the stale holder
+    assert fleet.redis.get(f"{fleet.prefix}:result:{key}") == result
+    assert manifest.read_bytes() == before
+    assert (
+        json.loads(before)["outputs"]["main.scss"]["css"]
+        in json.loads(result)["outputs"]["main.scss"]["css"]
+    )
+    assert len(fleet.engine_runs()) == 2
+
+
+def test_redis_cut_while_clients_wait_and_workers_work(
+    make_fleet, redis_server, tmp_path: Path
+) -> None:
+    proxy = TcpProxy(redis_server.port)
+    try:
+        fleet = make_fleet(
+            workers=1,
+            concurrency=1,
+            lock_ttl=3,
+            visibility_timeout=300,
+            redis_url=f"redis://127.0.0.1:{proxy.port}/0",
+        )
+        src = make_src(tmp_path, {"main.scss": slow_scss(2.0)})
+        procs = spawn_many(fleet, 3, src, tmp_path, "--timeout", "60")
+        engine_parent(fleet, 1)
+        wait_for(lambda: _subscribers(fleet) >= 3, 30, "all 3 clients to be waiting")
+        proxy.cut()
+        time.sleep(2)
+        proxy.restore()
+        finish_all(procs, fleet)
+        assert b"n: " in same_css(tmp_path, 3)
+        # The worker consumes again after the outage.
+        other = make_src(tmp_path, {"main.scss": ".after { outage: over; }\n"}, "other")
+        proc = fleet.scssq(
+            "submit", HASH2, *submit_args(other, tmp_path / "o2"), "--timeout", "60", cwd=tmp_path
+        )
+        assert proc.returncode == 0, proc.stderr + fleet.logs()
+    finally:
+        proxy.close()
+
+
+def _subscribers(fleet: Fleet) -> int:
+    channels = fleet.redis.pubsub_channels(f"{fleet.prefix}:done:*")
+    return sum(n for _, n in fleet.redis.pubsub_numsub(*channels)) if channels else 0
+
+
+def test_redis_down_until_the_timeout_exits_3(make_fleet, redis_server, tmp_path: Path) -> None:
+    proxy = TcpProxy(redis_server.port)
+    try:
+        fleet = make_fleet(
+            workers=1,
+            concurrency=1,
+            lock_ttl=3,
+            visibility_timeout=300,
+            redis_url=f"redis://127.0.0.1:{proxy.port}/0",
+        )
+        src = make_src(tmp_path, {"main.scss": slow_scss(3.0)})
+        proc = fleet.spawn(
+            "submit", HASH1, *submit_args(src, tmp_path / "o"), "--timeout", "8", cwd=tmp_path
+        )
+        engine_parent(fleet, 1)
+        proxy.cut()
+        started = time.monotonic()
+        code = proc.wait(30)
+        _, err = proc.communicate()
+        assert code == 3, err
+        assert time.monotonic() - started < 10
+        assert "Redis" in err
+    finally:
+        proxy.close()
+
+
+def test_store_down_during_upload(
+    make_fleet, s3_endpoint: str, s3_store_url: str, tmp_path: Path, monkeypatch
+) -> None:
+    port = int(s3_endpoint.rsplit(":", 1)[1])
+    proxy = TcpProxy(port)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+    try:
+        fleet = make_fleet(workers=1, concurrency=1, store=s3_store_url, task_retries=2)
+        src = make_src(tmp_path, {"main.scss": slow_scss(1.0)})
+        proc = fleet.spawn(
+            "submit", HASH1, *submit_args(src, tmp_path / "o"), "--timeout", "60", cwd=tmp_path
+        )
+        engine_parent(fleet, 1)
+        proxy.cut()
+        code = proc.wait(60)
+        _, err = proc.communicate()
+        assert code == 3, err
+        assert "store" in err and s3_store_url.split("/")[2] in err
+        assert fleet.redis.keys(f"{fleet.prefix}:result:*") == []  # nothing cached
+        assert len(fleet.engine_runs()) == 3  # first try + 2 retries
+        proxy.restore()
+        again = fleet.scssq("submit", HASH1, *submit_args(src, tmp_path / "o"), cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.startswith("compiled")
+    finally:
+        proxy.close()
+
+
+def test_sigterm_mid_compile_finishes_the_task(make_fleet, tmp_path: Path) -> None:
+    fleet = make_fleet(workers=1, concurrency=1)
+    src = make_src(tmp_path, {"main.scss": slow_scss(2.0)})
+    proc = fleet.spawn("submit", HASH1, *submit_args(src, tmp_path / "o"), cwd=tmp_path)
+    engine_parent(fleet, 1)
+    worker = fleet.workers[0]
+    worker.send_signal(signal.SIGTERM)  # what Kubernetes sends on scale-down
+    assert proc.wait(60) == 0, proc.communicate()
+    assert worker.wait(30) == 0
+    assert len(fleet.engine_runs()) == 1
+
+
+def test_engine_crashing_every_time_is_reported_not_redelivered(make_fleet, tmp_path: Path) -> None:
+    fleet = make_fleet(workers=1, concurrency=1, engine_memory_mb=200, task_retries=1)
+    bomb = '$s: "xxxxxxxxxxxxxxxx";\n@for $i from 1 through 40 { $s: $s + $s; }\n.a { b: $s; }\n'
+    src = make_src(tmp_path, {"main.scss": bomb})
+    proc = fleet.scssq(
+        "submit", HASH1, *submit_args(src, tmp_path / "o"), "--timeout", "60", cwd=tmp_path
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "engine" in proc.stderr
+    assert len(fleet.engine_runs()) == 2  # one try + one retry, then given up
+    assert fleet.redis.keys(f"{fleet.prefix}:result:*") == []
+    good = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"}, "good")
+    ok = fleet.scssq("submit", HASH2, *submit_args(good, tmp_path / "o2"), cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_client_killed_mid_wait_leaves_a_cached_result(make_fleet, tmp_path: Path) -> None:
+    fleet = make_fleet(workers=1, concurrency=1)
+    src = make_src(tmp_path, {"main.scss": slow_scss(1.5)})
+    proc = fleet.spawn("submit", HASH1, *submit_args(src, tmp_path / "o"), cwd=tmp_path)
+    engine_parent(fleet, 1)
+    proc.kill()
+    proc.wait()
+    wait_for(lambda: bool(fleet.redis.keys(f"{fleet.prefix}:result:*")), 30, "the result")
+    assert fleet.redis.keys(f"{fleet.prefix}:lock:*") == []
+    again = fleet.scssq("submit", HASH1, *submit_args(src, tmp_path / "o"), cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout.startswith("cached")
+
+
+CONTENDER = r"""
+import sys, time, redis
+from compiler_tasks.keys import RedisKeys
+from compiler_tasks.lock import Lock, Outcome
+url, prefix, log = sys.argv[1], sys.argv[2], sys.argv[3]
+client = redis.Redis.from_url(url)
+lines = []
+give_up = time.time() + 60
+while len(lines) < 3 and time.time() < give_up:
+    lock = Lock(client, RedisKeys(prefix), "f" * 64, 5000)
+    if not lock.acquire():
+        time.sleep(0.001)
+        continue
+    start = time.time()
+    time.sleep(0.002)
+    end = time.time()
+    lines.append(f"{start!r} {end!r}")
+    assert lock.release() is Outcome.DONE
+with open(log, "w") as fh:
+    fh.write("\n".join(lines))
+"""
+
+
+def test_lock_ownership_under_contention(redis_server, tmp_path: Path) -> None:
+    """50 processes contend for one key, each until it held the lock 3 times;
+    each logs its hold intervals (start after acquire returned, end before release
+    is sent); no two intervals overlap."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONTENDER, redis_server.url, "contend", str(tmp_path / f"l{i}")]
+        )
+        for i in range(50)
+    ]
+    for p in procs:
+        assert p.wait(90) == 0
+    intervals = sorted(
+        tuple(map(float, line.split()))
+        for i in range(50)
+        for line in (tmp_path / f"l{i}").read_text().splitlines()
+    )
+    assert len(intervals) == 150
+    for (_, end), (start, _) in itertools.pairwise(intervals):
+        assert end <= start
+
+
+def test_fallback_local_when_the_fleet_is_unreachable(make_fleet, tmp_path: Path) -> None:
+    fleet = make_fleet(workers=0)
+    src = make_src(tmp_path, {"main.scss": '@import "a";\n', "_a.scss": ".a { b: c; }\n"})
+    env = {"SCSSQ_REDIS_URL": "redis://127.0.0.1:1/0"}
+    off = fleet.scssq(
+        "submit", HASH1, *submit_args(src, tmp_path / "o"), "--timeout", "3", cwd=tmp_path, env=env
+    )
+    assert off.returncode == 3
+    on = fleet.scssq(
+        "submit",
+        HASH1,
+        *submit_args(src, tmp_path / "o"),
+        "--fallback",
+        "local",
+        "--timeout",
+        "3",
+        cwd=tmp_path,
+        env=env,
+    )
+    assert on.returncode == 0, on.stderr
+    assert "compiling locally" in on.stderr
+    assert on.stdout.startswith("local")
+    assert (tmp_path / "o" / "main.css").read_text().startswith(".a")
+    (src / "_a.scss").write_text(".a { b: $nope; }\n")
+    broken = fleet.scssq(
+        "submit",
+        HASH1,
+        *submit_args(src, tmp_path / "o"),
+        "--fallback",
+        "local",
+        "--timeout",
+        "3",
+        cwd=tmp_path,
+        env=env,
+    )
+    assert broken.returncode == 1 and "_a.scss:1:" in broken.stderr
