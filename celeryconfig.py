@@ -5,11 +5,14 @@ object (``SCSSQ_*`` variables, documented defaults) or is a fixed policy of
 the service explained beside it.
 """
 
+from compiler_tasks.connections import broker_ssl
 from compiler_tasks.settings import Settings
 
 _settings = Settings.from_env()
 
 broker_url = _settings.broker_url
+# rediss://: verify the server's certificate (kombu alone would use CERT_NONE).
+broker_use_ssl = broker_ssl(_settings)
 broker_connection_retry_on_startup = True
 broker_transport_options = {
     # Longer than the longest task, else Redis hands a running task to a second worker.

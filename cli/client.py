@@ -2,14 +2,18 @@
 
 The cache-hit path imports neither Celery nor boto3 (for a local store): it
 reads the engine version, computes the key, subscribes, reads the result and
-copies the artifacts. Only a miss imports Celery to enqueue.
+copies the artifacts. Only a miss imports Celery to enqueue (and a hit of a
+commit not yet mapped, to ask a worker to map it).
+
+The client never writes scssq's keys: workers write locks, results and the
+commit mapping (see :mod:`compiler_tasks.commits`), so a CI credential can be
+limited to reading them, subscribing and enqueueing (``deploy/redis-acl.conf``).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import secrets
 import time
 from collections.abc import Callable
@@ -19,7 +23,9 @@ from typing import Any
 
 import redis
 
+from compiler_tasks import commits, stats
 from compiler_tasks.bundle import Bundle, collect
+from compiler_tasks.connections import redis_client
 from compiler_tasks.errors import (
     ArtifactMissing,
     CompileError,
@@ -33,6 +39,7 @@ from compiler_tasks.errors import (
 from compiler_tasks.events import Waiter
 from compiler_tasks.fleet import alive_workers
 from compiler_tasks.keys import CompileOptions, RedisKeys, bundle_path, compile_key
+from compiler_tasks.observability import span
 from compiler_tasks.settings import Settings, redact_url
 from compiler_tasks.storage import Store, open_store
 
@@ -77,13 +84,7 @@ class Client:
     def __init__(self, settings: Settings, name: str | None = None) -> None:
         self.settings = settings
         self.keys = RedisKeys(settings.prefix)
-        self.redis = redis.Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=5,
-            socket_keepalive=True,
-            health_check_interval=0,
-            client_name=name,
-        )
+        self.redis = redis_client(settings, name)
         self._store: Store | None = None
         #: Whether this client has talked to Redis once (later failures are blips).
         self.reached = False
@@ -109,47 +110,16 @@ class Client:
             )
         return raw.decode()
 
-    def record_commit(
-        self,
-        project: str,
-        commit: str,
-        options: CompileOptions,
-        key: str,
-        digest: str,
-        engine_version: str,
-    ) -> str | None:
-        """Map (project, commit, entries+options) -> key; the first mapping stands.
+    def first_mapping(
+        self, project: str, commit: str, options: CompileOptions
+    ) -> dict[str, Any] | None:
+        """The first mapping of (project, commit, entries+options), or None (read-only)."""
+        return commits.read(self.redis, self.keys, project, commit, options)
 
-        Returns a conflict description when an earlier submit mapped other content.
-        """
-        variant = options.variant()
-        value = json.dumps(
-            {
-                "key": key,
-                "digest": digest,
-                "options": options.as_dict(),
-                "engine_version": engine_version,
-                "at": time.time(),
-            }
-        )
-        name = self.keys.commit(project, commit)
-        if self.redis.hsetnx(name, variant, value):
-            self.redis.expire(name, self.settings.result_ttl)
-            return None
-        first = json.loads(self.redis.hget(name, variant) or "{}")
-        if first.get("digest") == digest:
-            return None
-        self.redis.hset(self.keys.conflicts(project, commit), variant, value)
-        self.redis.expire(self.keys.conflicts(project, commit), self.settings.result_ttl)
-        return (
-            f"commit {commit[:12]} of project {project!r} was first submitted with other "
-            f"sources (digest {str(first.get('digest'))[:12]}, this one {digest[:12]}); "
-            "the first mapping stands and status/fetch report the conflict. "
-            "This submit gets the CSS of its own sources."
-        )
-
-    def enqueue(self, job: dict[str, Any], deadline: float, describe: str) -> None:
-        """Send the compile task; ride out a broker outage until ``deadline``."""
+    def enqueue(
+        self, job: dict[str, Any], deadline: float, describe: str, task: str = "scssq.compile"
+    ) -> None:
+        """Send ``task`` (the compile); ride out a broker outage until ``deadline``."""
         from compiler_tasks.app import app
 
         pause = 0.2
@@ -157,7 +127,7 @@ class Client:
             remaining = deadline - time.monotonic()
             try:
                 app.send_task(
-                    "scssq.compile",
+                    task,
                     kwargs={"request": job},
                     queue=self.settings.queue,
                     expires=max(remaining, 1.0),
@@ -266,9 +236,8 @@ def _submit(
     version = client.engine_version(options.engine)
     key = compile_key(bundle.digest, options, version)
     res = SubmitResult(config.project, commit, key, bundle.digest, "cached")
-    res.conflict = client.record_commit(
-        config.project, commit, options, key, bundle.digest, version
-    )
+    first = client.first_mapping(config.project, commit, options)
+    res.conflict = _conflict(res, first)
     submit_id = secrets.token_hex(8)
     job = {
         "v": 1,
@@ -287,9 +256,11 @@ def _submit(
         f"{{'project': {config.project!r}, 'commit': {commit[:12]!r}, "
         f"'key': {key[:12]!r}, 'entries': {list(options.entries)!r}}}"
     )
-    with Waiter(client.redis, client.keys, key) as waiter:
+    with Waiter(client.redis, client.keys, key, submit=submit_id) as waiter:
         result = waiter.subscribe(deadline)
         if result is not None:
+            if first is None or res.conflict:  # no compile task of this submit maps it
+                _record(client, job, deadline, describe, warn)
             try:
                 return _deliver(client, res, result, config.out, started)
             except ArtifactMissing:
@@ -305,6 +276,8 @@ def _submit(
             say(f"queued as {key[:12]}")
         _check_workers(client, warn)
         if not wait:
+            if res.outcome == "shared":  # the task finds the result later and maps the commit
+                _send(client, job, bundle, deadline, describe)
             res.seconds = time.monotonic() - started
             return res
         reenqueued = False
@@ -334,7 +307,9 @@ def _submit(
                 _send(client, job, bundle, deadline, describe)
 
         try:
-            final = waiter.wait(deadline, settings_cap(client.settings), on_progress, on_idle)
+            waited_for = "lock.wait" if res.outcome == "shared" else "compile.wait"
+            with span(waited_for, key=key):  # another holder's compile, or our task's
+                final = waiter.wait(deadline, settings_cap(client.settings), on_progress, on_idle)
         except FleetTimeout as e:
             raise FleetTimeout(
                 f"timed out after {deadline - started:g} s waiting for the fleet to compile "
@@ -343,7 +318,46 @@ def _submit(
     if final.get("status") == "failed":
         raise error_from_kind(str(final.get("kind")), str(final.get("message")))
     res.outcome = "compiled" if final.get("submit") == submit_id else "shared"
+    now = client.first_mapping(config.project, commit, options)
+    res.conflict = _conflict(res, now) or res.conflict
+    if now is None or (res.conflict and res.outcome != "compiled"):
+        _record(client, job, deadline, describe, warn)
     return _deliver(client, res, final, config.out, started)
+
+
+def _conflict(res: SubmitResult, first: dict[str, Any] | None) -> str | None:
+    """The loud warning when the commit was first mapped to other sources, else None."""
+    if first is None or first.get("digest") == res.digest:
+        return None
+    return commits.conflict_message(res.project, res.commit, str(first.get("digest")), res.digest)
+
+
+#: Seconds a submit that needed no compile spends asking a worker to map its commit.
+RECORD_TIMEOUT = 5.0
+
+
+def _record(
+    client: Client, job: dict[str, Any], deadline: float, describe: str, warn: Progress
+) -> None:
+    """Ask a worker to map this submit's commit (only workers write mappings).
+
+    A submit whose own compile task ran is mapped by that task; a cache hit or
+    a wait on another request's compile sends this small task instead. The
+    worker maps the commit only if the result stored for the key proves the
+    digest. Best effort: the CSS is the submit's own either way.
+    """
+    try:
+        client.enqueue(
+            {**job, "inline": None},
+            min(deadline, time.monotonic() + RECORD_TIMEOUT),
+            describe,
+            task="scssq.record",
+        )
+    except RedisUnavailable as e:
+        warn(
+            f"could not ask the fleet to record commit {str(job['commit'])[:12]} ({e}); "
+            "status/fetch may not know this commit"
+        )
 
 
 def _check_workers(client: Client, warn: Progress) -> None:
@@ -378,6 +392,7 @@ def _send(
 def _deliver(
     client: Client, res: SubmitResult, result: dict[str, Any], out: Path, started: float
 ) -> SubmitResult:
+    stats.count_submit(client.redis, client.keys.prefix, res.outcome)
     res.warnings = str(result.get("warnings") or "")
     if result.get("status") == "error":
         err = CompileError(str(result.get("message")))

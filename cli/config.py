@@ -29,6 +29,8 @@ _KNOWN = {
     "style",
     "source_map",
     "engine",
+    "silence_deprecations",
+    "quiet_deps",
     "timeout",
 }
 
@@ -122,6 +124,8 @@ def resolve(
     source_map: bool | None = None,
     engine: str | None = None,
     default_engine: str = "libsass",
+    silence_deprecations: tuple[str, ...] = (),
+    quiet_deps: bool | None = None,
 ) -> SubmitConfig:
     """Merge flags over ``scssq.toml`` over defaults; validate every value."""
     data = load_file(cwd)
@@ -134,12 +138,15 @@ def resolve(
             f"no entry given; pass --entry FILE (relative to --src) or set entries in {CONFIG_FILE}"
         )
     lp_list = list(load_paths) or _str_list(data, "load_paths")
+    silenced = list(silence_deprecations) or _str_list(data, "silence_deprecations")
     options = CompileOptions(
         entries=tuple(dict.fromkeys(normalize_relpath(e, "entry") for e in entry_list)),
         load_paths=tuple(dict.fromkeys(normalize_relpath(p, "load path") for p in lp_list)),
         style=str(_pick(style, data, "style", "expanded")),
         source_map=bool(_pick(source_map, data, "source_map", False)),
         engine=str(_pick(engine, data, "engine", default_engine)),
+        silence_deprecations=tuple(silenced),
+        quiet_deps=bool(_pick(quiet_deps, data, "quiet_deps", False)),
     )
     for lp in options.load_paths:
         if not (src_dir / lp).is_dir():

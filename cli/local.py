@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from compiler_tasks.bundle import collect, write_tree
-from compiler_tasks.engines import EngineProcess, EngineRequest
+from compiler_tasks.engine_api import request_for
+from compiler_tasks.engines import open_engine
 from compiler_tasks.settings import Settings
 
 from .client import EntryOutput, SubmitResult
@@ -38,19 +39,11 @@ def compile_locally(settings: Settings, config: SubmitConfig, commit: str) -> Su
         root = workdir / "src"
         root.mkdir()
         write_tree(bundle, root)
-        with EngineProcess(settings, config.options.engine) as engine:
+        engine = open_engine(settings, config.options.engine)
+        try:
             deadline = time.monotonic() + settings.compile_timeout
             for entry in config.options.entries:
-                output = engine.compile(
-                    EngineRequest(
-                        root=root,
-                        entry=entry,
-                        load_paths=config.options.load_paths,
-                        style=config.options.style,
-                        source_map=config.options.source_map,
-                    ),
-                    deadline=deadline,
-                )
+                output = engine.compile(request_for(root, entry, config.options), deadline=deadline)
                 warnings.append(output.warnings)
                 target = config.out.joinpath(*entry.split("/")).with_suffix(".css")
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -63,6 +56,8 @@ def compile_locally(settings: Settings, config: SubmitConfig, commit: str) -> Su
                 result.entries.append(
                     EntryOutput(entry, target, map_target, len(output.css), digest)
                 )
+        finally:
+            engine.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     result.warnings = "".join(warnings)

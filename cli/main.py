@@ -29,7 +29,7 @@ from compiler_tasks.errors import (
     exit_code_for,
 )
 from compiler_tasks.keys import validate_commit
-from compiler_tasks.settings import DEFAULT_SUBMIT_TIMEOUT, Settings
+from compiler_tasks.settings import DEFAULT_SUBMIT_TIMEOUT, ENGINES, Settings
 
 from . import config as cfg
 
@@ -106,6 +106,24 @@ def _common_source_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--style", type=click.Choice(["expanded", "compressed"])),
         click.option("--source-map/--no-source-map", default=None),
         click.option(
+            "--engine",
+            type=click.Choice(list(ENGINES)),
+            help="Sass engine [scssq.toml engine, else SCSSQ_ENGINE, else libsass]; "
+            "dart-sass for @use/@forward/sass:math.",
+        ),
+        click.option(
+            "--silence-deprecation",
+            "silence_deprecations",
+            multiple=True,
+            metavar="ID",
+            help="dart-sass: silence this deprecation's warnings, e.g. import (repeatable).",
+        ),
+        click.option(
+            "--quiet-deps/--no-quiet-deps",
+            default=None,
+            help="dart-sass: no warnings from stylesheets found through load paths or pkg:.",
+        ),
+        click.option(
             "--project",
             envvar="SCSSQ_PROJECT",
             help="Project name [scssq.toml project, else the git top-level's name].",
@@ -151,6 +169,8 @@ def submit(
     (it waited for another request's compile) or cached (the result existed).
     Exit codes: 0 ok, 1 compile error, 2 usage, 3 infrastructure or timeout.
     """
+    from compiler_tasks.observability import traced_submit  # Sentry only with SENTRY_DSN
+
     from .client import Client
     from .client import submit as do_submit
 
@@ -162,7 +182,7 @@ def submit(
         progress = _progress if cfg.is_tty() else None
         client = Client(settings)
         try:
-            result = do_submit(
+            result = traced_submit(do_submit, settings)(
                 client,
                 conf,
                 commit,

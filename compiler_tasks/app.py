@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from celery import Celery
 
+from . import instrument  # noqa: F401  (signal handlers: Sentry, metrics, task log lines)
+
 app = Celery("scssq", include=["compiler_tasks.tasks"])
 app.config_from_object("celeryconfig")
 

@@ -17,6 +17,7 @@ import io
 import os
 import re
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,12 @@ SOURCE_SUFFIXES = (".scss", ".sass")
 SKIPPED_DIRS = frozenset({".git", ".hg", ".svn"})
 _IMPORT_RE = re.compile(r"@(?:import|use|forward)\s+([^;\n]+)")
 _QUOTED_RE = re.compile(r"""["']([^"']+)["']""")
+#: Tar bytes a bundle may carry per file beyond the file's content: a header block, a pax
+#: header for a long name, padding. tarfile reads pax and GNU long-name headers whole,
+#: before the member is seen, so the decompressed stream itself is bounded with this.
+TAR_OVERHEAD_PER_FILE = 3072
+#: Tar bytes beyond all files: end-of-archive blocks and record padding.
+TAR_OVERHEAD = 20480
 
 
 @dataclass(frozen=True)
@@ -158,17 +165,50 @@ def _add(
     return len(data)
 
 
+def archive_limit(max_bytes: int, max_files: int) -> int:
+    """The most bytes the tar stream of a bundle within the limits can hold."""
+    return max_bytes + TAR_OVERHEAD_PER_FILE * max_files + TAR_OVERHEAD
+
+
+class _BoundedStream:
+    """The decompressed tar stream, cut off once it is longer than any bundle within limits.
+
+    Member sizes are checked from their headers, but tarfile reads pax and GNU
+    long-name headers whole into memory: without this bound, a 200 KB archive
+    holding one 200 MB pax header would make the worker allocate it.
+    """
+
+    def __init__(self, stream: gzip.GzipFile, limit: int) -> None:
+        self.stream = stream
+        self.limit = limit
+        self.total = 0
+
+    def read(self, size: int = -1) -> bytes:
+        want = self.limit - self.total + 1
+        data = self.stream.read(want if size < 0 else min(size, want))
+        self.total += len(data)
+        if self.total > self.limit:
+            raise BundleError(
+                f"archive expands beyond {self.limit} bytes of tar data "
+                "(SCSSQ_MAX_BUNDLE_BYTES plus headers)"
+            )
+        return data
+
+
 def read_archive(data: bytes, *, max_bytes: int, max_files: int) -> Bundle:
     """Read a tar.gz bundle, refusing anything but plain relative regular files.
 
     Checks happen while streaming: a header is judged before its data is read,
-    and the running total of file sizes is bounded, so a decompression bomb or
-    a file-count bomb stops early.
+    the running total of file sizes is bounded, and so is the decompressed
+    stream itself (tar metadata included), so a decompression bomb or a
+    file-count bomb stops early.
     """
     files: dict[str, bytes] = {}
     total = 0
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r|gz") as tar:
+        gz = gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb")
+        stream = _BoundedStream(gz, archive_limit(max_bytes, max_files))
+        with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
                 name = member.name
                 if not member.isreg():
@@ -189,7 +229,7 @@ def read_archive(data: bytes, *, max_bytes: int, max_files: int) -> Bundle:
                 if len(content) != member.size:
                     raise BundleError(f"archive entry {name!r} is truncated or oversized")
                 files[name] = content
-    except (tarfile.TarError, OSError, EOFError, gzip.BadGzipFile) as e:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         raise BundleError(f"bundle archive is unreadable: {e}") from e
     return Bundle.from_files(files)
 

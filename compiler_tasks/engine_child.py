@@ -282,11 +282,15 @@ def serve(memory_mb: int, max_output: int, max_message: int, parent: int, trace:
         except Exception as e:
             traceback.print_exc()
             header, blobs = {"status": "crash", "message": type(e).__name__}, []
-        if len(warnings) >= cap:
-            header["retire"] = True  # the capture hit RLIMIT_FSIZE; std::cerr is now broken
-        text = resolver.scrub(warnings.decode("utf-8", "replace"), roots)
-        header["warnings"] = resolver.bound_text(text, max_message, "warnings")
-        data = json.dumps(header).encode("utf-8")
+        try:
+            if len(warnings) >= cap:
+                header["retire"] = True  # the capture hit RLIMIT_FSIZE; std::cerr is broken
+            text = resolver.scrub(warnings.decode("utf-8", "replace"), roots)
+            header["warnings"] = resolver.bound_text(text, max_message, "warnings")
+            data = json.dumps(header).encode("utf-8")
+        except MemoryError:  # the heap is still near the limit after a blow-up
+            header, blobs = {"status": "oom"}, []
+            data = b'{"status": "oom"}'
         _write_all(proto_out, HEADER.pack(len(data)) + data)
         for blob in blobs:
             _write_all(proto_out, blob)

@@ -15,6 +15,11 @@ is ``a/main.css`` and its map ``a/main.css.map`` (the CSS ends with
 ``sourcesContent`` is embedded, so the map works without the bundle.
 
 An :class:`EngineProcess` is not thread-safe: one per worker pool process.
+
+Two engines: ``libsass`` (:class:`EngineProcess`, here) and ``dart-sass`` (a long-lived
+Dart Sass compiler, :mod:`compiler_tasks.dart_engine`); :func:`open_engine` picks one and
+:func:`engine_version` gives the exact version that goes into every compile key. The
+request, output and abort types they share live in :mod:`compiler_tasks.engine_api`.
 """
 
 from __future__ import annotations
@@ -31,58 +36,68 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from . import keys, resolver
-from .errors import CompileError, CompileTimeout, EngineCrash, InfrastructureError, InvalidInput
+from . import resolver
+from .engine_api import (
+    TRACE_ENV,
+    Engine,
+    EngineAborted,
+    EngineOutput,
+    EngineRequest,
+    check_request,
+    describe_exit,
+)
+from .errors import CompileError, CompileTimeout, EngineCrash, InvalidInput
 from .settings import Settings
+
+__all__ = [
+    "ENGINES",
+    "TRACE_ENV",
+    "Engine",
+    "EngineAborted",
+    "EngineOutput",
+    "EngineProcess",
+    "EngineRequest",
+    "engine_version",
+    "open_engine",
+]
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("libsass",)
+ENGINES = ("libsass", "dart-sass")
 _HEADER = struct.Struct(">I")
-#: Test-only: a file to which every engine child appends one line per compile it runs,
-#: so tests count compiles where the code under test cannot fake them.
-TRACE_ENV = "SCSSQ_ENGINE_TRACE"
 _MAX_RESPONSE_HEADER = 4 << 20
 _READ_CHUNK = 1 << 20
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 _CHILD_ENV = ("PATH", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONHASHSEED")
 
 
-class EngineAborted(InfrastructureError):
-    """Raised when ``tick()`` returned False (the lock was lost): the child was killed."""
-
-
-@dataclass(frozen=True)
-class EngineRequest:
-    """One entry to compile from a bundle extracted under ``root``."""
-
-    root: Path  # bundle root: a fresh per-task directory holding the extracted bundle
-    entry: str  # relative POSIX path of the entry (.scss or .sass) inside root
-    load_paths: tuple[str, ...] = ()  # relative dirs inside root
-    style: str = "expanded"  # "expanded" | "compressed"
-    source_map: bool = False
-
-
-@dataclass(frozen=True)
-class EngineOutput:
-    """What a successful compile produced."""
-
-    css: bytes
-    source_map: bytes | None
-    warnings: str  # @warn/@debug text, paths relative to root, bounded by max_message_bytes
-
-
 def engine_version(name: str = "libsass") -> str:
-    """The exact version string of an engine, part of every compile key."""
+    """The exact version string of an engine, part of every compile key.
+
+    Raises ConfigError when the engine cannot run on this machine (dart-sass without a
+    bundled binary for the platform), InvalidInput for an unknown name.
+    """
+    if name == "dart-sass":
+        from .dart_sass import dart_sass_version
+
+        return dart_sass_version()
     if name != "libsass":
         raise InvalidInput(f"engine {name!r} is not available; choose one of {', '.join(ENGINES)}")
     import sass
 
     return f"libsass-python {sass.__version__} / libsass {sass.libsass_version}"
+
+
+def open_engine(settings: Settings, name: str) -> Engine:
+    """A new (lazily started) engine of the given name for this process."""
+    if name == "dart-sass":
+        from .dart_engine import DartSassEngine
+
+        return DartSassEngine(settings)
+    return EngineProcess(settings, name)
 
 
 class _Child:
@@ -168,16 +183,7 @@ class _Child:
             return ""
 
 
-def _death(code: int | None) -> str:
-    if code is None:
-        return "closed its output"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = "unknown"
-        return f"died (signal {-code}, {name})"
-    return f"exited with status {code}"
+_death = describe_exit
 
 
 class EngineProcess:
@@ -185,10 +191,9 @@ class EngineProcess:
     compiles, after a kill, or after a crash."""
 
     def __init__(self, settings: Settings, name: str = "libsass") -> None:
-        if name not in ENGINES:
-            raise InvalidInput(
-                f"engine {name!r} is not available; choose one of {', '.join(ENGINES)}"
-            )
+        if name != "libsass":
+            hint = "use engines.open_engine()" if name in ENGINES else f"choose one of {ENGINES}"
+            raise InvalidInput(f"EngineProcess runs libsass, not engine {name!r}; {hint}")
         self.settings = settings
         self.name = name
         self.compiles_run = 0
@@ -221,24 +226,7 @@ class EngineProcess:
 
     def _check(self, req: EngineRequest) -> str:
         """Validate the request; returns the real path of the root."""
-        root = os.path.realpath(req.root)
-        if not os.path.isdir(root) or root == "/":
-            raise InvalidInput("the bundle root is not a directory")
-        entry = keys.validate_relpath(req.entry, "entry")
-        if not entry.endswith((".scss", ".sass")):
-            raise InvalidInput(f"entry {entry!r} must be a .scss or .sass file")
-        real = os.path.realpath(os.path.join(root, entry))
-        if not resolver.is_inside(real, root):
-            raise InvalidInput(f"entry {entry!r} leaves the bundle")
-        if not os.path.isfile(real):
-            raise InvalidInput(f"entry {entry!r} is not a file of the bundle")
-        for path in req.load_paths:
-            keys.validate_relpath(path, "load path")
-            if not resolver.is_inside(os.path.realpath(os.path.join(root, path)), root):
-                raise InvalidInput(f"load path {path!r} leaves the bundle")
-        if req.style not in keys.STYLES:
-            raise InvalidInput(f"style {req.style!r}: choose one of {', '.join(keys.STYLES)}")
-        return root
+        return check_request(req)
 
     def compile(
         self,

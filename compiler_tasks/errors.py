@@ -44,6 +44,10 @@ class BundleError(InvalidInput):
     """Raised when a bundle (a directory or an archive) is unusable or hostile."""
 
 
+class RequestRefused(InvalidInput):
+    """Raised on the client when a worker refused its request (hostile or malformed input)."""
+
+
 class CompileError(ScssqError):
     """Raised when the user's stylesheets do not compile (deterministic)."""
 
@@ -102,11 +106,14 @@ class NotFound(ScssqError):
 KIND_COMPILE = "compile"
 KIND_TIMEOUT = "timeout"
 KIND_INFRA = "infra"
+#: The worker refused the request itself (bad archive, malformed fields): exit 2.
+KIND_INVALID = "invalid"
 
 _KIND_TO_CLASS: dict[str, type[ScssqError]] = {
     KIND_COMPILE: CompileError,
     KIND_TIMEOUT: CompileTimeout,
     KIND_INFRA: InfrastructureError,
+    KIND_INVALID: RequestRefused,
 }
 
 

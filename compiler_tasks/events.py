@@ -8,7 +8,10 @@ except one re-check of the result and the lock each time a wait capped by the
 lock's TTL runs out, or after a dropped connection.
 
 Messages on the channel are JSON objects: ``{"type": "progress", ...}`` while
-a holder works, and ``{"type": "done", "result": {...}}`` once.
+a holder works, and ``{"type": "done", "result": {...}}`` once. A refusal of
+one request (its bundle or claimed key, not the key's compile) is a done
+message whose result names that request's submit id in ``for``; every other
+waiter ignores it.
 """
 
 from __future__ import annotations
@@ -45,10 +48,14 @@ def done_message(result: dict[str, Any]) -> dict[str, Any]:
 class Waiter:
     """Waits for the result of one compile key; use as a context manager."""
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys, key: str) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: RedisKeys, key: str, submit: str | None = None
+    ) -> None:
         self.client = client
         self.keys = keys
         self.key = key
+        #: This waiter's submit id: a refusal addressed to another submit (``for``) is ignored.
+        self.submit = submit
         self.channel = keys.done(key)
         self.result_key = keys.result(key)
         self.lock_key = keys.lock(key)
@@ -134,7 +141,10 @@ class Waiter:
                 continue
             data = json.loads(msg["data"])
             if data.get("type") == "done":
-                return dict(data["result"])
+                result = dict(data["result"])
+                if result.get("for") not in (None, self.submit):
+                    continue  # another submitter's request was refused, not this key
+                return result
             if on_progress is not None:
                 on_progress(data)
 

@@ -19,12 +19,15 @@ from .settings import ENGINES
 #: Bump when anything changes how sources turn into CSS (invalidates every key).
 PIPELINE_VERSION = "scssq-1"
 
-_HASH_RE = re.compile(r"^[0-9a-f]{7,64}$")
-_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
-_PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_PATH_PART_RE = re.compile(r"^[A-Za-z0-9@_+=,~^()\[\]{}!#$%&' .-]+$")
+_HASH_RE = re.compile(r"^[0-9a-f]{7,64}\Z")
+_KEY_RE = re.compile(r"^[0-9a-f]{64}\Z")
+_PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
+_PATH_PART_RE = re.compile(r"^[A-Za-z0-9@_+=,~^()\[\]{}!#$%&' .-]+\Z")
 MAX_PATH_LEN = 512
 STYLES = ("expanded", "compressed")
+#: A Dart Sass deprecation id, e.g. ``import`` or ``global-builtin``.
+_DEPRECATION_RE = re.compile(r"^[a-z][a-z0-9-]{0,63}\Z")
+MAX_DEPRECATIONS = 64
 
 
 def _shown(value: str) -> str:
@@ -107,6 +110,10 @@ class CompileOptions:
     style: str = "expanded"
     source_map: bool = False
     engine: str = "libsass"
+    #: Dart Sass only: deprecation ids whose warnings are silenced (kept sorted, unique).
+    silence_deprecations: tuple[str, ...] = ()
+    #: Dart Sass only: no warnings from stylesheets loaded through load paths or pkg:.
+    quiet_deps: bool = False
 
     def __post_init__(self) -> None:
         if not self.entries:
@@ -121,15 +128,36 @@ class CompileOptions:
             raise InvalidInput(f"engine {_shown(self.engine)}: choose one of {', '.join(ENGINES)}")
         if self.style not in STYLES:
             raise InvalidInput(f"style {_shown(self.style)}: choose one of {', '.join(STYLES)}")
+        silenced = tuple(sorted(set(self.silence_deprecations)))
+        object.__setattr__(self, "silence_deprecations", silenced)
+        if len(silenced) > MAX_DEPRECATIONS:
+            raise InvalidInput(f"more than {MAX_DEPRECATIONS} silenced deprecations")
+        for item in silenced:
+            if not _DEPRECATION_RE.match(item):
+                raise InvalidInput(
+                    f"deprecation {_shown(item)} is not a Dart Sass deprecation id; "
+                    "use ids such as import, global-builtin or mixed-decls"
+                )
+        if self.engine != "dart-sass" and (silenced or self.quiet_deps):
+            raise InvalidInput(
+                "silence_deprecations and quiet_deps are Dart Sass options; compile with "
+                f"--engine dart-sass or drop them (engine is {self.engine!r})"
+            )
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "entries": list(self.entries),
             "load_paths": list(self.load_paths),
             "style": self.style,
             "source_map": self.source_map,
             "engine": self.engine,
         }
+        # Only when set, so the keys of submits that do not use them stay what they were.
+        if self.silence_deprecations:
+            data["silence_deprecations"] = list(self.silence_deprecations)
+        if self.quiet_deps:
+            data["quiet_deps"] = True
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CompileOptions:
@@ -140,6 +168,8 @@ class CompileOptions:
                 style=str(data.get("style", "expanded")),
                 source_map=bool(data.get("source_map", False)),
                 engine=str(data.get("engine", "libsass")),
+                silence_deprecations=tuple(str(d) for d in data.get("silence_deprecations", ())),
+                quiet_deps=bool(data.get("quiet_deps", False)),
             )
         except (KeyError, TypeError) as e:
             raise InvalidInput(f"malformed compile options: {e}") from e

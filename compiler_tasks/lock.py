@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from . import metrics
 from .keys import RedisKeys
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class Lock:
         outcome = Outcome.of(self._renew(keys=[self.name], args=[self.token, self.ttl_ms]))
         if outcome is Outcome.NOT_OWNER:
             log.warning("lock %s lost before renewal: another holder may compile", self.key)
+            metrics.renewal_failed("lost")
         return outcome
 
     def release(self) -> Outcome:

@@ -19,9 +19,18 @@ from typing import Any
 
 import redis
 
-from .bundle import Bundle, read_archive, write_tree
-from .engines import EngineAborted, EngineOutput, EngineRequest
-from .errors import CompileError, CompileTimeout, InvalidInput, KeyMismatch, LockLost
+from . import commits, metrics
+from .bundle import Bundle, archive_limit, read_archive, write_tree
+from .engine_api import request_for
+from .engines import EngineAborted, EngineOutput
+from .errors import (
+    KIND_INVALID,
+    CompileError,
+    CompileTimeout,
+    InvalidInput,
+    KeyMismatch,
+    LockLost,
+)
 from .events import done_message, progress_message
 from .keys import (
     CompileOptions,
@@ -34,6 +43,7 @@ from .keys import (
     validate_project,
 )
 from .lock import Lock, Outcome
+from .observability import span
 from .worker import WorkerContext, installed_engines
 
 log = logging.getLogger(__name__)
@@ -163,6 +173,84 @@ def announce_failure(ctx: WorkerContext, job: Job, kind: str, message: str) -> N
     ctx.redis.publish(ctx.keys.done(job.key), json.dumps(done_message(result)))
 
 
+def announce_refusal(ctx: WorkerContext, key: str, submit: str, kind: str, message: str) -> None:
+    """Tell only the submitter whose own request was refused (``for``: its submit id).
+
+    A refusal is about one request (its archive, its claimed key), not about the
+    key: other waiters on the channel ignore it, so a forged request can never
+    fail an honest submitter's wait.
+    """
+    result = {"status": "failed", "kind": kind, "message": message, "key": key, "for": submit}
+    ctx.redis.publish(ctx.keys.done(key), json.dumps(done_message(result)))
+
+
+def refuse_malformed(ctx: WorkerContext, request: Any, error: InvalidInput) -> bool:
+    """Announce the refusal of an unparsable request to its submitter, if it names one."""
+    if not isinstance(request, dict):
+        return False
+    key, submit = str(request.get("key", "")), str(request.get("submit", ""))
+    if not (submit.isascii() and submit.isalnum() and len(submit) <= 64):
+        return False
+    try:
+        validate_key(key)
+    except InvalidInput:
+        return False
+    announce_refusal(ctx, key, submit, KIND_INVALID, f"the worker refused the request: {error}")
+    return True
+
+
+def verified_bundle(ctx: WorkerContext, job: Job) -> Bundle:
+    """The job's bundle, checked to be what the claimed digest and key say (else refused).
+
+    Runs before the key's lock is touched: a request whose bundle does not
+    prove its key never holds, announces or caches anything under that key.
+    """
+    bundle = load_bundle(ctx, job)
+    if bundle.digest != job.digest:
+        raise KeyMismatch(
+            f"bundle digest {bundle.digest[:12]} differs from the claimed {job.digest[:12]}"
+        )
+    job.check_key(bundle.digest, ctx)
+    return bundle
+
+
+def record_mapping(ctx: WorkerContext, job: Job) -> str:
+    """Map the job's (project, commit, variant) to its key; call once the key is verified."""
+    outcome = commits.record(
+        ctx.redis,
+        ctx.keys,
+        ctx.settings.result_ttl,
+        project=job.project,
+        commit=job.commit,
+        options=job.options,
+        key=job.key,
+        digest=job.digest,
+        engine_version=job.engine_version,
+    )
+    if outcome == commits.CONFLICT:
+        log.warning(
+            "commit %s of %r was first mapped to other sources; recorded %s as a conflict",
+            job.commit[:12],
+            job.project,
+            job.digest[:12],
+        )
+    return outcome
+
+
+def record_from_result(ctx: WorkerContext, job: Job, result: dict[str, Any] | None) -> str:
+    """Record the mapping of a cache hit once a stored result proves the job's key."""
+    if not commits.key_matches(job.key, job.digest, job.options, result):
+        log.warning(
+            "not mapping commit %s of %r: no stored result proves key %s for digest %s",
+            job.commit[:12],
+            job.project,
+            job.key[:12],
+            job.digest[:12],
+        )
+        return "refused"
+    return record_mapping(ctx, job)
+
+
 def load_bundle(ctx: WorkerContext, job: Job) -> Bundle:
     settings = ctx.settings
     if job.inline is not None:
@@ -172,8 +260,9 @@ def load_bundle(ctx: WorkerContext, job: Job) -> Bundle:
             data = base64.b64decode(job.inline, validate=True)
         except (binascii.Error, ValueError) as e:
             raise InvalidInput(f"inline bundle is not base64: {e}") from e
-    else:
-        data = ctx.store.get(bundle_path(job.digest))
+    else:  # uploaded by a client: bounded before it is read whole
+        limit = archive_limit(settings.max_bundle_bytes, settings.max_bundle_files)
+        data = ctx.store.get(bundle_path(job.digest), limit=limit)
     return read_archive(
         data, max_bytes=settings.max_bundle_bytes, max_files=settings.max_bundle_files
     )
@@ -199,6 +288,7 @@ def compile_entries(ctx: WorkerContext, job: Job, root: Path, lock: Lock) -> Com
         try:
             owned = lock.renew() is Outcome.DONE
         except redis.RedisError as e:
+            metrics.renewal_failed("redis")
             if time.monotonic() - renewed_at < settings.lock_ttl:
                 log.warning("renewing the lock of %s failed (%s); retrying", job.key[:12], e)
                 return True
@@ -208,13 +298,7 @@ def compile_entries(ctx: WorkerContext, job: Job, root: Path, lock: Lock) -> Com
         return owned
 
     for entry in job.options.entries:
-        request = EngineRequest(
-            root=root,
-            entry=entry,
-            load_paths=job.options.load_paths,
-            style=job.options.style,
-            source_map=job.options.source_map,
-        )
+        request = request_for(root, entry, job.options)
         try:
             output = engine.compile(
                 request, deadline=deadline, tick=renew, tick_interval=settings.lock_ttl / 3
@@ -289,7 +373,8 @@ def finish(ctx: WorkerContext, job: Job, lock: Lock, compiled: Compiled) -> str:
         return "timeout"
     if lock.renew() is Outcome.NOT_OWNER:
         return "lost"
-    manifest = upload(ctx, job, lock, compiled)
+    with span("artifact.upload"):
+        manifest = upload(ctx, job, lock, compiled)
     announced = {**manifest, "submit": job.submit, "worker": ctx.hostname}
     outcome = lock.complete(done_message(announced), manifest, ctx.settings.result_ttl)
     if outcome is Outcome.NOT_OWNER:

@@ -39,6 +39,9 @@ DEFAULT_MAX_OUTPUT_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
 #: Compiles an engine process serves before it is replaced (bounds its memory).
 DEFAULT_ENGINE_MAX_COMPILES = 500
+#: Compiles one Dart Sass compiler process serves before it is replaced. The process is
+#: long-lived (no VM start per compile); replacing it bounds its memory.
+DEFAULT_DART_MAX_COMPILES = 1000
 #: How long results stay in Redis, in seconds (7 days).
 DEFAULT_RESULT_TTL = 7 * 24 * 3600
 #: Bundles whose archive is larger than this many bytes go through the store.
@@ -61,9 +64,13 @@ DEFAULT_HEARTBEAT_FILE = "/tmp/scssq-worker-heartbeat"
 DEFAULT_LIVENESS_MAX_AGE = 30.0
 #: Seconds a client waits for the fleet (queue + compile + download).
 DEFAULT_SUBMIT_TIMEOUT = 600.0
+#: Share of submits traced in Sentry (when SENTRY_DSN is set): 0 none, 1 every one.
+DEFAULT_TRACES_SAMPLE_RATE = 0.1
+#: Port of a worker's Prometheus endpoint (/metrics); 0 turns it off.
+DEFAULT_METRICS_PORT = 0
 
-_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-ENGINES = ("libsass",)
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+ENGINES = ("libsass", "dart-sass")
 
 
 def _raw(env: Mapping[str, str], name: str) -> str | None:
@@ -92,6 +99,14 @@ def env_float(env: Mapping[str, str], name: str, default: float, minimum: float)
         ) from None
     if not number >= minimum or number != number or number == float("inf"):
         raise ConfigError(f"{name}={value!r} must be a finite number >= {minimum:g}")
+    return number
+
+
+def env_fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    """A number from 0 to 1 (a rate) from ``name``; a bad value names the variable."""
+    number = env_float(env, name, default, 0.0)
+    if number > 1.0:
+        raise ConfigError(f"{name}={number:g} must be a rate from 0 to 1 (e.g. {default:g})")
     return number
 
 
@@ -135,6 +150,17 @@ def _store_url(env: Mapping[str, str]) -> str:
     )
 
 
+def _tls_file(env: Mapping[str, str], name: str) -> str | None:
+    """A PEM file named by ``name`` (absolute path), or None when unset."""
+    value = _raw(env, name)
+    if value is None:
+        return None
+    path = os.path.abspath(os.path.expanduser(value))
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise ConfigError(f"{name}={value!r} is not a readable file; point it at a PEM file")
+    return path
+
+
 def redact_url(url: str) -> str:
     """``url`` with any password replaced by ``***`` (safe for logs and errors)."""
     parts = urlsplit(url)
@@ -152,6 +178,11 @@ class Settings:
 
     redis_url: str = DEFAULT_REDIS_URL
     broker_url: str = DEFAULT_REDIS_URL
+    #: rediss:// only: CA bundle that signed Redis's certificate (default: the system's CAs).
+    redis_ca_file: str | None = None
+    #: rediss:// only: client certificate and key, when Redis requires them (mutual TLS).
+    redis_cert_file: str | None = None
+    redis_key_file: str | None = None
     prefix: str = DEFAULT_PREFIX
     queue: str = DEFAULT_QUEUE
     store_url: str = "file://" + DEFAULT_STORE_DIR
@@ -162,6 +193,7 @@ class Settings:
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     engine_max_compiles: int = DEFAULT_ENGINE_MAX_COMPILES
+    dart_max_compiles: int = DEFAULT_DART_MAX_COMPILES
     result_ttl: int = DEFAULT_RESULT_TTL
     inline_bundle_max: int = DEFAULT_INLINE_BUNDLE_MAX
     max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
@@ -172,6 +204,8 @@ class Settings:
     worker_alive_window: float = DEFAULT_WORKER_ALIVE_WINDOW
     heartbeat_file: str = DEFAULT_HEARTBEAT_FILE
     liveness_max_age: float = DEFAULT_LIVENESS_MAX_AGE
+    traces_sample_rate: float = DEFAULT_TRACES_SAMPLE_RATE
+    metrics_port: int = DEFAULT_METRICS_PORT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -194,6 +228,9 @@ class Settings:
         settings = cls(
             redis_url=redis_url,
             broker_url=broker_url,
+            redis_ca_file=_tls_file(env, "SCSSQ_REDIS_CA_FILE"),
+            redis_cert_file=_tls_file(env, "SCSSQ_REDIS_CERT_FILE"),
+            redis_key_file=_tls_file(env, "SCSSQ_REDIS_KEY_FILE"),
             prefix=prefix,
             queue=queue,
             store_url=_store_url(env),
@@ -208,6 +245,7 @@ class Settings:
             engine_max_compiles=env_int(
                 env, "SCSSQ_ENGINE_MAX_COMPILES", DEFAULT_ENGINE_MAX_COMPILES, 1
             ),
+            dart_max_compiles=env_int(env, "SCSSQ_DART_MAX_COMPILES", DEFAULT_DART_MAX_COMPILES, 1),
             result_ttl=env_int(env, "SCSSQ_RESULT_TTL", DEFAULT_RESULT_TTL, 1),
             inline_bundle_max=env_int(env, "SCSSQ_INLINE_BUNDLE_MAX", DEFAULT_INLINE_BUNDLE_MAX, 0),
             max_bundle_bytes=env_int(env, "SCSSQ_MAX_BUNDLE_BYTES", DEFAULT_MAX_BUNDLE_BYTES, 1024),
@@ -224,6 +262,10 @@ class Settings:
             liveness_max_age=env_float(
                 env, "SCSSQ_LIVENESS_MAX_AGE", DEFAULT_LIVENESS_MAX_AGE, 1.0
             ),
+            traces_sample_rate=env_fraction(
+                env, "SCSSQ_TRACES_SAMPLE_RATE", DEFAULT_TRACES_SAMPLE_RATE
+            ),
+            metrics_port=env_int(env, "SCSSQ_METRICS_PORT", DEFAULT_METRICS_PORT, 0),
         )
         settings.check()
         return settings

@@ -37,7 +37,7 @@ FILE_MODE = 0o644
 #: Temporary files are named this + random characters. ':' never occurs in a valid path
 #: part, so no caller can name (read, overwrite, delete) a half-written temporary file.
 _TMP_PREFIX = ".scssq-tmp:"
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 #: S3 answers a conditional write racing another one with 409; it is worth retrying.
 _CONFLICT_RETRIES = 3
 
@@ -54,8 +54,12 @@ class Store(Protocol):
     def put_once(self, path: str, data: bytes) -> bool:
         """Create ``path`` holding ``data``; False (and no change) if it already exists."""
 
-    def get(self, path: str) -> bytes:
-        """The bytes at ``path``; ArtifactMissing if absent, StoreError on other failures."""
+    def get(self, path: str, limit: int | None = None) -> bytes:
+        """The bytes at ``path``; ArtifactMissing if absent, StoreError on other failures.
+
+        With ``limit``, an object larger than ``limit`` bytes is InvalidInput and no
+        more than ``limit + 1`` bytes of it are read (a bundle uploaded by a client).
+        """
 
     def exists(self, path: str) -> bool:
         """Whether an object exists at ``path``."""
@@ -128,11 +132,12 @@ class FileStore:
         finally:
             _unlink_quietly(tmp)
 
-    def get(self, path: str) -> bytes:
+    def get(self, path: str, limit: int | None = None) -> bytes:
         target = self._target(path)
         try:
             with open(target, "rb") as f:
-                return f.read()
+                data = f.read() if limit is None else f.read(limit + 1)
+                return _within(data, limit, self.url, path)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
             raise ArtifactMissing(f"store {self.url} has no object {path!r}") from e
         except OSError as e:
@@ -165,6 +170,17 @@ class FileStore:
         except OSError as e:
             raise StoreError(f"store {self.url} is not writable: {e.strerror or e}") from e
         return f"local store {self.root} (writable)"
+
+
+def _within(data: bytes, limit: int | None, url: str, path: str) -> bytes:
+    """``data`` if it fits ``limit``; else InvalidInput naming the object."""
+    if limit is not None and len(data) > limit:
+        raise _too_large(url, path, limit)
+    return data
+
+
+def _too_large(url: str, path: str, limit: int) -> InvalidInput:
+    return InvalidInput(f"store {url}: object {path!r} is larger than {limit} bytes")
 
 
 def _unlink_quietly(path: str) -> None:
@@ -253,13 +269,18 @@ class S3Store:
             time.sleep(0.05 * 2**attempt)
             attempt += 1
 
-    def get(self, path: str) -> bytes:
+    def get(self, path: str, limit: int | None = None) -> bytes:
         key = self._key(path)
 
         def read(**kwargs: Any) -> bytes:
-            body = self._client.get_object(**kwargs)["Body"]
+            response = self._client.get_object(**kwargs)
+            body = response["Body"]
             try:
-                return bytes(body.read())
+                if limit is None:
+                    return bytes(body.read())
+                if int(response.get("ContentLength") or 0) > limit:
+                    raise _too_large(self.url, path, limit)  # refused before reading the body
+                return _within(bytes(body.read(limit + 1)), limit, self.url, path)
             finally:
                 body.close()
 

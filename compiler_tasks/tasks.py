@@ -14,6 +14,7 @@ the key over if the lock vanished with no result.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -24,9 +25,12 @@ from typing import Any
 import redis
 from celery import Task
 
-from . import pipeline
+from . import instrument, pipeline
 from .app import app
+from .bundle import Bundle
 from .errors import (
+    KIND_INFRA,
+    KIND_INVALID,
     EngineCrash,
     InfrastructureError,
     InvalidInput,
@@ -63,6 +67,7 @@ def compile_bundle(self: Task, request: dict[str, Any]) -> str:
         job = pipeline.Job.from_request(request)
     except InvalidInput as e:
         log.error("refusing malformed compile request: %s", e)
+        pipeline.refuse_malformed(ctx, request, e)
         return "refused"
     deliveries = _count_delivery(ctx, self.request.id, self.request.retries)
     if deliveries > ctx.settings.max_deliveries:
@@ -76,6 +81,12 @@ def compile_bundle(self: Task, request: dict[str, Any]) -> str:
         return "poison"
     try:
         return _run(self, ctx, job)
+    except InvalidInput as e:  # the request's own bundle: hostile or malformed, never retried
+        log.error("refusing the bundle of %s: %s", job.describe(), e)
+        pipeline.announce_refusal(
+            ctx, job.key, job.submit, KIND_INVALID, f"the worker refused the bundle: {e}"
+        )
+        return "refused"
     except InfrastructureError as e:
         return _retry_or_fail(self, ctx, job, e)
     except redis.RedisError as e:
@@ -91,13 +102,21 @@ def _count_delivery(ctx: WorkerContext, task_id: str | None, retries: int) -> in
 
 
 def _run(task: Task, ctx: WorkerContext, job: pipeline.Job) -> str:
-    if pipeline.cached_result(ctx, job) is not None:
+    cached = pipeline.cached_result(ctx, job)
+    if cached is not None:
+        pipeline.record_from_result(ctx, job, cached)
         return "cached"
+    # The claimed key is proven from the bundle before its lock is touched.
+    bundle = pipeline.verified_bundle(ctx, job)
+    pipeline.record_mapping(ctx, job)
     lock = pipeline.new_lock(ctx, job.key)
-    if not lock.acquire():
+    with instrument.span("lock.acquire"):
+        acquired = lock.acquire()
+    instrument.lock_acquired(acquired)
+    if not acquired:
         return _defer(task, ctx, job)
     try:
-        return _compile_holding(ctx, job, lock)
+        return _compile_holding(ctx, job, lock, bundle)
     except LockLost as e:
         log.warning("compile of %s abandoned: %s", job.key[:12], e)
         return "lost"
@@ -119,24 +138,20 @@ def _defer(task: Task, ctx: WorkerContext, job: pipeline.Job) -> str:
         expires=expires,
         queue=ctx.settings.queue,
         kwargsrepr=job.describe(),
+        headers={instrument.DEFERRED_AT: time.time()},  # its re-check's lock.wait starts here
     )
     return "deferred"
 
 
-def _compile_holding(ctx: WorkerContext, job: pipeline.Job, lock: Any) -> str:
+def _compile_holding(ctx: WorkerContext, job: pipeline.Job, lock: Any, bundle: Bundle) -> str:
     pipeline.announce_progress(ctx, job, "started")
     workdir = Path(tempfile.mkdtemp(prefix="scssq-"))
     try:
-        bundle = pipeline.load_bundle(ctx, job)
-        if bundle.digest != job.digest:
-            raise KeyMismatch(
-                f"bundle digest {bundle.digest[:12]} differs from the claimed {job.digest[:12]}"
-            )
-        job.check_key(bundle.digest, ctx)
         root = workdir / "src"
         root.mkdir()
         pipeline.write_sources(bundle, root)
-        result = pipeline.compile_entries(ctx, job, root, lock)
+        with instrument.span("scss.compile"):
+            result = pipeline.compile_entries(ctx, job, root, lock)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return pipeline.finish(ctx, job, lock, result)
@@ -146,8 +161,13 @@ def _retry_or_fail(
     task: Task, ctx: WorkerContext, job: pipeline.Job, error: InfrastructureError
 ) -> str:
     retries = int(task.request.retries)
-    if isinstance(error, KeyMismatch) or retries >= ctx.settings.task_retries:
+    if isinstance(error, KeyMismatch):  # about this request, not the key: tell its submitter
+        log.error("refusing the compile request of %s: %s", job.describe(), error)
+        pipeline.announce_refusal(ctx, job.key, job.submit, KIND_INFRA, str(error))
+        return "refused"
+    if retries >= ctx.settings.task_retries:
         log.error("compile of %s failed for good: %s", job.key[:12], error)
+        instrument.capture_fault(error, retries=retries)
         pipeline.announce_failure(ctx, job, "infra", _infra_message(error, retries))
         return "failed"
     countdown = _backoff(retries)
@@ -164,3 +184,20 @@ def _infra_message(error: InfrastructureError, retries: int) -> str:
     if isinstance(error, EngineCrash):
         return f"engine crashed{tries}: {error}"
     return f"{error}{tries}"
+
+
+@app.task(name="scssq.record", bind=True, acks_late=True, ignore_result=True)
+def record_commit(self: Task, request: dict[str, Any]) -> str:
+    """Record the commit mapping of a submit that needed no compile (a cache hit).
+
+    Takes the compile request without its bundle; the mapping is written only
+    when the result a worker stored for the key proves the claimed digest.
+    """
+    ctx = context(self.request.hostname)
+    try:
+        job = pipeline.Job.from_request(request)
+    except InvalidInput as e:
+        log.error("refusing malformed record request: %s", e)
+        return "refused"
+    raw = ctx.redis.get(ctx.keys.result(job.key))
+    return pipeline.record_from_result(ctx, job, None if raw is None else json.loads(raw))

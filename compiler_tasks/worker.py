@@ -19,7 +19,9 @@ from typing import Any
 import redis
 from celery import bootsteps
 
-from .engines import EngineProcess, engine_version
+from . import connections, metrics
+from .engines import Engine, engine_version, open_engine
+from .errors import ConfigError
 from .fleet import beat, leave
 from .keys import RedisKeys
 from .probe import touch
@@ -33,14 +35,8 @@ HEARTBEAT_INTERVAL = 5.0
 
 
 def redis_client(settings: Settings, name: str | None = None) -> redis.Redis:
-    """A Redis client with bounded connect time; ``name`` is sent as CLIENT SETNAME."""
-    return redis.Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=5,
-        socket_keepalive=True,
-        health_check_interval=0,
-        client_name=name,
-    )
+    """A Redis client with bounded connect time (and verified TLS for rediss://)."""
+    return connections.redis_client(settings, name)
 
 
 @dataclass
@@ -52,11 +48,11 @@ class WorkerContext:
     store: Store
     keys: RedisKeys
     hostname: str
-    engines: dict[str, EngineProcess] = field(default_factory=dict)
+    engines: dict[str, Engine] = field(default_factory=dict)
 
-    def engine(self, name: str) -> EngineProcess:
+    def engine(self, name: str) -> Engine:
         if name not in self.engines:
-            self.engines[name] = EngineProcess(self.settings, name)
+            self.engines[name] = open_engine(self.settings, name)
         return self.engines[name]
 
     def close(self) -> None:
@@ -77,7 +73,7 @@ def context(hostname: str | None = None) -> WorkerContext:
         _context = WorkerContext(
             settings=settings,
             redis=redis_client(settings, f"scssq-worker-{os.getpid()}"),
-            store=open_store(settings.store_url),
+            store=metrics.timed_store(open_store(settings.store_url)),
             keys=RedisKeys(settings.prefix),
             hostname=hostname or socket.gethostname(),
         )
@@ -86,7 +82,11 @@ def context(hostname: str | None = None) -> WorkerContext:
 
 
 def installed_engines() -> dict[str, str]:
-    """Engine name -> exact version, for every engine this worker can run."""
+    """Engine name -> exact version, for every engine this worker can run.
+
+    Raises ConfigError when one cannot run here (no bundled Dart Sass binary for this
+    platform): the worker then refuses to start (see FleetHeartbeat).
+    """
     return {name: engine_version(name) for name in ENGINES}
 
 
@@ -100,7 +100,11 @@ class FleetHeartbeat(bootsteps.StartStopStep):
         self.tref: Any = None
         self.settings = Settings.from_env()
         self.client = redis_client(self.settings, "scssq-heartbeat")
-        self.engines = installed_engines()
+        try:
+            self.engines = installed_engines()
+        except ConfigError as e:  # e.g. dart-sass without a bundled binary for this platform
+            log.critical("scssq worker cannot start: %s", e)
+            raise SystemExit(f"scssq worker cannot start: {e}") from None
 
     def start(self, parent: Any) -> None:
         hostname = parent.hostname

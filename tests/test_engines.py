@@ -25,6 +25,7 @@ from compiler_tasks.engines import (
     EngineProcess,
     EngineRequest,
     engine_version,
+    open_engine,
 )
 from compiler_tasks.errors import CompileError, CompileTimeout, EngineCrash, InvalidInput
 from compiler_tasks.settings import Settings
@@ -108,8 +109,11 @@ def direct(root: Path, entry: str, load_paths: tuple[str, ...], **options: Any) 
 
 def test_engine_version() -> None:
     assert engine_version() == f"libsass-python {sass.__version__} / libsass {sass.libsass_version}"
+    assert engine_version("dart-sass").startswith("dart-sass 1.99.0")
     with pytest.raises(InvalidInput):
-        engine_version("dart-sass")
+        engine_version("ruby-sass")
+    with pytest.raises(InvalidInput, match="open_engine"):
+        EngineProcess(Settings(), "dart-sass")
 
 
 @pytest.mark.parametrize("style", ["expanded", "compressed"])
@@ -407,6 +411,32 @@ def test_imports_outside_the_bundle_are_refused(
     assert "outside the bundle" in message or "relative path inside the bundle" in message
     assert TOKEN not in message and str(hostile) not in message
     assert type(info.value) is CompileError
+
+
+@pytest.mark.parametrize("name", ["libsass", "dart-sass"])
+@pytest.mark.parametrize(
+    "line", ['@import "../../outside/secret";', '@import "vendor/secret";', '@import "link";']
+)
+def test_both_engines_refuse_imports_outside_the_bundle(
+    settings: Settings, hostile: Path, name: str, line: str
+) -> None:
+    write(hostile, {"main.scss": line + "\n"})
+    with open_engine(settings, name) as engine, pytest.raises(CompileError) as info:
+        run(engine, EngineRequest(hostile, "main.scss"))
+    message = str(info.value)
+    assert message.startswith("main.scss:") and "outside the bundle" in message
+    assert TOKEN not in message and str(hostile) not in message
+
+
+def test_libsass_module_system_suggests_dart_sass(engine: EngineProcess, tmp_path: Path) -> None:
+    write(tmp_path, {"main.scss": '@use "sass:math";\n.a { width: math.div(10px, 3); }\n'})
+    with pytest.raises(CompileError) as info:
+        run(engine, EngineRequest(tmp_path, "main.scss"))
+    assert str(info.value) == (
+        "main.scss:1:1: @use is not supported by libsass; compile with --engine dart-sass"
+    )
+    with open_engine(engine.settings, "dart-sass") as dart:
+        assert b"3.3333333333px" in run(dart, EngineRequest(tmp_path, "main.scss")).css
 
 
 def test_absolute_import_inside_root_is_refused_too(engine: EngineProcess, hostile: Path) -> None:

@@ -338,3 +338,20 @@ def test_fallback_local_when_the_fleet_is_unreachable(make_fleet, tmp_path: Path
         env=env,
     )
     assert broken.returncode == 1 and "_a.scss:1:" in broken.stderr
+    # The same engine as asked: a module-system bundle compiles locally with dart-sass.
+    (src / "_a.scss").write_text('@use "sass:math";\n.a { b: math.div(4, 2); }\n')
+    dart = fleet.scssq(
+        "submit",
+        HASH1,
+        *submit_args(src, tmp_path / "o"),
+        "--engine",
+        "dart-sass",
+        "--fallback",
+        "local",
+        "--timeout",
+        "3",
+        cwd=tmp_path,
+        env=env,
+    )
+    assert dart.returncode == 0, dart.stderr
+    assert "b: 2;" in (tmp_path / "o" / "main.css").read_text()

@@ -1,0 +1,1 @@
+"""Benchmarks and their corpus (not part of the installed package)."""
