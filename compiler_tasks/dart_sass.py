@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from .engine_api import let_exit
 from .errors import ConfigError
 
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
@@ -254,11 +255,7 @@ class CompilerProcess:
 
     def retire(self) -> None:
         """Close its stdin (it exits on EOF); kill it if it lingers past a second."""
-        with contextlib.suppress(OSError):
-            if self.proc.stdin is not None:
-                self.proc.stdin.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=1.0)
+        let_exit(self.proc)
         self.kill()
 
     def _stderr_tail(self, size: int = 4096) -> str:

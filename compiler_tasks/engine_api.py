@@ -9,8 +9,10 @@ and the Dart Sass embedded compiler (:mod:`compiler_tasks.dart_engine`); pick on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,3 +135,15 @@ def describe_exit(code: int | None) -> str:
             name = "unknown"
         return f"died (signal {-code}, {name})"
     return f"exited with status {code}"
+
+
+def let_exit(proc: subprocess.Popen[bytes], grace: float = 1.0) -> None:
+    """Close an idle engine process's stdin (it exits on EOF) and give it ``grace`` s.
+
+    Callers kill it afterwards if it lingered (and reap it either way).
+    """
+    with contextlib.suppress(OSError):
+        if proc.stdin is not None:
+            proc.stdin.close()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)

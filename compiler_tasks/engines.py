@@ -48,6 +48,7 @@ from .engine_api import (
     EngineRequest,
     check_request,
     describe_exit,
+    let_exit,
 )
 from .errors import CompileError, CompileTimeout, EngineCrash, InvalidInput
 from .settings import Settings
@@ -157,11 +158,7 @@ class _Child:
 
     def retire(self) -> None:
         """Let an idle child exit on EOF; kill it if it does not within a second."""
-        with contextlib.suppress(OSError):
-            if self.proc.stdin is not None:
-                self.proc.stdin.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=1.0)
+        let_exit(self.proc)
         self.kill()
 
     def reap(self, timeout: float | None) -> int | None:

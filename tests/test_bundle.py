@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import io
 import os
 import tarfile
 from pathlib import Path
@@ -12,6 +10,7 @@ import pytest
 
 from compiler_tasks.bundle import Bundle, collect, read_archive, write_tree
 from compiler_tasks.errors import BundleError
+from tests.support.archives import regular, special, targz
 
 LIMITS = {"max_bytes": 1 << 20, "max_files": 100}
 
@@ -89,53 +88,32 @@ def test_archive_round_trip_is_deterministic(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "x.scss").read_bytes() == b"\xff binary ok"
 
 
-def _archive(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
-    buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb") as gz, tarfile.open(fileobj=gz, mode="w") as tar:
-        for info, data in members:
-            tar.addfile(info, io.BytesIO(data) if data is not None else None)
-    return buf.getvalue()
-
-
-def _file(name: str, data: bytes = b"x") -> tuple[tarfile.TarInfo, bytes]:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    return info, data
-
-
-def _special(name: str, kind: bytes, target: str = "") -> tuple[tarfile.TarInfo, None]:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.linkname = target
-    return info, None
-
-
 @pytest.mark.parametrize(
     "members,reason",
     [
-        ([_file("/etc/evil.scss")], "relative"),
-        ([_file("../evil.scss")], "plain relative"),
-        ([_file("a/../../evil.scss")], "plain relative"),
-        ([_special("link.scss", tarfile.SYMTYPE, "/etc/passwd")], "not a regular file"),
+        ([regular("/etc/evil.scss")], "relative"),
+        ([regular("../evil.scss")], "plain relative"),
+        ([regular("a/../../evil.scss")], "plain relative"),
+        ([special("link.scss", tarfile.SYMTYPE, "/etc/passwd")], "not a regular file"),
         (
-            [_file("a.scss"), _special("hard.scss", tarfile.LNKTYPE, "/etc/passwd")],
+            [regular("a.scss"), special("hard.scss", tarfile.LNKTYPE, "/etc/passwd")],
             "not a regular file",
         ),
-        ([_special("dev", tarfile.CHRTYPE)], "not a regular file"),
-        ([_file("a.scss"), _file("a.scss", b"y")], "twice"),
+        ([special("dev", tarfile.CHRTYPE)], "not a regular file"),
+        ([regular("a.scss"), regular("a.scss", b"y")], "twice"),
     ],
 )
 def test_hostile_archives_refused(members: list, reason: str, tmp_path: Path) -> None:
     with pytest.raises(BundleError, match=reason):
-        read_archive(_archive(members), **LIMITS)
+        read_archive(targz(members), **LIMITS)
 
 
 def test_decompression_and_file_count_bombs_stop_early() -> None:
-    bomb = _archive([_file("big.scss", b"\0" * (4 << 20))])
+    bomb = targz([regular("big.scss", b"\0" * (4 << 20))])
     assert len(bomb) < 10_000
     with pytest.raises(BundleError, match="expands beyond"):
         read_archive(bomb, **LIMITS)
-    many = _archive([_file(f"f{i}.scss") for i in range(101)])
+    many = targz([regular(f"f{i}.scss") for i in range(101)])
     with pytest.raises(BundleError, match="more than 100 files"):
         read_archive(many, **LIMITS)
 

@@ -24,6 +24,7 @@ from compiler_tasks.bundle import Bundle
 from compiler_tasks.errors import error_from_kind, exit_code_for
 from compiler_tasks.events import Waiter
 from compiler_tasks.keys import CompileOptions, RedisKeys, compile_key
+from tests.support.archives import regular, special, targz
 from tests.support.fleet import Fleet
 
 COMMIT = "c" * 40
@@ -114,30 +115,6 @@ def exit_code(result: dict[str, Any]) -> int:
     return exit_code_for(error_from_kind(str(result["kind"]), str(result["message"])))
 
 
-def targz(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
-    """A tar.gz of raw members (any type, any name), as an attacker would write it."""
-    buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb") as gz, tarfile.open(fileobj=gz, mode="w") as tar:
-        for info, data in members:
-            tar.addfile(info, io.BytesIO(data) if data is not None else None)
-    return buf.getvalue()
-
-
-def regular(name: str, data: bytes = b".a { b: c; }\n") -> tuple[tarfile.TarInfo, bytes]:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    return info, data
-
-
-def special(name: str, kind: bytes, target: str = "") -> tuple[tarfile.TarInfo, None]:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.linkname = target
-    if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
-        info.devmajor, info.devminor = 1, 3  # /dev/null's numbers
-    return info, None
-
-
 def pax_header_bomb(size: int) -> bytes:
     """A small tar.gz whose first pax extended header expands to ``size`` bytes."""
     body = b" comment=" + b"a" * size + b"\n"
@@ -156,3 +133,6 @@ def pax_header_bomb(size: int) -> bytes:
         gz.write(entry.tobuf(format=tarfile.USTAR_FORMAT) + data + b"\0" * (-len(data) % 512))
         gz.write(b"\0" * 1024)
     return stream.getvalue()
+
+
+__all__ = ["regular", "special", "targz"]
