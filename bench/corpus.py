@@ -118,6 +118,21 @@ def fetch(name: str, version: str, integrity: str, workdir: Path) -> bytes:
     return data
 
 
+def _extract(tar: tarfile.TarFile, dest: Path) -> None:
+    """Unpack plain files and folders only (Python < 3.11.4 has no extraction filter)."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    members = []
+    for member in tar.getmembers():
+        parts = member.name.split("/")
+        if member.name.startswith("/") or ".." in parts:
+            raise tarfile.TarError(f"unsafe member {member.name!r}")
+        if member.isreg() or member.isdir():
+            members.append(member)
+    tar.extractall(dest, members=members)
+
+
 def ensure(name: str) -> Path:
     """The unpacked package directory of a pinned package, fetched when missing."""
     if name not in PACKAGES:
@@ -139,7 +154,7 @@ def ensure(name: str) -> Path:
             archive.write_bytes(data)
             try:
                 with tarfile.open(archive, "r:gz") as tar:
-                    tar.extractall(unpacked, filter="data")
+                    _extract(tar, unpacked)
             except (tarfile.TarError, OSError) as e:
                 raise CorpusError(f"{name}@{version}: cannot unpack the tarball: {e}") from None
             if not (unpacked / "package").is_dir():

@@ -214,6 +214,10 @@ class RedisKeys:
     def deliveries(self, task_id: str) -> str:
         return f"{self.prefix}:deliveries:{task_id}"
 
+    def attempts(self, key: str) -> str:
+        """Compiles of ``key`` begun and not ended by a live process (crash counter)."""
+        return f"{self.prefix}:attempts:{validate_key(key)}"
+
     def commit(self, project: str, commit: str) -> str:
         return f"{self.prefix}:commit:{validate_project(project)}:{validate_commit(commit)}"
 

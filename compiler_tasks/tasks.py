@@ -14,6 +14,7 @@ the key over if the lock vanished with no result.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -38,6 +39,7 @@ from .errors import (
     LockLost,
     StoreError,
 )
+from .events import done_message
 from .worker import WorkerContext, context
 
 log = logging.getLogger(__name__)
@@ -71,13 +73,7 @@ def compile_bundle(self: Task, request: dict[str, Any]) -> str:
         return "refused"
     deliveries = _count_delivery(ctx, self.request.id, self.request.retries)
     if deliveries > ctx.settings.max_deliveries:
-        pipeline.announce_failure(
-            ctx,
-            job,
-            "infra",
-            f"the compile task of {job.entries_text} killed its worker {deliveries - 1} times; "
-            "giving up (the engine likely crashes on these sources)",
-        )
+        pipeline.announce_failure(ctx, job, KIND_INFRA, _poison_message(job, deliveries - 1))
         return "poison"
     try:
         return _run(self, ctx, job)
@@ -94,7 +90,18 @@ def compile_bundle(self: Task, request: dict[str, Any]) -> str:
 
 
 def _count_delivery(ctx: WorkerContext, task_id: str | None, retries: int) -> int:
-    key = ctx.keys.deliveries(f"{task_id}:{retries}")
+    return _count(ctx, ctx.keys.deliveries(f"{task_id}:{retries}"))
+
+
+def _poison_message(job: pipeline.Job, times: int) -> str:
+    return (
+        f"compiling {job.entries_text} killed its worker {times} times; giving up (the engine "
+        "likely crashes on these sources; the bound is SCSSQ_MAX_DELIVERIES)"
+    )
+
+
+def _count(ctx: WorkerContext, key: str) -> int:
+    """INCR a crash counter that expires long after any redelivery."""
     pipe = ctx.redis.pipeline(transaction=False)
     pipe.incr(key)
     pipe.expire(key, ctx.settings.visibility_timeout * 4)
@@ -144,17 +151,31 @@ def _defer(task: Task, ctx: WorkerContext, job: pipeline.Job) -> str:
 
 
 def _compile_holding(ctx: WorkerContext, job: pipeline.Job, lock: Any, bundle: Bundle) -> str:
-    pipeline.announce_progress(ctx, job, "started")
-    workdir = Path(tempfile.mkdtemp(prefix="scssq-"))
+    # Counted per key, not per message: a redelivered message may be deferred (a new
+    # message) while its dead holder's lock expires, and the count must survive that.
+    attempts = ctx.keys.attempts(job.key)
+    begun = _count(ctx, attempts)
+    if begun > ctx.settings.max_deliveries:
+        ctx.redis.delete(attempts)
+        message = _poison_message(job, begun - 1)
+        failure = {"status": "failed", "kind": KIND_INFRA, "message": message, "key": job.key}
+        lock.complete(done_message(failure), None, ctx.settings.result_ttl)
+        return "poison"
     try:
-        root = workdir / "src"
-        root.mkdir()
-        pipeline.write_sources(bundle, root)
-        with instrument.span("scss.compile"):
-            result = pipeline.compile_entries(ctx, job, root, lock)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return pipeline.finish(ctx, job, lock, result)
+        pipeline.announce_progress(ctx, job, "started")
+        workdir = Path(tempfile.mkdtemp(prefix="scssq-"))
+        try:
+            root = workdir / "src"
+            root.mkdir()
+            pipeline.write_sources(bundle, root)
+            with instrument.span("scss.compile"):
+                result = pipeline.compile_entries(ctx, job, root, lock)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return pipeline.finish(ctx, job, lock, result)
+    finally:  # this process lived to see the attempt end: it was no crash of the worker
+        with contextlib.suppress(redis.RedisError):
+            ctx.redis.delete(attempts)
 
 
 def _retry_or_fail(

@@ -355,3 +355,37 @@ def test_fallback_local_when_the_fleet_is_unreachable(make_fleet, tmp_path: Path
     )
     assert dart.returncode == 0, dart.stderr
     assert "b: 2;" in (tmp_path / "o" / "main.css").read_text()
+
+
+def test_a_message_that_kills_its_worker_is_not_redelivered_forever(
+    make_fleet, tmp_path: Path
+) -> None:
+    """Every compile of this key gets its pool process killed (as a segfaulting engine
+    would): after SCSSQ_MAX_DELIVERIES attempts the submitter is told, and the worker
+    goes on serving other work."""
+    fleet = make_fleet(workers=1, concurrency=1, lock_ttl=1, max_deliveries=2)
+    src = make_src(tmp_path, {"main.scss": slow_scss(3.0)})
+    queued = fleet.scssq(
+        "submit", HASH1, *submit_args(src, tmp_path / "o"), "--no-wait", "--json", cwd=tmp_path
+    )
+    key = json.loads(queued.stdout)["key"]
+    pubsub = fleet.redis.pubsub()
+    pubsub.subscribe(f"{fleet.prefix}:done:{key}")
+    killed = 0
+    verdict = None
+    deadline = time.monotonic() + 90
+    while verdict is None and time.monotonic() < deadline:
+        if len(fleet.engine_runs()) > killed:
+            os.kill(engine_parent(fleet, killed + 1), signal.SIGKILL)
+            killed += 1
+        msg = pubsub.get_message(timeout=0.1)
+        if msg and msg["type"] == "message" and json.loads(msg["data"])["type"] == "done":
+            verdict = json.loads(msg["data"])["result"]
+    assert verdict is not None, fleet.logs()
+    assert verdict["status"] == "failed" and "killed its worker 2 times" in verdict["message"]
+    assert killed == 2 and len(fleet.engine_runs()) == 2
+    assert fleet.redis.keys(f"{fleet.prefix}:result:*") == []
+    assert fleet.redis.keys(f"{fleet.prefix}:lock:*") == []
+    good = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"}, "good")
+    ok = fleet.scssq("submit", HASH2, *submit_args(good, tmp_path / "o2"), cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
