@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,33 +22,48 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        self.binary = binary
+        self.extra = extra
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="scssq-redis-"))
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.dir),
-                "--protected-mode",
-                "no",
-                "--maxmemory-policy",
-                "noeviction",
-                *extra,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        wait_for(self._ready, 10, f"redis-server on port {self.port}")
+        self.proc = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        args = [
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.dir),
+            "--protected-mode",
+            "no",
+            "--maxmemory-policy",
+            "noeviction",
+            *self.extra,
+        ]  # later arguments win
+        with open(self.dir / "redis.log", "ab") as log:
+            proc = subprocess.Popen(
+                [self.binary, *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        try:
+            wait_for(self._ready, 10, f"redis-server on port {self.port}")
+        except TimeoutError as e:
+            said = (self.dir / "redis.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{e}; redis-server said:\n{said}") from e
+        return proc
+
+    def restart(self, down_for: float = 0.0) -> None:
+        """Stop the server (SIGTERM: it saves what persistence asks), start it again on
+        the same port and data directory after ``down_for`` seconds."""
+        stop_group(self.proc, grace=10)
+        time.sleep(down_for)
+        self.proc = self._start()
 
     def _ready(self) -> bool:
         try:
