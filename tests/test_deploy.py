@@ -14,14 +14,18 @@ No Docker engine and no cluster: every check here runs on the files themselves.
   every environment variable the code needs is set or defaulted and every one the
   files set is one the code reads, the KEDA trigger watches the queue the workers
   consume, grace periods exceed the longest task, and no secret is in a file.
-* Behaviour that runs here: the bucket init script against a real S3 API (moto), and
-  Flower's basic auth as configured, against a real Flower process.
+* Behaviour that runs here: the bucket init script against a real S3 API (moto),
+  Flower's basic auth as configured, against a real Flower process, and the Redis ACL
+  users as compose and Kubernetes render them, on a real redis-server: each process's
+  URL logs in, KEDA's own Lua script counts the queue as scssq-keda (and nothing else
+  runs), and a real Flower shows a real worker's compile as scssq-flower.
 """
 
 from __future__ import annotations
 
 import ast
 import base64
+import contextlib
 import json
 import os
 import re
@@ -29,18 +33,23 @@ import shlex
 import subprocess
 import sys
 import tomllib
+import types
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 import yaml
 
+from compiler_tasks.acl import CLIENT_USER, WORKER_USER, users
 from compiler_tasks.settings import Settings
-from tests.support.fleet import WORKER_ARGS
+from tests.support.fleet import WORKER_ARGS, Fleet
 from tests.support.procs import free_port, stop_group, wait_for
+from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -56,6 +65,25 @@ SECRET_TEMPLATE = "secret.example.yaml"
 KEDA_MANIFEST = "keda.yaml"
 #: JSON schemas of KEDA's kinds, vendored (see generate.py there).
 KEDA_SCHEMAS = ROOT / "deploy" / "schemas" / "keda"
+#: The Redis ACL users: scssq's (compiler_tasks.acl) and the operators' (admin, Flower, KEDA).
+ACL_FILES = [ROOT / "deploy" / "redis-acl.conf", ROOT / "deploy" / "redis-acl-ops.conf"]
+ACL_RENDER = ROOT / "deploy" / "redis-acl-render.sh"
+FLOWER_USER, KEDA_USER = "scssq-flower", "scssq-keda"
+#: The Lua script KEDA's redis list scaler sends with EVAL (KEDA v2.12-v2.17,
+#: pkg/scalers/redis_scaler.go): TYPE, then the matching length command.
+KEDA_LIST_LENGTH_SCRIPT = """
+local listName = KEYS[1]
+local listType = redis.call('type', listName).ok
+local cmd = {
+    zset = 'zcard',
+    set = 'scard',
+    list = 'llen',
+    hash = 'hlen',
+    none = 'llen'
+}
+
+return redis.call(cmd[listType], listName)
+"""
 #: Oldest Kubernetes the manifests support, and the newest whose schemas we ship.
 K8S_VERSIONS = ["1.30.0", "1.37.0"]
 #: Where the code reads its configuration.
@@ -210,6 +238,21 @@ def container(objects: dict[tuple[str, str], dict[str, Any]], name: str) -> dict
     return containers[0]
 
 
+def pod_containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    pod = doc["spec"]["template"]["spec"]
+    return [*pod.get("initContainers", []), *pod["containers"]]
+
+
+def acl_users() -> dict[str, list[str]]:
+    """Every ACL user of the deploy files, name -> rules (as written: default names)."""
+    found: dict[str, list[str]] = {}
+    for path in ACL_FILES:
+        these = users(path.read_text())
+        assert not set(these) & set(found), f"{path.name} redefines a user"
+        found.update(these)
+    return found
+
+
 def keda_schema(kind: str) -> Path:
     return KEDA_SCHEMAS / f"{kind.lower()}-keda.sh-v1alpha1.json"
 
@@ -222,10 +265,10 @@ def secret_template() -> dict[str, str]:
     return dict(k8s_objects()[("Secret", "scssq-secrets")]["stringData"])
 
 
-def container_env(spec: dict[str, Any]) -> dict[str, str]:
+def container_env(spec: dict[str, Any], secrets: dict[str, str] | None = None) -> dict[str, str]:
     """A container's environment as Kubernetes builds it, secrets from the template."""
     env = dict(configmap()) if spec.get("envFrom") else {}
-    secrets = secret_template()
+    secrets = secret_template() if secrets is None else secrets
     for item in spec.get("env", []):
         if "value" in item:
             env[item["name"]] = re.sub(r"\$\(([A-Z_]+)\)", lambda m: env[m.group(1)], item["value"])
@@ -340,15 +383,42 @@ def test_workers_scale_and_stop_warmly() -> None:
     assert worker["healthcheck"]["test"] == ["CMD", "python", "-m", "compiler_tasks.probe", "ready"]
 
 
-def test_compose_redis_has_a_password_noeviction_and_persistence() -> None:
+def test_compose_redis_loads_acl_users_noeviction_and_persistence() -> None:
+    """Redis loads the file redis-acl renders (no --requirepass: Redis ignores it once it
+    loads an ACL file), and every process logs in as its own user."""
     services = compose_config()["services"]
-    command = services["redis"]["command"]
-    password = env_example()["REDIS_PASSWORD"]
-    assert command[command.index("--requirepass") + 1] == password
+    redis_service, step = services["redis"], services["redis-acl"]
+    command = redis_service["command"]
+    assert "--requirepass" not in command
     assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
     assert command[command.index("--appendonly") + 1] == "yes"
-    url = services["worker"]["environment"]["SCSSQ_REDIS_URL"]
-    assert urlsplit(url).password == password and urlsplit(url).hostname == "redis"
+    aclfile = Path(command[command.index("--aclfile") + 1])
+    # the step writes the file into the volume Redis mounts, and runs first
+    source, output = step["command"]
+    volume = next(v for v in step["volumes"] if v.endswith(":" + str(Path(output).parent)))
+    name = volume.split(":")[0]
+    assert (
+        f"{name}:{aclfile.parent}:ro" in redis_service["volumes"]
+        and name in compose_config()["volumes"]
+    )
+    assert Path(output).name == aclfile.name
+    assert redis_service["depends_on"]["redis-acl"]["condition"] == "service_completed_successfully"
+    assert step["restart"] == "no" and step["network_mode"] == "none" and step["read_only"]
+    assert step["entrypoint"] == ["sh", f"{source}/{ACL_RENDER.name}"]
+    for path in (*ACL_FILES, ACL_RENDER):
+        assert f"./deploy/{path.name}:{source}/{path.name}:ro" in step["volumes"]
+    # each process's URL names an ACL user whose password the step hashes
+    env = env_example()
+    expected = {"worker": WORKER_USER, "s3-init": WORKER_USER, "flower": FLOWER_USER}
+    variables = {WORKER_USER: "REDIS_WORKER_PASSWORD", FLOWER_USER: "REDIS_FLOWER_PASSWORD"}
+    for service, user in expected.items():
+        url = urlsplit(services[service]["environment"]["SCSSQ_REDIS_URL"])
+        assert (url.username, url.hostname) == (user, "redis"), service
+        assert url.password == env[variables[user]], service
+        assert step["environment"][variables[user]] == env[variables[user]]
+    assert step["environment"]["REDIS_PASSWORD"] == env["REDIS_PASSWORD"]
+    assert step["environment"]["REDIS_CLIENT_PASSWORD"] == env["REDIS_CLIENT_PASSWORD"]
+    assert redis_service["environment"]["REDISCLI_AUTH"] == env["REDIS_PASSWORD"]
     for name, service in services.items():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
@@ -374,7 +444,9 @@ def test_env_example_defines_exactly_what_compose_interpolates() -> None:
     assert not missing, f"required by compose, absent from .env.example: {missing}"
     unused = sorted(set(defined) - set(used))
     assert not unused, f".env.example sets variables no compose file reads: {unused}"
-    for name in ("REDIS_PASSWORD", "S3_ACCESS_KEY", "S3_SECRET_KEY", "FLOWER_BASIC_AUTH"):
+    secrets = ["REDIS_PASSWORD", "S3_ACCESS_KEY", "S3_SECRET_KEY", "FLOWER_BASIC_AUTH"]
+    secrets += ["REDIS_WORKER_PASSWORD", "REDIS_CLIENT_PASSWORD", "REDIS_FLOWER_PASSWORD"]
+    for name in secrets:
         assert used[name] == ":?", f"{name} must have no default (compose refuses without it)"
         assert "change-me" in defined[name], f"{name} in .env.example must be a placeholder"
 
@@ -648,13 +720,19 @@ def test_keda_scales_the_worker_on_the_queue_the_workers_consume() -> None:
     service = objects[("Service", str(broker.hostname))]
     assert service["spec"]["ports"][0]["port"] == int(port)
     assert int(meta["listLength"]) >= 1 and int(meta["activationListLength"]) >= 0
-    # authentication: the password the workers use, from the same Secret key
+    # authentication: as scssq-keda, whose password the Redis pod's ACL step hashes
     auth = objects[("TriggerAuthentication", trigger["authenticationRef"]["name"])]["spec"]
-    (ref,) = auth["secretTargetRef"]
-    assert ref["parameter"] == "password"
-    worker_spec = container(objects, "scssq-worker")
-    redis_ref = next(e for e in worker_spec["env"] if e["name"] == "REDIS_PASSWORD")
-    assert redis_ref["valueFrom"]["secretKeyRef"] == {"name": ref["name"], "key": ref["key"]}
+    refs = {ref["parameter"]: ref for ref in auth["secretTargetRef"]}
+    assert set(refs) == {"username", "password"}
+    assert "username" not in meta and "password" not in meta, "one place for credentials"
+    assert secret_template()[refs["username"]["key"]] == KEDA_USER
+    (step,) = objects[("StatefulSet", "scssq-redis")]["spec"]["template"]["spec"]["initContainers"]
+    keda_pw = next(e for e in step["env"] if e["name"] == "REDIS_KEDA_PASSWORD")
+    assert keda_pw["valueFrom"]["secretKeyRef"] == {
+        "name": refs["password"]["name"],
+        "key": refs["password"]["key"],
+    }
+    assert {r["name"] for r in refs.values()} == {"scssq-secrets"}
 
 
 def test_keda_numbers_respect_busy_pools_and_the_longest_task() -> None:
@@ -695,14 +773,46 @@ def test_worker_deployment_shuts_down_warmly_with_fixed_resources() -> None:
     assert pdb.get("maxUnavailable") == 1
 
 
-def test_redis_in_kubernetes_has_noeviction_persistence_and_a_password() -> None:
+def test_redis_in_kubernetes_has_noeviction_persistence_and_acl_users() -> None:
     objects = k8s_objects()
-    (redis,) = objects[("StatefulSet", "scssq-redis")]["spec"]["template"]["spec"]["containers"]
-    args = redis["args"]
+    pod = objects[("StatefulSet", "scssq-redis")]["spec"]["template"]["spec"]
+    (redis_spec,) = pod["containers"]
+    (step,) = pod["initContainers"]
+    args = redis_spec["args"]
     assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
     assert args[args.index("--appendonly") + 1] == "yes"
-    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    assert "--requirepass" not in args, "ignored once Redis loads an ACL file"
+    aclfile = Path(args[args.index("--aclfile") + 1])
     assert objects[("StatefulSet", "scssq-redis")]["spec"]["volumeClaimTemplates"]
+    # the init container renders the ConfigMap's copies of the deploy files ...
+    source = objects[("ConfigMap", "scssq-redis-acl")]["data"]
+    for path in (*ACL_FILES, ACL_RENDER):
+        assert source[path.name] == path.read_text(), f"copy {path.name} into redis.yaml"
+    src_dir, output = step["args"]
+    assert step["command"] == ["sh", f"{src_dir}/{ACL_RENDER.name}"]
+    assert Path(output) == aclfile and step["image"] == container(objects, "scssq-worker")["image"]
+    assert step["envFrom"] == [{"configMapRef": {"name": "scssq-config"}}], "prefix and queue"
+    # ... into the memory volume Redis reads
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in step["volumeMounts"]}
+    assert volumes[mounts[src_dir]]["configMap"]["name"] == "scssq-redis-acl"
+    assert volumes[mounts[str(aclfile.parent)]]["emptyDir"]["medium"] == "Memory"
+    assert {"name": mounts[str(aclfile.parent)], "mountPath": str(aclfile.parent),
+            "readOnly": True} in redis_spec["volumeMounts"]  # fmt: skip
+    for spec in (step, redis_spec):
+        assert spec["securityContext"]["readOnlyRootFilesystem"] is True
+    # every Redis URL in the cluster names a user the step gives a password
+    hashed = {e["name"] for e in step["env"]}
+    variables = {WORKER_USER: "REDIS_WORKER_PASSWORD", FLOWER_USER: "REDIS_FLOWER_PASSWORD"}
+    for name, user in (("scssq-worker", WORKER_USER), ("scssq-flower", FLOWER_USER)):
+        value = next(e for e in container(objects, name)["env"] if e["name"] == "SCSSQ_REDIS_URL")
+        url = urlsplit(value["value"])
+        assert url.username == user and url.password == f"$({variables[user]})", name
+        assert variables[user] in hashed and user in acl_users()
+        ref = next(e for e in container(objects, name)["env"] if e["name"] == variables[user])
+        step_ref = next(e for e in step["env"] if e["name"] == variables[user])
+        assert ref["valueFrom"] == step_ref["valueFrom"], name
+    assert {"REDIS_PASSWORD", "REDIS_KEDA_PASSWORD", "REDIS_CLIENT_PASSWORD"} <= hashed
 
 
 def test_flower_has_basic_auth_and_no_public_exposure() -> None:
@@ -720,9 +830,11 @@ def test_no_secret_in_any_manifest() -> None:
     objects = k8s_objects()
     secrets = [key for key in objects if key[0] == "Secret"]
     assert secrets == [("Secret", "scssq-secrets")]
-    assert all(
-        v in ("CHANGE-ME", "") or v.endswith(":CHANGE-ME") for v in secret_template().values()
-    )
+    for key, value in secret_template().items():
+        if key.endswith("-username"):  # a name, not a secret (KEDA reads only Secrets)
+            assert value in acl_users(), key
+        else:
+            assert value in ("CHANGE-ME", "") or value.endswith(":CHANGE-ME"), key
     kustomization = load_yaml(K8S / "kustomization.yaml")
     assert SECRET_TEMPLATE not in kustomization["resources"], "the template is never applied"
     sensitive = re.compile(r"PASSWORD|SECRET|TOKEN|DSN|AUTH|ACCESS_KEY")
@@ -730,7 +842,7 @@ def test_no_secret_in_any_manifest() -> None:
     for (kind, name), doc in objects.items():
         if kind not in ("Deployment", "StatefulSet"):
             continue
-        for spec in doc["spec"]["template"]["spec"]["containers"]:
+        for spec in pod_containers(doc):
             for item in spec.get("env", []):
                 if sensitive.search(item["name"]):
                     assert "valueFrom" in item, f"{name}: {item['name']} must come from a Secret"
@@ -751,7 +863,7 @@ def test_kustomization_applies_every_manifest_and_pins_images() -> None:
     assert set(kustomization["resources"]) == manifests
     for (kind, name), doc in k8s_objects().items():
         if kind in ("Deployment", "StatefulSet"):
-            for spec in doc["spec"]["template"]["spec"]["containers"]:
+            for spec in pod_containers(doc):
                 _, _, tag = spec["image"].rpartition(":")
                 assert tag and tag != "latest" and "/" not in tag, f"{name}: pin {spec['image']}"
 
@@ -759,7 +871,73 @@ def test_kustomization_applies_every_manifest_and_pins_images() -> None:
 def test_configmap_and_secret_template_load_as_settings() -> None:
     settings = Settings.from_env(container_env(container(k8s_objects(), "scssq-worker")))
     assert settings.store_url.startswith("s3://")
-    assert settings.redis_url.startswith("redis://:CHANGE-ME@scssq-redis:6379/")
+    assert settings.redis_url.startswith("redis://scssq-worker:CHANGE-ME@scssq-redis:6379/")
+
+
+def test_workers_serve_metrics_inside_the_network_only() -> None:
+    """SCSSQ_METRICS_PORT on every worker; compose exposes it to its network without a
+    host port; Kubernetes names the port and annotates the pod for scraping. The
+    multiprocess folder is the code's own temp dir, which must be writable."""
+    worker = compose_config()["services"]["worker"]
+    port = int(worker["environment"]["SCSSQ_METRICS_PORT"])
+    assert port > 0 and Settings.from_env(worker["environment"]).metrics_port == port
+    assert [str(port)] == [str(p) for p in worker["expose"]] and "ports" not in worker
+    objects = k8s_objects()
+    spec = container(objects, "scssq-worker")
+    env = container_env(spec)
+    port = Settings.from_env(env).metrics_port
+    assert port > 0
+    assert {"name": "metrics", "containerPort": port} in spec["ports"]
+    annotations = objects[("Deployment", "scssq-worker")]["spec"]["template"]["metadata"][
+        "annotations"
+    ]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(port)
+    assert annotations["prometheus.io/path"] == "/metrics"
+    # compiler_tasks.metrics creates PROMETHEUS_MULTIPROC_DIR with tempfile.mkdtemp:
+    # under TMPDIR or /tmp, a writable volume beside the read-only root filesystem.
+    for files in (env, worker["environment"]):
+        assert "PROMETHEUS_MULTIPROC_DIR" not in files, "the code sets its own, per worker"
+        assert files.get("TMPDIR", "/tmp") == "/tmp"
+    assert spec["securityContext"]["readOnlyRootFilesystem"] is True
+    tmp = next(m for m in spec["volumeMounts"] if m["mountPath"] == "/tmp")
+    volumes = objects[("Deployment", "scssq-worker")]["spec"]["template"]["spec"]["volumes"]
+    assert "emptyDir" in next(v for v in volumes if v["name"] == tmp["name"])
+    # Flower and the other processes do not get the variable (only the worker serves)
+    for name in ("flower", "s3-init", "redis-acl"):
+        assert "SCSSQ_METRICS_PORT" not in compose_config()["services"][name]["environment"]
+    assert "SCSSQ_METRICS_PORT" not in configmap()
+
+
+def test_sentry_reaches_workers_optionally() -> None:
+    """SENTRY_DSN from .env / the Secret (optional: empty or absent means off), and an
+    environment name, for the processes that report to Sentry."""
+    for service in ("worker", "flower", "s3-init"):
+        env = compose_config()["services"][service]["environment"]
+        assert env["SENTRY_DSN"] == env_example()["SENTRY_DSN"] == ""
+        assert env["SENTRY_ENVIRONMENT"] == env_example()["SENTRY_ENVIRONMENT"]
+    assert compose_vars(COMPOSE)["SENTRY_DSN"] == ":-", "no DSN: Sentry off, not an error"
+    objects = k8s_objects()
+    spec = container(objects, "scssq-worker")
+    dsn = next(e for e in spec["env"] if e["name"] == "SENTRY_DSN")
+    ref = dsn["valueFrom"]["secretKeyRef"]
+    assert ref["optional"] is True and ref["key"] in secret_template()
+    assert container_env(spec)["SENTRY_ENVIRONMENT"] == configmap()["SENTRY_ENVIRONMENT"]
+    rate = Settings.from_env(container_env(spec)).traces_sample_rate
+    assert 0 <= rate <= 1
+
+
+def test_keda_user_may_count_the_queue_and_nothing_else() -> None:
+    """The rules as written (default names): KEDA's EVAL, TYPE and LLEN on the queue."""
+    rules = acl_users()[KEDA_USER]
+    queue = Settings.from_env(container_env(container(k8s_objects(), "scssq-worker"))).queue
+    assert rules[:5] == ["on", "resetpass", "resetkeys", "resetchannels", "-@all"]
+    keys = [r for r in rules if "~" in r]
+    assert keys == [f"~{queue}"], "the queue's key only"
+    commands = {r for r in rules if r.startswith("+")}
+    assert commands <= {"+ping", "+hello", "+auth", "+select", "+eval", "+type", "+llen"}
+    assert not [r for r in rules if r.startswith("&")], "no channel"
+    assert not [r for r in rules if r.startswith(("#", ">", "nopass"))], "no password in git"
 
 
 # ---------------------------------------------------------------------------
@@ -836,3 +1014,210 @@ def test_flower_as_deployed_requires_basic_auth_except_health_and_metrics(
     finally:
         stop_group(proc, grace=5)
         log.close()
+
+
+# ---------------------------------------------------------------------------
+# Redis ACL users on a real redis-server
+
+
+def render_acl(tmp: Path, env: dict[str, str]) -> Path:
+    """Run deploy/redis-acl-render.sh as compose and the init container do."""
+    out = tmp / "users.acl"
+    path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("SCSSQ_", "REDIS_"))}
+    proc = subprocess.run(
+        ["sh", str(ACL_RENDER), str(ACL_RENDER.parent), str(out)],
+        env={**keep, **env, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name, value in env.items():  # hashes only
+        assert not name.endswith("PASSWORD") or value not in out.read_text(), name
+    return out
+
+
+@contextlib.contextmanager
+def acl_redis(rendered: Path, tmp: Path) -> Iterator[RedisServer]:
+    """A redis-server with an aclfile, then ``rendered`` loaded into it (ACL LOAD)."""
+    aclfile = tmp / "server.acl"
+    aclfile.write_text("")  # the default user stays open until the load
+    server = RedisServer(extra=("--aclfile", str(aclfile)))
+    try:
+        aclfile.write_text(rendered.read_text())
+        assert server.client().execute_command("ACL", "LOAD")
+        yield server
+    finally:
+        server.stop()
+
+
+def as_url(server: RedisServer, url: str) -> redis.Redis:
+    parts = urlsplit(url)
+    return redis.Redis(
+        host="127.0.0.1", port=server.port, username=parts.username, password=parts.password
+    )
+
+
+def refused(action: Any) -> bool:
+    try:
+        action()
+    except redis.exceptions.NoPermissionError:
+        return True
+    except redis.exceptions.ResponseError as e:  # inside a script
+        return "can't run this command" in str(e) or "NOPERM" in str(e)
+    return False
+
+
+@pytest.mark.integration
+def test_compose_acl_step_renders_users_redis_loads(tmp_path: Path) -> None:
+    services = compose_config()["services"]
+    rendered = render_acl(tmp_path, dict(services["redis-acl"]["environment"]))
+    assert set(users(rendered.read_text())) == set(acl_users())
+    with acl_redis(rendered, tmp_path) as server:
+        anonymous = redis.Redis(host="127.0.0.1", port=server.port)
+        with pytest.raises(redis.AuthenticationError):
+            anonymous.ping()  # --requirepass is gone, and so is the open default user
+        admin = redis.Redis(
+            host="127.0.0.1",
+            port=server.port,
+            password=services["redis"]["environment"]["REDISCLI_AUTH"],
+        )
+        assert admin.ping() and admin.config_get("maxmemory-policy")  # the healthcheck's user
+        env = services["worker"]["environment"]
+        worker = as_url(server, env["SCSSQ_REDIS_URL"])
+        prefix = env["SCSSQ_PREFIX"]
+        assert worker.set(f"{prefix}:result:x", "1") and worker.lpush(env["SCSSQ_QUEUE"], "m")
+        flower = as_url(server, services["flower"]["environment"]["SCSSQ_REDIS_URL"])
+        assert flower.llen(env["SCSSQ_QUEUE"]) == 1
+        assert refused(lambda: flower.set(f"{prefix}:result:x", "forged"))
+        assert refused(lambda: flower.publish(f"{prefix}:done:x", "forged"))
+        client_pw = env_example()["REDIS_CLIENT_PASSWORD"]
+        client = redis.Redis(
+            host="127.0.0.1", port=server.port, username=CLIENT_USER, password=client_pw
+        )
+        assert client.get(f"{prefix}:result:x") == b"1"
+        assert refused(lambda: client.set(f"{prefix}:result:x", "forged"))
+        with pytest.raises(redis.AuthenticationError):  # compose runs no KEDA: no password
+            redis.Redis(host="127.0.0.1", port=server.port, username=KEDA_USER, password="").ping()
+
+
+@pytest.mark.integration
+def test_kubernetes_acl_init_renders_users_and_keda_counts_only(tmp_path: Path) -> None:
+    """The init container's environment (distinct secrets), the Redis it feeds, and
+    KEDA's own Lua script as scssq-keda with the TriggerAuthentication's parameters."""
+    objects = k8s_objects()
+    secrets = {
+        k: (v if k.endswith("-username") else f"{k}-{os.urandom(6).hex()}")
+        for k, v in secret_template().items()
+    }
+    (step,) = objects[("StatefulSet", "scssq-redis")]["spec"]["template"]["spec"]["initContainers"]
+    rendered = render_acl(tmp_path, container_env(step, secrets))
+    with acl_redis(rendered, tmp_path) as server:
+        worker_env = container_env(container(objects, "scssq-worker"), secrets)
+        settings = Settings.from_env(worker_env)
+        worker = as_url(server, worker_env["SCSSQ_REDIS_URL"])
+        assert worker.lpush(settings.queue, "a", "b", "c") == 3
+        flower_env = container_env(container(objects, "scssq-flower"), secrets)
+        assert as_url(server, flower_env["SCSSQ_REDIS_URL"]).llen(settings.queue) == 3
+        # KEDA: parameters from the TriggerAuthentication, list from the trigger
+        scaled = objects[("ScaledObject", "scssq-worker")]["spec"]
+        (trigger,) = scaled["triggers"]
+        auth = objects[("TriggerAuthentication", trigger["authenticationRef"]["name"])]["spec"]
+        params = {r["parameter"]: secrets[r["key"]] for r in auth["secretTargetRef"]}
+        keda = redis.Redis(
+            host="127.0.0.1",
+            port=server.port,
+            db=int(trigger["metadata"]["databaseIndex"]),
+            username=params["username"],
+            password=params["password"],
+        )
+        list_name = trigger["metadata"]["listName"]
+        assert keda.ping()
+        assert keda.eval(KEDA_LIST_LENGTH_SCRIPT, 1, list_name) == 3
+        assert keda.llen(list_name) == 3
+        assert refused(lambda: keda.set(list_name, "x"))
+        assert refused(lambda: keda.lpop(list_name))
+        assert refused(lambda: keda.llen(f"{settings.prefix}:result:x"))
+        assert refused(lambda: keda.get(f"{settings.prefix}:engines"))
+        assert refused(lambda: keda.eval("return redis.call('del', KEYS[1])", 1, list_name))
+        assert refused(lambda: keda.eval("return redis.call('lpop', KEYS[1])", 1, list_name))
+        assert refused(lambda: keda.config_get("*"))
+        assert refused(lambda: keda.keys("*"))
+        assert worker.llen(settings.queue) == 3, "nothing KEDA tried changed the queue"
+        client = redis.Redis(
+            host="127.0.0.1",
+            port=server.port,
+            username=CLIENT_USER,
+            password=secrets["redis-client-password"],
+        )
+        assert client.ping()
+
+
+@pytest.mark.integration
+def test_flower_works_as_its_own_acl_user(tmp_path: Path) -> None:
+    """A real worker (scssq-worker) compiles a real submit (scssq-client), and a real
+    Flower logged in as scssq-flower lists the worker (remote control), shows the
+    compile (events) and the queue, while Redis denies it nothing."""
+    from tests.test_flower import Flower  # a real Flower process, basic auth
+
+    passwords = {
+        "REDIS_PASSWORD": "admin-" + os.urandom(6).hex(),
+        "REDIS_WORKER_PASSWORD": "worker-" + os.urandom(6).hex(),
+        "REDIS_CLIENT_PASSWORD": "client-" + os.urandom(6).hex(),
+        "REDIS_FLOWER_PASSWORD": "flower-" + os.urandom(6).hex(),
+    }
+    probe = Fleet("redis://unused", tmp_path)  # only for its fresh prefix
+    prefix = probe.prefix
+    probe.redis.close()
+    rendered = render_acl(tmp_path, {**passwords, "SCSSQ_PREFIX": prefix, "SCSSQ_QUEUE": prefix})
+    with acl_redis(rendered, tmp_path) as server:
+        base = f"127.0.0.1:{server.port}/0"
+        fleet = Fleet(
+            f"redis://{CLIENT_USER}:{passwords['REDIS_CLIENT_PASSWORD']}@{base}", tmp_path
+        )
+        fleet.prefix = prefix
+        fleet.env.update(SCSSQ_PREFIX=prefix, SCSSQ_QUEUE=prefix)
+        fleet.redis.close()
+        admin = redis.Redis(
+            host="127.0.0.1", port=server.port, password=passwords["REDIS_PASSWORD"]
+        )
+        fleet.redis = admin
+        flower = None
+        try:
+            worker_url = f"redis://{WORKER_USER}:{passwords['REDIS_WORKER_PASSWORD']}@{base}"
+            fleet.start_worker(1, extra_env={"SCSSQ_REDIS_URL": worker_url})
+            flower_url = f"redis://{FLOWER_USER}:{passwords['REDIS_FLOWER_PASSWORD']}@{base}"
+            flower = Flower(
+                types.SimpleNamespace(
+                    tmp=tmp_path, env={**fleet.env, "SCSSQ_REDIS_URL": flower_url}
+                )
+            )
+            src = tmp_path / "src"
+            src.mkdir()
+            (src / "main.scss").write_text(".a { color: red; }\n")
+            proc = fleet.scssq(
+                "submit", "a" * 40, "--src", str(src), "--entry", "main.scss",
+                "--out", str(tmp_path / "out"), "--project", "demo", cwd=tmp_path,
+            )  # fmt: skip
+            assert proc.returncode == 0, proc.stderr + fleet.logs()
+            workers = flower.json("/api/workers?refresh=1")
+            (name,) = [n for n in workers if n.startswith(f"w1-{prefix}@")]
+            assert "scssq.compile" in str(workers[name].get("registered"))
+
+            def compiled() -> bool:
+                tasks = flower.json("/api/tasks?taskname=scssq.compile").values()
+                return any(t.get("state") == "SUCCESS" for t in tasks)
+
+            wait_for(compiled, 20, "the compile in Flower's task list (events)")
+            queues = flower.json("/api/queues/length")["active_queues"]
+            assert {"name": prefix, "messages": 0} in queues
+            denied = [e for e in admin.acl_log(count=100) if e.get("username") == FLOWER_USER]
+            assert not denied, denied
+            log = flower.log.read_text(errors="replace")
+            assert "no permissions" not in log and "NOPERM" not in log, log[-3000:]
+            assert "no permissions" not in fleet.logs()
+        finally:
+            if flower is not None:
+                flower.stop()
+            fleet.stop()
