@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 APT := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: setup redis demo test lint format clean
+.PHONY: setup redis demo test lint format clean bench
 
 setup: $(VENV)/.installed redis
 
@@ -25,6 +25,15 @@ demo: setup
 # Lint, types, then the whole test suite (real Redis, real workers, S3 API on loopback).
 test: setup lint
 	$(PY) -m pytest
+
+# The benchmark suite (not tests): corpus, every benchmark, figures and a summary under
+# bench/results/ (ignored). Slow (about half an hour on 2 cores); see README "Performance".
+bench: setup $(VENV)/.bench-installed
+	$(PY) -m bench.suite
+
+$(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
+	$(VENV)/bin/pip install -q -e '.[dev,bench]'
+	touch $@
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

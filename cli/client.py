@@ -23,7 +23,7 @@ from typing import Any
 
 import redis
 
-from compiler_tasks import commits, stats
+from compiler_tasks import commits, presigned, stats
 from compiler_tasks.bundle import Bundle, collect
 from compiler_tasks.connections import redis_client
 from compiler_tasks.errors import (
@@ -88,6 +88,8 @@ class Client:
         self._store: Store | None = None
         #: Whether this client has talked to Redis once (later failures are blips).
         self.reached = False
+        #: Whether a download finished (a client that downloads again uses the store).
+        self._downloaded = False
 
     @property
     def store(self) -> Store:
@@ -146,7 +148,7 @@ class Client:
         """Copy a result's outputs under ``out``, verifying each CSS's sha256."""
         written = []
         for entry, info in sorted(result.get("outputs", {}).items()):
-            css = self.store.get(info["css"])
+            css = self._artifact(info, "css")
             if hashlib.sha256(css).hexdigest() != info["sha256"]:
                 raise StoreError(f"artifact {info['css']} does not match its manifest's sha256")
             target = out.joinpath(*entry.split("/")).with_suffix(".css")
@@ -155,9 +157,24 @@ class Client:
             map_target = None
             if info.get("map"):
                 map_target = target.with_name(target.name + ".map")
-                map_target.write_bytes(self.store.get(info["map"]))
+                map_target.write_bytes(self._artifact(info, "map"))
             written.append(EntryOutput(entry, target, map_target, len(css), info["sha256"]))
+        self._downloaded = True
         return written
+
+    def _artifact(self, info: dict[str, Any], field: str) -> bytes:
+        """An output's bytes: through the presigned URL the worker added for this S3 store,
+        else (or when that fails) through the store. Only a client's first download uses
+        URLs: a one-shot ``scssq submit`` never imports boto3, a client that downloads
+        again opens the store once and keeps its connections."""
+        url = info.get(f"{field}_url")
+        if isinstance(url, str) and self._store is None and not self._downloaded:
+            data = presigned.fetch(
+                url, self.settings.store_url, info[field], limit=self.settings.max_output_bytes
+            )
+            if data is not None:
+                return data
+        return self.store.get(info[field])
 
 
 def submit(

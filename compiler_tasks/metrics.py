@@ -222,9 +222,9 @@ class TimedStore:
         with _store_timer("put_once"):
             return bool(self._inner.put_once(path, data))
 
-    def get(self, path: str) -> bytes:
+    def get(self, path: str, limit: int | None = None) -> bytes:
         with _store_timer("get"):
-            return bytes(self._inner.get(path))
+            return bytes(self._inner.get(path, limit=limit))
 
     def exists(self, path: str) -> bool:
         with _store_timer("exists"):

@@ -103,6 +103,9 @@ def scrub_event(event: Any, hint: Any) -> Any:
             exc["value"] = tasklog.redact(exc["value"])  # a password in a URL, an AWS secret
     for crumb in (event.get("breadcrumbs") or {}).get("values", []):
         scrub_breadcrumb(crumb, {})
+    for span in event.get("spans") or []:
+        if isinstance(span, dict) and isinstance(span.get("data"), dict):
+            span["data"].pop("http.query", None)  # a presigned URL's signature (presigned.py)
     return event
 
 
@@ -117,6 +120,7 @@ def scrub_breadcrumb(crumb: Any, hint: Any) -> Any:
     data = crumb.get("data")
     if isinstance(data, dict):
         data.pop("args", None)
+        data.pop("http.query", None)  # a presigned URL's signature (presigned.py)
     return crumb
 
 

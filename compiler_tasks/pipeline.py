@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from . import commits, metrics
+from . import commits, metrics, presigned
 from .bundle import Bundle, archive_limit, read_archive, write_tree
 from .engine_api import request_for
 from .engines import EngineAborted, EngineOutput
@@ -326,6 +326,9 @@ def upload(ctx: WorkerContext, job: Job, lock: Lock, compiled: Compiled) -> dict
     """Write outputs (under this holder's token), then the manifest once; return it."""
     base = f"{artifact_dir(job.key)}/{lock.token}"
     outputs: dict[str, Any] = {}
+    # S3: presigned GET URLs, so a client reads a hit without boto3 (see presigned.py)
+    presign = getattr(ctx.store, "presign_get", None)
+    expires = presigned.expiry(ctx.settings.result_ttl)
     for entry, out in compiled.outputs.items():
         css_path = f"{base}/{_css_name(entry)}"
         ctx.store.put(css_path, out.css)
@@ -339,6 +342,11 @@ def upload(ctx: WorkerContext, job: Job, lock: Lock, compiled: Compiled) -> dict
             "size": len(out.css),
             "sha256": hashlib.sha256(out.css).hexdigest(),
         }
+        if presign is not None:
+            urls = {"css_url": presign(css_path, expires)}
+            if map_path is not None:
+                urls["map_url"] = presign(map_path, expires)
+            outputs[entry].update({k: v for k, v in urls.items() if v})
     manifest: dict[str, Any] = {
         "key": job.key,
         "digest": job.digest,

@@ -286,6 +286,19 @@ class S3Store:
 
         return self._call("read", path, read, Key=key)
 
+    def presign_get(self, path: str, seconds: int) -> str | None:
+        """A URL that GETs ``path`` for ``seconds`` without credentials (signed here, no
+        request made), or None when this client cannot sign. See :mod:`.presigned`."""
+        try:
+            url = self._client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": self._key(path)},
+                ExpiresIn=seconds,
+            )
+        except self._errors:
+            return None
+        return str(url)
+
     def exists(self, path: str) -> bool:
         key = self._key(path)
         try:

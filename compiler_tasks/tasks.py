@@ -87,6 +87,13 @@ def compile_bundle(self: Task, request: dict[str, Any]) -> str:
         return _retry_or_fail(self, ctx, job, e)
     except redis.RedisError as e:
         return _retry_or_fail(self, ctx, job, InfrastructureError(f"Redis failed: {e}"))
+    except Exception as e:  # a bug: tell the waiters now rather than at their timeout
+        log.exception("compile of %s failed unexpectedly", job.key[:12])
+        instrument.capture_fault(e, retries=int(self.request.retries))
+        pipeline.announce_failure(
+            ctx, job, KIND_INFRA, f"unexpected worker error ({type(e).__name__}: {e})"
+        )
+        return "failed"
 
 
 def _count_delivery(ctx: WorkerContext, task_id: str | None, retries: int) -> int:

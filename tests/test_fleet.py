@@ -17,6 +17,7 @@ import pytest
 import sass
 
 from tests.support.fleet import SCSSQ, Fleet, wait_until
+from tests.support.procs import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -303,3 +304,13 @@ def test_no_worker_alive_is_said_not_hung(make_fleet, tmp_path: Path) -> None:
     assert proc.returncode == 3
     assert "no worker alive" in proc.stderr
     assert "timed out after 3 s" in proc.stderr
+
+
+def test_big_bundle_through_the_store_with_metrics_on(make_fleet, tmp_path: Path) -> None:
+    """The store path of bundles (above SCSSQ_INLINE_BUNDLE_MAX) with the timed store
+    that metrics wrap around it."""
+    fleet = make_fleet(workers=1, inline_bundle_max=0, metrics_port=free_port())
+    src = make_src(tmp_path, {"main.scss": ".big { b: c; }\n"})
+    ok(fleet.scssq("submit", HASH1, *submit_args(src, tmp_path / "o"), cwd=tmp_path), fleet)
+    assert (tmp_path / "o" / "main.css").read_text().startswith(".big")
+    assert list((tmp_path / "store" / "bundles").iterdir())

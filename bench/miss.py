@@ -1,0 +1,184 @@
+"""Benchmark 3, miss latency: one submit end to end ÷ the engine's own time, same bundle.
+
+``python -m bench.miss [--quick] [--runs 15]``
+
+For each run a fresh variant of the bundle (a distinct ``$primary``, so a miss) is
+compiled twice, in alternating order:
+
+* **engine**: libsass in this (warm) process, ``sass.compile(filename=...)`` with the
+  same options, writing the CSS;
+* **submit**: the client API, ``cli.client.submit()`` with a warm ``Client`` (a CI runner
+  that already imported scssq) against an idle fleet of 2 workers (``--concurrency=1``):
+  bundle, key, subscribe, enqueue, the worker's pipeline (unpack, lock, engine child,
+  upload, complete), wake-up, download.
+
+A third column times the whole ``scssq submit`` process (interpreter start and imports
+included) on another fresh variant. The worker's own task line gives the split: engine
+time in the worker's child process vs the rest of the pipeline.
+Bootstrap 5.3.3 (the goal) and Bootstrap 4.6.2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import bundles
+from bench.common import Report, ms, ratio, summary, table
+from bench.fleet import BenchFleet, redis_server
+from cli.client import submit
+
+SCSSQ = str(Path(sys.executable).parent / "scssq")
+CORPUS = ("bootstrap", "bootstrap4")
+
+
+def task_lines(fleet: BenchFleet) -> dict[str, dict[str, Any]]:
+    """The workers' task lines (``{"event": "scssq.task", ...}``) of compiles, by key."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(fleet.tmp.glob("worker*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith('{"event": "scssq.task"'):
+                rec = json.loads(line)
+                if rec.get("outcome") == "compiled":
+                    out[rec["key"]] = rec
+    return out
+
+
+def cli_submit(fleet: BenchFleet, src: Path, out: Path) -> float:
+    """Wall time of one ``scssq submit`` process."""
+    cmd = [SCSSQ, "submit", bundles.commit(), "--src", str(src), "--entry", bundles.ENTRY]
+    cmd += ["--out", str(out), "--project", "bench", "--style", bundles.STYLE]
+    started = time.perf_counter()
+    proc = subprocess.run(
+        cmd, env={**os.environ, **fleet.env}, capture_output=True, text=True, timeout=300
+    )
+    took = time.perf_counter() - started
+    if proc.returncode != 0 or not proc.stdout.startswith("compiled"):
+        raise RuntimeError(f"scssq submit failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
+    return took
+
+
+def measure(fleet: BenchFleet, name: str, runs: int, tmp: Path) -> dict[str, Any]:
+    client = fleet.client()
+    samples: list[dict[str, Any]] = []
+    for i in range(runs + 2):  # the first two warm both workers' engine processes
+        src = bundles.bootstrap(tmp / f"{name}-{i}", 1000 + i, name)
+        cli_src = bundles.bootstrap(tmp / f"{name}-{i}-cli", 5000 + i, name)
+        out = tmp / "out" / f"{name}-{i}"
+        fleet.wait_idle()
+        sample: dict[str, Any] = {}
+        for step in ("engine", "submit") if i % 2 == 0 else ("submit", "engine"):
+            started = time.perf_counter()
+            if step == "engine":
+                bundles.raw_compile(src, out / "raw.css")
+            else:
+                res = submit(client, bundles.config(src, out), bundles.commit(), timeout=300)
+                if res.outcome != "compiled":
+                    raise RuntimeError(f"expected a miss, got {res.outcome}")
+                sample["key"] = res.key
+            sample[step] = time.perf_counter() - started
+        fleet.wait_idle()
+        sample["cli"] = cli_submit(fleet, cli_src, out / "cli")
+        if i >= 2:
+            samples.append(sample)
+    client.close()
+    lines = task_lines(fleet)
+    for s in samples:
+        line = lines.get(s.pop("key"), {})
+        s["worker_engine"] = line.get("compile_s")
+        s["worker_task"] = line.get("total_s")
+    ratios = [s["submit"] / s["engine"] for s in samples]
+    cli_ratios = [s["cli"] / s["engine"] for s in samples]
+    return {
+        "bundle": bundles.bootstrap_label(name),
+        "samples": samples,
+        "engine": summary([s["engine"] for s in samples]),
+        "submit": summary([s["submit"] for s in samples]),
+        "cli": summary([s["cli"] for s in samples]),
+        "worker_engine": summary([s["worker_engine"] for s in samples if s["worker_engine"]]),
+        "worker_task": summary([s["worker_task"] for s in samples if s["worker_task"]]),
+        "ratio": summary(ratios),
+        "cli_ratio": summary(cli_ratios),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="4 runs per bundle")
+    parser.add_argument("--runs", type=int, default=None, help="runs per bundle (default 15)")
+    args = parser.parse_args()
+    runs = args.runs or (4 if args.quick else 15)
+    report = Report(
+        "miss",
+        args.quick,
+        params={
+            "runs": runs,
+            "fleet": "2 celery workers x --concurrency=1, local store, idle between runs",
+            "client": "cli.client.submit() with a warm Client; `scssq submit` process",
+        },
+    )
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="scssq-bench-miss-") as tmp_dir, redis_server() as rs:
+        tmp = Path(tmp_dir)
+        with BenchFleet(tmp / "fleet", redis=rs, workers=2, concurrency=1) as fleet:
+            fleet.export()
+            import compiler_tasks.app  # noqa: F401  (a warm client: Celery imported once)
+
+            for name in CORPUS:
+                rows.append(measure(fleet, name, runs, tmp))
+                r = rows[-1]
+                print(
+                    f"{r['bundle']}: p50 submit {ms(r['submit']['p50'])} "
+                    f"engine {ms(r['engine']['p50'])} ratio {r['ratio']['p50']:.2f}",
+                    flush=True,
+                )
+    report.data = {"rows": rows}
+    main_row = rows[0]
+    report.goal(
+        f"miss: submit ÷ engine, p50 ({main_row['bundle']})",
+        main_row["ratio"]["p50"],
+        1.10,
+        note=f"p99 {main_row['ratio']['p99']:.2f}; scssq process p50 "
+        f"{main_row['cli_ratio']['p50']:.2f}",
+    )
+    body = [
+        (
+            r["bundle"],
+            ms(r["engine"]["p50"]),
+            ms(r["worker_engine"]["p50"]),
+            ms(r["worker_task"]["p50"]),
+            ms(r["submit"]["p50"]),
+            ms(r["submit"]["p99"]),
+            f"**{ratio(r['ratio']['p50'])}** / {ratio(r['ratio']['p99'])}",
+            ms(r["cli"]["p50"]),
+            f"{ratio(r['cli_ratio']['p50'])} / {ratio(r['cli_ratio']['p99'])}",
+        )
+        for r in rows
+    ]
+    text = "### Miss latency\n\n" + table(
+        [
+            "bundle",
+            "engine p50",
+            "engine in worker p50",
+            "worker task p50",
+            "submit p50",
+            "submit p99",
+            "submit ÷ engine p50 / p99",
+            "`scssq submit` p50",
+            "process ÷ engine p50 / p99",
+        ],
+        body,
+    )
+    report.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
