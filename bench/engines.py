@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import cpu_model  # noqa: E402
 from bench.corpus import PACKAGES, ensure  # noqa: E402
 from compiler_tasks.dart_engine import DartSassEngine  # noqa: E402
 from compiler_tasks.dart_sass import dart_sass_version, locate  # noqa: E402
@@ -124,7 +125,7 @@ def main() -> int:
     report = {
         "machine": {
             "cpus": os.cpu_count(),
-            "processor": _cpu_model(),
+            "processor": cpu_model(),
             "python": platform.python_version(),
             "system": platform.platform(),
             "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
@@ -139,16 +140,6 @@ def main() -> int:
     print(table(report))
     print(f"\nwritten {path.relative_to(ROOT)}")
     return 0
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _cell(value: object) -> str:

@@ -221,10 +221,6 @@ class EngineProcess:
             child.stderr.close()
         return child
 
-    def _check(self, req: EngineRequest) -> str:
-        """Validate the request; returns the real path of the root."""
-        return check_request(req)
-
     def compile(
         self,
         req: EngineRequest,
@@ -238,7 +234,7 @@ class EngineProcess:
         Raises CompileError (user's sources; ``path:line:col: message``), CompileTimeout,
         EngineCrash, EngineAborted (``tick()`` returned False) or InvalidInput.
         """
-        root = self._check(req)
+        root = check_request(req)
         limit = self.settings.compile_timeout
         timeout = CompileTimeout(
             f"compile exceeded {limit:g} s while compiling {req.entry} "
