@@ -1,9 +1,11 @@
 """The in-process client API: submit a bundle and wait, status, fetch, health.
 
-The cache-hit path imports neither Celery nor boto3 (for a local store): it
-reads the engine version, computes the key, subscribes, reads the result and
-copies the artifacts. Only a miss imports Celery to enqueue (and a hit of a
-commit not yet mapped, to ask a worker to map it).
+A plain cache hit costs two round trips and imports neither Celery nor boto3:
+it reads the engine version, computes the key, reads the result and the commit
+mapping in one pipeline and copies the artifacts. Otherwise it subscribes, reads
+the result again, and only a miss imports Celery to enqueue (and a hit of a
+commit not yet mapped, to ask a worker to map it). ``scssq submit`` tries the
+same hit without redis-py first (:mod:`cli.fastpath`).
 
 The client never writes scssq's keys: workers write locks, results and the
 commit mapping (see :mod:`compiler_tasks.commits`), so a CI credential can be
@@ -13,27 +15,24 @@ limited to reading them, subscribing and enqueueing (``deploy/redis-acl.conf``).
 from __future__ import annotations
 
 import base64
-import hashlib
+import json
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from compiler_tasks import commits, presigned, stats
-from compiler_tasks.bundle import Bundle, collect
+from compiler_tasks import commits, stats
+from compiler_tasks.bundle import Bundle
 from compiler_tasks.connections import redis_client
 from compiler_tasks.errors import (
     ArtifactMissing,
     CompileError,
     FleetTimeout,
-    InvalidInput,
     NoWorkers,
     RedisUnavailable,
-    StoreError,
     error_from_kind,
 )
 from compiler_tasks.events import Waiter
@@ -41,9 +40,11 @@ from compiler_tasks.fleet import alive_workers
 from compiler_tasks.keys import CompileOptions, RedisKeys, bundle_path, compile_key
 from compiler_tasks.observability import span
 from compiler_tasks.settings import Settings, redact_url
-from compiler_tasks.storage import Store, open_store
+from compiler_tasks.storage import Store
 
 from .config import SubmitConfig
+from .fastpath import collect_bundle, plain_hit
+from .outputs import Artifacts, EntryOutput, SubmitResult
 
 Progress = Callable[[str], None]
 #: Seconds a submit keeps trying a Redis it never reached (a wrong URL fails fast).
@@ -54,30 +55,6 @@ RETRY_PAUSE = 0.2
 NO_WORKER = "no worker alive"
 
 
-@dataclass
-class EntryOutput:
-    entry: str
-    css: Path
-    map: Path | None
-    size: int
-    sha256: str
-
-
-@dataclass
-class SubmitResult:
-    """What one submit produced; ``outcome`` is compiled, shared, cached or queued."""
-
-    project: str
-    commit: str
-    key: str
-    digest: str
-    outcome: str
-    entries: list[EntryOutput] = field(default_factory=list)
-    warnings: str = ""
-    conflict: str | None = None
-    seconds: float = 0.0
-
-
 class Client:
     """A connection to one fleet (its Redis, its store) for submits and queries."""
 
@@ -85,17 +62,13 @@ class Client:
         self.settings = settings
         self.keys = RedisKeys(settings.prefix)
         self.redis = redis_client(settings, name)
-        self._store: Store | None = None
+        self.artifacts = Artifacts(settings)
         #: Whether this client has talked to Redis once (later failures are blips).
         self.reached = False
-        #: Whether a download finished (a client that downloads again uses the store).
-        self._downloaded = False
 
     @property
     def store(self) -> Store:
-        if self._store is None:
-            self._store = open_store(self.settings.store_url)
-        return self._store
+        return self.artifacts.store
 
     def close(self) -> None:
         self.redis.close()
@@ -146,35 +119,7 @@ class Client:
 
     def download(self, result: dict[str, Any], out: Path) -> list[EntryOutput]:
         """Copy a result's outputs under ``out``, verifying each CSS's sha256."""
-        written = []
-        for entry, info in sorted(result.get("outputs", {}).items()):
-            css = self._artifact(info, "css")
-            if hashlib.sha256(css).hexdigest() != info["sha256"]:
-                raise StoreError(f"artifact {info['css']} does not match its manifest's sha256")
-            target = out.joinpath(*entry.split("/")).with_suffix(".css")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(css)
-            map_target = None
-            if info.get("map"):
-                map_target = target.with_name(target.name + ".map")
-                map_target.write_bytes(self._artifact(info, "map"))
-            written.append(EntryOutput(entry, target, map_target, len(css), info["sha256"]))
-        self._downloaded = True
-        return written
-
-    def _artifact(self, info: dict[str, Any], field: str) -> bytes:
-        """An output's bytes: through the presigned URL the worker added for this S3 store,
-        else (or when that fails) through the store. Only a client's first download uses
-        URLs: a one-shot ``scssq submit`` never imports boto3, a client that downloads
-        again opens the store once and keeps its connections."""
-        url = info.get(f"{field}_url")
-        if isinstance(url, str) and self._store is None and not self._downloaded:
-            data = presigned.fetch(
-                url, self.settings.store_url, info[field], limit=self.settings.max_output_bytes
-            )
-            if data is not None:
-                return data
-        return self.store.get(info[field])
+        return self.artifacts.download(result, out)
 
 
 def submit(
@@ -186,24 +131,20 @@ def submit(
     wait: bool = True,
     progress: Progress | None = None,
     warn: Progress | None = None,
+    bundle: Bundle | None = None,
+    started: float | None = None,
 ) -> SubmitResult:
     """Submit ``config``'s bundle for ``commit`` and (unless ``wait`` is off) fetch the CSS.
 
     ``progress`` gets what a terminal shows while waiting; ``warn`` gets what must
-    be said even in CI (no worker alive).
+    be said even in CI (no worker alive). ``bundle`` and ``started`` (monotonic)
+    come from :func:`cli.fastpath.submit` when it already collected the bundle.
     """
-    started = time.monotonic()
+    started = time.monotonic() if started is None else started
     deadline = started + timeout
     settings = client.settings
-    bundle = collect(
-        config.src,
-        exclude=[config.out],
-        max_bytes=settings.max_bundle_bytes,
-        max_files=settings.max_bundle_files,
-    )
-    for entry in config.options.entries:
-        if entry not in bundle.files:
-            raise InvalidInput(f"entry {entry!r} is not a stylesheet under {config.src}")
+    if bundle is None:
+        bundle = collect_bundle(config, settings)
     pause = RETRY_PAUSE
     while True:
         try:
@@ -253,7 +194,19 @@ def _submit(
     version = client.engine_version(options.engine)
     key = compile_key(bundle.digest, options, version)
     res = SubmitResult(config.project, commit, key, bundle.digest, "cached")
-    first = client.first_mapping(config.project, commit, options)
+    # One round trip answers a plain hit (result stored, commit mapped to this digest),
+    # the common case, before any subscription (a miss is read again after it).
+    pipe = client.redis.pipeline(transaction=False)
+    pipe.get(client.keys.result(key))
+    pipe.hget(client.keys.commit(config.project, commit), options.variant())
+    raw, mapping = pipe.execute()
+    hit = plain_hit(raw, mapping, bundle.digest)
+    if hit is not None:
+        try:
+            return _deliver(client, res, hit, config.out, started)
+        except ArtifactMissing:
+            pass  # the wait below finds the result again and repairs it
+    first = None if mapping is None else dict(json.loads(mapping))
     res.conflict = _conflict(res, first)
     submit_id = secrets.token_hex(8)
     job = {

@@ -19,8 +19,8 @@ from compiler_tasks.engine_api import request_for
 from compiler_tasks.engines import open_engine
 from compiler_tasks.settings import Settings
 
-from .client import EntryOutput, SubmitResult
 from .config import SubmitConfig
+from .outputs import EntryOutput, SubmitResult
 
 
 def compile_locally(settings: Settings, config: SubmitConfig, commit: str) -> SubmitResult:

@@ -171,8 +171,7 @@ def submit(
     """
     from compiler_tasks.observability import traced_submit  # Sentry only with SENTRY_DSN
 
-    from .client import Client
-    from .client import submit as do_submit
+    from .fastpath import submit as do_submit
 
     def run() -> int:
         settings = _settings()
@@ -180,10 +179,9 @@ def submit(
         commit = _commit(hash_, conf.src)
         limit = timeout or cfg.file_timeout(Path.cwd()) or DEFAULT_SUBMIT_TIMEOUT
         progress = _progress if cfg.is_tty() else None
-        client = Client(settings)
         try:
             result = traced_submit(do_submit, settings)(
-                client,
+                settings,
                 conf,
                 commit,
                 timeout=limit,
@@ -197,8 +195,6 @@ def submit(
             result = _local(settings, conf, commit, e, as_json)
         except ScssqError as e:
             _fail_with_warnings(e, as_json, {"commit": commit, "project": conf.project})
-        finally:
-            client.close()
         _print_submit(result, as_json)
         return EXIT_OK
 

@@ -24,7 +24,8 @@ from compiler_tasks.fleet import alive_workers
 from compiler_tasks.keys import CompileOptions
 from compiler_tasks.settings import redact_url
 
-from .client import Client, EntryOutput
+from .client import Client
+from .outputs import EntryOutput
 
 
 @dataclass

@@ -27,6 +27,10 @@ from .keys import content_digest, validate_relpath
 SOURCE_SUFFIXES = (".scss", ".sass")
 #: Directories never bundled: version control metadata.
 SKIPPED_DIRS = frozenset({".git", ".hg", ".svn"})
+#: gzip level of the bundle archive: level 1 compresses Bootstrap's 330 KB of Sass to
+#: 82 KB in 2 ms, level 6 to 65 KB in 7.5 ms; on a miss the client's CPU time counts and
+#: the archive is only transport (the digest is over the files).
+GZIP_LEVEL = 1
 _IMPORT_RE = re.compile(r"@(?:import|use|forward)\s+([^;\n]+)")
 _QUOTED_RE = re.compile(r"""["']([^"']+)["']""")
 #: Tar bytes a bundle may carry per file beyond the file's content: a header block, a pax
@@ -57,7 +61,7 @@ class Bundle:
         """A deterministic tar.gz of the files (same files, same bytes)."""
         buf = io.BytesIO()
         with (
-            gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=6) as gz,
+            gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=GZIP_LEVEL) as gz,
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
         ):
             for path in sorted(self.files):
@@ -103,13 +107,19 @@ def _walk(src: Path, excluded: list[str]) -> dict[str, str]:
             raise BundleError(f"cannot read directory {rel_dir or '.'!r} under --src: {e}") from e
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-            real = os.path.realpath(entry.path)
+            if entry.is_symlink():  # resolved, then held to the root like any path
+                real = os.path.realpath(entry.path)
+                is_dir, is_file = os.path.isdir(real), os.path.isfile(real)
+            else:  # inside a real directory: already real (no lstat per path component)
+                real = os.path.join(real_dir, entry.name)
+                is_dir = entry.is_dir(follow_symlinks=False)
+                is_file = entry.is_file(follow_symlinks=False)
             if not _inside(real, root) or any(_inside(real, ex) for ex in excluded):
                 continue
-            if os.path.isdir(real):
+            if is_dir:
                 if entry.name not in SKIPPED_DIRS:
                     stack.append((real, rel, ancestors))
-            elif os.path.isfile(real) and entry.name.endswith((*SOURCE_SUFFIXES, ".css")):
+            elif is_file and entry.name.endswith((*SOURCE_SUFFIXES, ".css")):
                 found[rel] = real
     return found
 
@@ -237,10 +247,18 @@ def read_archive(data: bytes, *, max_bytes: int, max_files: int) -> Bundle:
 def write_tree(bundle: Bundle, root: Path) -> None:
     """Write the bundle's files under the empty directory ``root`` (never outside it)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    made = {""}  # directories created so far, relative to root
+    base = str(root)
     for rel in sorted(bundle.files):
         validate_relpath(rel, "bundled file")
-        target = root.joinpath(*rel.split("/"))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(target, flags, 0o644)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(bundle.files[rel])
+        parent = rel.rpartition("/")[0]
+        if parent not in made:
+            os.makedirs(os.path.join(base, parent), exist_ok=True)
+            made.add(parent)
+        fd = os.open(os.path.join(base, rel), flags, 0o644)
+        try:
+            view = memoryview(bundle.files[rel])
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)

@@ -6,14 +6,17 @@ outcome with one ``INCR <prefix>:stats:<name>`` (the clients' Redis ACL allows
 (this submit's task compiled it) and ``shared`` (it waited for another
 request's compile). Workers read them when Prometheus scrapes
 (:class:`compiler_tasks.metrics.FleetCollector`). Counting is best effort: it
-never fails or slows a submit beyond that one command. Imports redis-py only.
+never fails or slows a submit beyond that one command. Importing it imports
+nothing (the cache-hit fast path counts with :data:`COUNTERS` and :func:`key`).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-import redis
+if TYPE_CHECKING:
+    import redis
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,8 @@ def count_submit(client: redis.Redis, prefix: str, outcome: str) -> None:
     name = COUNTERS.get(outcome)
     if name is None:
         return
+    import redis
+
     try:
         client.incr(key(prefix, name))
     except redis.RedisError as e:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from cli.client import Client
+from cli.outputs import Artifacts
 from compiler_tasks import presigned
 from compiler_tasks.errors import ArtifactMissing
 from compiler_tasks.settings import Settings
@@ -89,7 +90,7 @@ def test_client_reads_a_presigned_url_without_the_store(
         "map_url": store.presign_get(PATH + ".map", 60),
     }
     client = Client(Settings(store_url=s3_store_url))
-    monkeypatch.setattr(Client, "store", property(lambda self: _NoStore()))
+    monkeypatch.setattr(Artifacts, "store", property(lambda self: _NoStore()))
     [written] = client.download({"outputs": {"main.scss": info}}, tmp_path / "out")
     assert written.css.read_bytes() == css
     assert written.map is not None and written.map.read_bytes() == b"{}"

@@ -1,0 +1,100 @@
+"""What a submit produced, and writing a result's outputs under ``--out``.
+
+Shared by the full client (:mod:`cli.client`) and the cache-hit fast path
+(:mod:`cli.hit`); imports neither redis-py nor boto3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compiler_tasks import presigned
+from compiler_tasks.errors import StoreError
+from compiler_tasks.settings import Settings
+from compiler_tasks.storage import Store, open_store
+
+#: Reads one output of a result: (the output's manifest entry, "css" or "map") -> bytes.
+ArtifactReader = Callable[[dict[str, Any], str], bytes]
+
+
+@dataclass
+class EntryOutput:
+    entry: str
+    css: Path
+    map: Path | None
+    size: int
+    sha256: str
+
+
+@dataclass
+class SubmitResult:
+    """What one submit produced; ``outcome`` is compiled, shared, cached or queued."""
+
+    project: str
+    commit: str
+    key: str
+    digest: str
+    outcome: str
+    entries: list[EntryOutput] = field(default_factory=list)
+    warnings: str = ""
+    conflict: str | None = None
+    seconds: float = 0.0
+
+
+def write_outputs(result: dict[str, Any], out: Path, read: ArtifactReader) -> list[EntryOutput]:
+    """Copy a result's outputs under ``out``, verifying each CSS against its manifest's
+    sha256 (StoreError on a mismatch: the CSS is never wrong)."""
+    written = []
+    for entry, info in sorted(result.get("outputs", {}).items()):
+        css = read(info, "css")
+        if hashlib.sha256(css).hexdigest() != info["sha256"]:
+            raise StoreError(f"artifact {info['css']} does not match its manifest's sha256")
+        target = out.joinpath(*entry.split("/")).with_suffix(".css")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(css)
+        map_target = None
+        if info.get("map"):
+            map_target = target.with_name(target.name + ".map")
+            map_target.write_bytes(read(info, "map"))
+        written.append(EntryOutput(entry, target, map_target, len(css), info["sha256"]))
+    return written
+
+
+class Artifacts:
+    """Reads a result's outputs: through the presigned URL a worker added for an S3
+    store, else (or when that fails) through the store.
+
+    Only the first download uses URLs: a one-shot ``scssq submit`` never imports boto3,
+    a client that downloads again opens the store once and keeps its connections.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._store: Store | None = None
+        self._downloaded = False
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.settings.store_url)
+        return self._store
+
+    def download(self, result: dict[str, Any], out: Path) -> list[EntryOutput]:
+        """Copy a result's outputs under ``out``, verifying each CSS's sha256."""
+        written = write_outputs(result, out, self.read)
+        self._downloaded = True
+        return written
+
+    def read(self, info: dict[str, Any], field: str) -> bytes:
+        url = info.get(f"{field}_url")
+        if isinstance(url, str) and self._store is None and not self._downloaded:
+            data = presigned.fetch(
+                url, self.settings.store_url, info[field], limit=self.settings.max_output_bytes
+            )
+            if data is not None:
+                return data
+        return self.store.get(info[field])

@@ -1,0 +1,210 @@
+"""The cache-hit fast path: the stdlib RESP client and ``scssq submit`` hits without
+redis-py, against a real redis-server and real workers.
+
+Which path a process took is read from ``PYTHONPROFILEIMPORTTIME`` (Python's own
+``-X importtime``): a plain hit never imports redis-py, Celery or boto3.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from compiler_tasks.resp import RespConnection, RespError, Target, parse_url
+from compiler_tasks.settings import Settings
+from tests.support.fleet import Fleet, wait_until
+from tests.test_fleet import HASH1, HASH2, make_src, submit_args
+
+HEAVY = {"redis", "celery", "kombu", "boto3", "botocore"}
+
+
+def imported(stderr: str) -> set[str]:
+    """Top-level packages a process imported, from its ``-X importtime`` lines."""
+    return {
+        m.group(1).split(".")[0]
+        for m in re.finditer(r"^import time:\s+\d+ \|\s+\d+ \|\s+(\S+)", stderr, re.M)
+    }
+
+
+def submit(
+    fleet: Fleet, commit: str, src: Path, out: Path, **env: str
+) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    proc = fleet.scssq(
+        "submit",
+        commit,
+        *submit_args(src, out),
+        cwd=src.parent,
+        env={"PYTHONPROFILEIMPORTTIME": "1", **env},
+    )
+    return proc, imported(proc.stderr)
+
+
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        ("redis://h:1234/2", Target(False, "h", 1234, "", None, None, 2)),
+        ("redis://localhost", Target(False, "localhost", 6379, "", None, None, 0)),
+        ("rediss://:p%40ss@h/0", Target(True, "h", 6379, "", None, "p@ss", 0)),
+        ("redis://u:pw@h:1/0?db=5", Target(False, "h", 1, "", "u", "pw", 0)),
+        ("unix:///run/r.sock?db=3", Target(False, "localhost", 6379, "/run/r.sock", None, None, 3)),
+    ],
+)
+def test_parse_url(url: str, target: Target) -> None:
+    assert parse_url(url) == target
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://h/0?socket_timeout=5",  # an option only redis-py knows: the full path
+        "http://h/0",
+        "redis://u@h/0",  # a user without a password
+        "redis://h/x",
+        "redis://h:99999/0",
+    ],
+)
+def test_parse_url_leaves_the_rest_to_redis_py(url: str) -> None:
+    with pytest.raises(RespError):
+        parse_url(url)
+
+
+def _settings(url: str) -> Settings:
+    return Settings.from_env({"SCSSQ_REDIS_URL": url})
+
+
+def test_resp_pipelines_replies_and_errors(redis_server) -> None:
+    key = "resp-" + secrets.token_hex(4)
+    with RespConnection.open(_settings(redis_server.url), timeout=5) as conn:
+        assert conn.call(("SET", key, "v"), ("GET", key), ("GET", key + "-none")) == [
+            "OK",
+            b"v",
+            None,
+        ]
+        assert conn.call(("RPUSH", key + "l", "a", "b"), ("LRANGE", key + "l", "0", "-1")) == [
+            2,
+            [b"a", b"b"],
+        ]
+        with pytest.raises(RespError, match="WRONGTYPE"):
+            conn.call(("HGET", key, "f"))
+        assert conn.call(("INCR", key + "n")) == [1]  # the connection stays usable
+
+
+def test_resp_authenticates_and_selects_the_database(redis_server) -> None:
+    admin = redis_server.client()
+    user, password = "u" + secrets.token_hex(4), secrets.token_hex(8)
+    admin.acl_setuser(
+        user, enabled=True, passwords=[f"+{password}"], keys=["*"], commands=["+@all"]
+    )
+    key = "resp-" + secrets.token_hex(4)
+    db3 = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/3")
+    try:
+        url = redis_server.url.replace("redis://", f"redis://{user}:{password}@")
+        url = url.rsplit("/", 1)[0] + "/3"
+        with RespConnection.open(_settings(url), timeout=5) as conn:
+            assert conn.call(("SET", key, "in-3"), ("ACL", "WHOAMI")) == ["OK", user.encode()]
+        assert db3.get(key) == b"in-3"
+        bad = url.replace(password, "wrong")
+        with (
+            pytest.raises(RespError, match="WRONGPASS"),
+            RespConnection.open(_settings(bad), timeout=5) as conn,
+        ):
+            conn.call(("PING",))
+    finally:
+        admin.acl_deluser(user)
+        db3.delete(key)
+
+
+def _commands_of_the_hit(lines: list[str], prefix: str) -> list[str]:
+    """The commands of the one connection that read a result of ``prefix``."""
+    addr = next(
+        m.group(1)
+        for line in lines
+        if f'"GET" "{prefix}:result:' in line
+        for m in [re.search(r"\[\d+ ([^\]]+)\]", line)]
+        if m
+    )
+    return [line.split("] ", 1)[1] for line in lines if f" {addr}]" in line]
+
+
+def test_hit_process_imports_no_redis_py_and_sends_four_commands(
+    make_fleet, redis_server, tmp_path: Path
+) -> None:
+    fleet = make_fleet(workers=1)
+    src = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"})
+    first, _ = submit(fleet, HASH1, src, tmp_path / "o1")
+    assert first.returncode == 0 and first.stdout.startswith("compiled"), first.stderr[-2000:]
+
+    lines: list[str] = []
+    with redis_server.client(decode_responses=True).monitor() as monitor:
+        hit, modules = submit(fleet, HASH1, src, tmp_path / "o2")
+        sentinel = "sentinel-" + secrets.token_hex(3)
+        fleet.redis.get(sentinel)
+        while not any(sentinel in line for line in lines):
+            lines.append(str(monitor.connection.read_response()))
+    assert hit.returncode == 0 and hit.stdout.startswith("cached"), hit.stderr[-2000:]
+    assert (tmp_path / "o2" / "main.css").read_text() == (tmp_path / "o1" / "main.css").read_text()
+    assert not modules & HEAVY, modules & HEAVY
+    commands = [c.split('"')[1] for c in _commands_of_the_hit(lines, fleet.prefix)]
+    assert commands == ["HGET", "GET", "HGET", "INCR"], _commands_of_the_hit(lines, fleet.prefix)
+
+
+def test_new_commit_goes_the_full_way_once_then_hits_fast(make_fleet, tmp_path: Path) -> None:
+    fleet = make_fleet(workers=1)
+    src = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"})
+    assert submit(fleet, HASH1, src, tmp_path / "o1")[0].returncode == 0
+    # Same sources, a commit never seen: cached, and a worker is asked to map it.
+    new, modules = submit(fleet, HASH2, src, tmp_path / "o2")
+    assert new.returncode == 0 and new.stdout.startswith("cached"), new.stderr[-2000:]
+    assert "redis" in modules and "celery" in modules
+    wait_until(
+        lambda: fleet.scssq("status", HASH2, "--project", "demo", cwd=src.parent).returncode == 0
+    )
+    again, modules = submit(fleet, HASH2, src, tmp_path / "o3")
+    assert again.returncode == 0 and again.stdout.startswith("cached"), again.stderr[-2000:]
+    assert not modules & HEAVY
+
+
+def test_stored_compile_error_is_a_fast_hit(make_fleet, tmp_path: Path) -> None:
+    fleet = make_fleet(workers=1)
+    src = make_src(tmp_path, {"main.scss": ".a { b: c; }\n.a { b: $nope; }\n"})
+    first, _ = submit(fleet, HASH1, src, tmp_path / "o1")
+    assert first.returncode == 1, first.stderr[-2000:]
+    again, modules = submit(fleet, HASH1, src, tmp_path / "o2")
+    assert again.returncode == 1
+    assert not modules & HEAVY
+    error = re.findall(r"^scssq: compile error: .*", again.stderr, re.M)
+    assert error == ['scssq: compile error: main.scss:2:9: Undefined variable: "$nope".'], error
+    assert error == re.findall(r"^scssq: compile error: .*", first.stderr, re.M)
+
+
+def test_url_options_only_redis_py_knows_still_hit(make_fleet, tmp_path: Path) -> None:
+    fleet = make_fleet(workers=1)
+    src = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"})
+    assert submit(fleet, HASH1, src, tmp_path / "o1")[0].returncode == 0
+    url = fleet.env["SCSSQ_REDIS_URL"] + "?socket_timeout=7"
+    hit, modules = submit(fleet, HASH1, src, tmp_path / "o2", SCSSQ_REDIS_URL=url)
+    assert hit.returncode == 0 and hit.stdout.startswith("cached"), hit.stderr[-2000:]
+    assert "redis" in modules  # parse_url refused the option: redis-py read it
+
+
+def test_unreachable_redis_is_reported_as_before(make_fleet, tmp_path: Path) -> None:
+    fleet = make_fleet(workers=0)
+    src = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"})
+    started = time.monotonic()
+    proc = fleet.scssq(
+        "submit",
+        HASH1,
+        *submit_args(src, tmp_path / "o"),
+        "--timeout",
+        "3",
+        cwd=src.parent,
+        env={"SCSSQ_REDIS_URL": "redis://127.0.0.1:1/0"},
+    )
+    assert proc.returncode == 3 and "unreachable" in proc.stderr, proc.stderr[-2000:]
+    assert time.monotonic() - started < 15
