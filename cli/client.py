@@ -43,7 +43,7 @@ from compiler_tasks.settings import Settings, redact_url
 from compiler_tasks.storage import Store
 
 from .config import SubmitConfig
-from .fastpath import collect_bundle, plain_hit
+from .fastpath import RECORD_EXPIRES, collect_bundle, first_digest, new_job, stored_result
 from .outputs import Artifacts, EntryOutput, SubmitResult
 
 Progress = Callable[[str], None]
@@ -92,9 +92,17 @@ class Client:
         return commits.read(self.redis, self.keys, project, commit, options)
 
     def enqueue(
-        self, job: dict[str, Any], deadline: float, describe: str, task: str = "scssq.compile"
+        self,
+        job: dict[str, Any],
+        deadline: float,
+        describe: str,
+        task: str = "scssq.compile",
+        expires: float | None = None,
     ) -> None:
-        """Send ``task`` (the compile); ride out a broker outage until ``deadline``."""
+        """Send ``task`` (the compile); ride out a broker outage until ``deadline``.
+
+        The message expires after ``expires`` seconds, by default at ``deadline``.
+        """
         from compiler_tasks.app import app
 
         pause = 0.2
@@ -105,7 +113,7 @@ class Client:
                     task,
                     kwargs={"request": job},
                     queue=self.settings.queue,
-                    expires=max(remaining, 1.0),
+                    expires=max(remaining, 1.0) if expires is None else expires,
                     kwargsrepr=describe,
                 )
                 return
@@ -200,7 +208,7 @@ def _submit(
     pipe.get(client.keys.result(key))
     pipe.hget(client.keys.commit(config.project, commit), options.variant())
     raw, mapping = pipe.execute()
-    hit = plain_hit(raw, mapping, bundle.digest)
+    hit = stored_result(raw) if first_digest(mapping) == bundle.digest else None
     if hit is not None:
         try:
             return _deliver(client, res, hit, config.out, started)
@@ -209,23 +217,8 @@ def _submit(
     first = None if mapping is None else dict(json.loads(mapping))
     res.conflict = _conflict(res, first)
     submit_id = secrets.token_hex(8)
-    job = {
-        "v": 1,
-        "key": key,
-        "digest": bundle.digest,
-        "options": options.as_dict(),
-        "engine_version": version,
-        "commit": commit,
-        "project": config.project,
-        "submit": submit_id,
-        "deadline": time.time() + (deadline - time.monotonic()),
-        "inline": None,
-        "repair": False,
-    }
-    describe = (
-        f"{{'project': {config.project!r}, 'commit': {commit[:12]!r}, "
-        f"'key': {key[:12]!r}, 'entries': {list(options.entries)!r}}}"
-    )
+    job_value = new_job(config, commit, key, bundle.digest, version, submit_id, deadline)
+    job, describe = job_value.to_request(), job_value.describe()
     with Waiter(client.redis, client.keys, key, submit=submit_id) as waiter:
         result = waiter.subscribe(deadline)
         if result is not None:
@@ -322,6 +315,7 @@ def _record(
             min(deadline, time.monotonic() + RECORD_TIMEOUT),
             describe,
             task="scssq.record",
+            expires=RECORD_EXPIRES,
         )
     except RedisUnavailable as e:
         warn(

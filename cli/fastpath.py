@@ -1,34 +1,42 @@
-"""``scssq submit`` as one process: a plain cache hit first, else the full client.
+"""``scssq submit`` as one process: a cache hit first, else the full client.
 
 Most CI submits are repeats, so the hit is what a fleet's users pay most often;
 ``bench/hit.py`` holds it to half of compiling locally. A fresh process cannot
 afford redis-py (about 100 ms to import, with asyncio), so :func:`cached` reads
-with :mod:`compiler_tasks.resp` in two pipelined round trips:
+with :mod:`compiler_tasks.resp` in two pipelined round trips, plus one write:
 
 1. ``HGET <prefix>:engines <engine>`` (plus AUTH/SELECT in the same write);
-2. ``GET <prefix>:result:<key>`` and the commit mapping's ``HGET``.
+2. ``GET <prefix>:result:<key>`` and the commit mapping's ``HGET``;
+3. after the artifacts are written: ``INCR`` of the hit counter (and the record
+   task's ``LPUSH`` when the commit needs mapping).
 
-It answers only a *plain* hit (:func:`plain_hit`): a stored result whose commit
-is already mapped to this bundle's digest. Anything else (no result, an unmapped
-or conflicting commit, an artifact gone from the store, a Redis error, a URL
-option it does not know) returns None and :func:`submit` goes the full way
-(:mod:`cli.client`, which makes the same one-round-trip check with redis-py,
-then subscribes, reads again, asks a worker to map the commit, retries and
-reports). Reading before subscribing is safe because a miss is read again after
-the subscription.
+It answers every cache hit whose result is stored and readable (a compile error
+is a hit too). A commit not yet mapped to this bundle (a new push of unchanged
+styles, the usual CI case) or first mapped to other sources (reported as a
+conflict) is recorded the way the full client does it: a ``scssq.record`` task,
+here built with :mod:`compiler_tasks.messages` and pushed in the same write as
+the hit counter. Anything else (no result, an artifact gone from the store, a
+Redis error, a URL option it does not know, a broker other than
+``SCSSQ_REDIS_URL``) returns None and :func:`submit` goes the full way
+(:mod:`cli.client`: the same one-round-trip check with redis-py, then it
+subscribes, reads again, enqueues, retries and reports). Reading before
+subscribing is safe because a miss is read again after the subscription.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
-from compiler_tasks import stats
+from compiler_tasks import commits, stats
 from compiler_tasks.bundle import Bundle, collect
 from compiler_tasks.errors import ArtifactMissing, CompileError, InvalidInput
+from compiler_tasks.jobs import Job
 from compiler_tasks.keys import RedisKeys, compile_key
+from compiler_tasks.messages import task_message
 from compiler_tasks.resp import RespConnection, RespError
 from compiler_tasks.settings import Settings
 
@@ -38,6 +46,9 @@ from .outputs import Artifacts, SubmitResult
 Progress = Callable[[str], None]
 #: Seconds the fast path waits for a connection before leaving it to the full client.
 CONNECT_TIMEOUT = 5.0
+#: Seconds a ``scssq.record`` task may wait in the queue: long enough for a busy fleet
+#: to reach it (mapping a commit is cheap and idempotent), short enough not to pile up.
+RECORD_EXPIRES = 600.0
 
 
 def collect_bundle(config: SubmitConfig, settings: Settings) -> Bundle:
@@ -64,11 +75,11 @@ def submit(
     progress: Progress | None = None,
     warn: Progress | None = None,
 ) -> SubmitResult:
-    """Submit ``config``'s bundle for ``commit``: a plain hit here, else :mod:`cli.client`."""
+    """Submit ``config``'s bundle for ``commit``: a cache hit here, else :mod:`cli.client`."""
     started = time.monotonic()
     bundle = collect_bundle(config, settings)
     if wait:
-        hit = cached(settings, config, bundle, commit, started, started + timeout)
+        hit = cached(settings, config, bundle, commit, started, started + timeout, warn)
         if hit is not None:
             return hit
     from .client import Client
@@ -91,6 +102,28 @@ def submit(
         client.close()
 
 
+def new_job(
+    config: SubmitConfig,
+    commit: str,
+    key: str,
+    digest: str,
+    version: str,
+    submit_id: str,
+    deadline: float,
+) -> Job:
+    """The request a worker gets for this submit (``deadline`` is monotonic)."""
+    return Job(
+        key=key,
+        digest=digest,
+        options=config.options,
+        engine_version=version,
+        commit=commit,
+        project=config.project,
+        submit=submit_id,
+        deadline=time.time() + (deadline - time.monotonic()),
+    )
+
+
 def cached(
     settings: Settings,
     config: SubmitConfig,
@@ -98,10 +131,13 @@ def cached(
     commit: str,
     started: float,
     deadline: float,
+    warn: Progress | None = None,
 ) -> SubmitResult | None:
-    """The submit's result if it is a plain cache hit, else None (see the module doc).
+    """The submit's result if it is a cache hit, else None (see the module doc).
 
     A stored compile error is a hit too: CompileError, with the stored warnings.
+    A commit not yet mapped (or first mapped to other sources: the conflict is
+    reported) is recorded by pushing a ``scssq.record`` task onto the queue.
     """
     keys = RedisKeys(settings.prefix)
     options = config.options
@@ -116,14 +152,35 @@ def cached(
                 ("GET", keys.result(key)),
                 ("HGET", keys.commit(config.project, commit), options.variant()),
             )
-            result = plain_hit(raw, mapping, bundle.digest)
-            if result is None:
-                return None
+            result = stored_result(raw)
+            first = first_digest(mapping)
+            if result is None or (
+                first != bundle.digest and settings.broker_url != settings.redis_url
+            ):
+                return None  # recording needs the broker's own connection: the full client
             res = SubmitResult(config.project, commit, key, bundle.digest, "cached")
             res.warnings = str(result.get("warnings") or "")
+            if first is not None and first != bundle.digest:
+                res.conflict = commits.conflict_message(
+                    config.project, commit, first, bundle.digest
+                )
             if result["status"] == "ok":
                 res.entries = Artifacts(settings).download(result, config.out)
-            _count_hit(conn, keys.prefix)
+            after: list[tuple[str, ...]] = [
+                ("INCR", stats.key(keys.prefix, stats.COUNTERS["cached"]))
+            ]
+            if first != bundle.digest:
+                job = new_job(
+                    config,
+                    commit,
+                    key,
+                    bundle.digest,
+                    version.decode(),
+                    secrets.token_hex(8),
+                    deadline,
+                )
+                after.append(("LPUSH", settings.queue, record_message(job, settings.queue)))
+            _finish(conn, after, commit, warn)
     except (OSError, RespError, ValueError, ArtifactMissing):
         return None
     if result["status"] == "error":
@@ -134,21 +191,43 @@ def cached(
     return res
 
 
-def plain_hit(raw: Any, mapping: Any, digest: str) -> dict[str, Any] | None:
-    """The stored result when it exists and the commit is mapped to ``digest``."""
-    if not isinstance(raw, bytes) or not isinstance(mapping, bytes):
+def record_message(job: Job, queue: str) -> str:
+    """The ``scssq.record`` task message asking a worker to map ``job``'s commit."""
+    return task_message(
+        "scssq.record",
+        {"request": job.to_request()},
+        queue,
+        expires_in=RECORD_EXPIRES,
+        kwargsrepr=job.describe(),
+    )
+
+
+def first_digest(mapping: Any) -> str | None:
+    """The digest the commit was first mapped to, or None when it is not mapped."""
+    if not isinstance(mapping, bytes):
         return None
-    if json.loads(mapping).get("digest") != digest:
-        return None  # a conflict: the full client warns and records it
+    return str(json.loads(mapping).get("digest"))
+
+
+def _finish(
+    conn: RespConnection, commands: list[tuple[str, ...]], commit: str, warn: Progress | None
+) -> None:
+    """Count the hit and push the record task; best effort, like the full client's."""
+    try:
+        conn.call(*commands)
+    except (OSError, RespError) as e:
+        if len(commands) > 1 and warn is not None:
+            warn(
+                f"could not ask the fleet to record commit {commit[:12]} ({e}); "
+                "status/fetch may not know this commit"
+            )
+
+
+def stored_result(raw: Any) -> dict[str, Any] | None:
+    """The result a worker stored (the raw GET reply): ok or a compile error, else None."""
+    if not isinstance(raw, bytes):
+        return None
     result = json.loads(raw)
     if not isinstance(result, dict) or result.get("status") not in ("ok", "error"):
         return None
     return result
-
-
-def _count_hit(conn: RespConnection, prefix: str) -> None:
-    """``INCR`` the fleet's hit counter; best effort, like :func:`stats.count_submit`."""
-    try:
-        conn.call(("INCR", stats.key(prefix, stats.COUNTERS["cached"])))
-    except (OSError, RespError):
-        pass

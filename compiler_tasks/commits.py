@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis
+if TYPE_CHECKING:
+    import redis
 
 from .keys import CompileOptions, RedisKeys, compile_key
 

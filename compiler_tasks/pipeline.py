@@ -32,15 +32,13 @@ from .errors import (
     LockLost,
 )
 from .events import done_message, progress_message
+from .jobs import Job
 from .keys import (
-    CompileOptions,
     artifact_dir,
     bundle_path,
     compile_key,
     manifest_path,
-    validate_commit,
     validate_key,
-    validate_project,
 )
 from .lock import Lock, Outcome
 from .observability import span
@@ -48,84 +46,18 @@ from .worker import WorkerContext, installed_engines
 
 log = logging.getLogger(__name__)
 
-REQUEST_VERSION = 1
 
-
-@dataclass(frozen=True)
-class Job:
-    """A validated compile request, as the client sent it."""
-
-    key: str
-    digest: str
-    options: CompileOptions
-    engine_version: str
-    commit: str
-    project: str
-    submit: str
-    deadline: float
-    inline: str | None = None
-    repair: bool = False
-
-    @classmethod
-    def from_request(cls, req: Any) -> Job:
-        if not isinstance(req, dict) or req.get("v") != REQUEST_VERSION:
-            raise InvalidInput(f"compile request is not a version {REQUEST_VERSION} object")
-        try:
-            submit = str(req["submit"])
-            if not submit.isalnum() or len(submit) > 64:
-                raise InvalidInput(f"submit id {submit[:70]!r} is not alphanumeric")
-            return cls(
-                key=validate_key(str(req["key"])),
-                digest=validate_key(str(req["digest"])),
-                options=CompileOptions.from_dict(req["options"]),
-                engine_version=str(req["engine_version"])[:200],
-                commit=validate_commit(str(req["commit"])),
-                project=validate_project(str(req["project"])),
-                submit=submit,
-                deadline=float(req["deadline"]),
-                inline=None if req.get("inline") is None else str(req["inline"]),
-                repair=bool(req.get("repair", False)),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise InvalidInput(f"compile request lacks or mangles a field: {e}") from e
-
-    def to_request(self) -> dict[str, Any]:
-        return {
-            "v": REQUEST_VERSION,
-            "key": self.key,
-            "digest": self.digest,
-            "options": self.options.as_dict(),
-            "engine_version": self.engine_version,
-            "commit": self.commit,
-            "project": self.project,
-            "submit": self.submit,
-            "deadline": self.deadline,
-            "inline": self.inline,
-            "repair": self.repair,
-        }
-
-    @property
-    def entries_text(self) -> str:
-        return ", ".join(self.options.entries)
-
-    def describe(self) -> str:
-        """What Flower and logs show instead of the arguments (never the sources)."""
-        return (
-            f"{{'project': {self.project!r}, 'commit': {self.commit[:12]!r}, "
-            f"'key': {self.key[:12]!r}, 'entries': {list(self.options.entries)!r}}}"
+def check_key(job: Job, digest: str) -> None:
+    """Recompute the key from what arrived; refuse to compile under another key."""
+    version = installed_engines().get(job.options.engine)
+    if version is None:
+        raise KeyMismatch(f"this worker has no engine {job.options.engine!r}")
+    key = compile_key(digest, job.options, version)
+    if key != job.key:
+        raise KeyMismatch(
+            f"compile key mismatch: the client claimed {job.key[:12]} for engine "
+            f"{job.engine_version!r}, this worker computes {key[:12]} with {version!r}"
         )
-
-    def check_key(self, digest: str, ctx: WorkerContext) -> None:
-        """Recompute the key from what arrived; refuse to compile under another key."""
-        version = installed_engines().get(self.options.engine)
-        if version is None:
-            raise KeyMismatch(f"this worker has no engine {self.options.engine!r}")
-        key = compile_key(digest, self.options, version)
-        if key != self.key:
-            raise KeyMismatch(
-                f"compile key mismatch: the client claimed {self.key[:12]} for engine "
-                f"{self.engine_version!r}, this worker computes {key[:12]} with {version!r}"
-            )
 
 
 @dataclass
@@ -210,7 +142,7 @@ def verified_bundle(ctx: WorkerContext, job: Job) -> Bundle:
         raise KeyMismatch(
             f"bundle digest {bundle.digest[:12]} differs from the claimed {job.digest[:12]}"
         )
-    job.check_key(bundle.digest, ctx)
+    check_key(job, bundle.digest)
     return bundle
 
 

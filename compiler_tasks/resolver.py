@@ -223,7 +223,12 @@ def import_statements(source: str) -> list[tuple[list[str], bool]]:
 
 def has_media_queries(source: str, target: str) -> bool:
     """True when every statement importing ``target`` in ``source`` carries media queries."""
-    flags = [queries for targets, queries in import_statements(source) if target in targets]
+    return media_queries_only(import_statements(source), target)
+
+
+def media_queries_only(statements: list[tuple[list[str], bool]], target: str) -> bool:
+    """:func:`has_media_queries` on a source's :func:`import_statements`, parsed once."""
+    flags = [queries for targets, queries in statements if target in targets]
     return bool(flags) and all(flags)
 
 

@@ -7,15 +7,22 @@ Which path a process took is read from ``PYTHONPROFILEIMPORTTIME`` (Python's own
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import re
 import secrets
 import subprocess
+import sys
 import time
+import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 import redis
 
+from compiler_tasks.messages import task_message
 from compiler_tasks.resp import RespConnection, RespError, Target, parse_url
 from compiler_tasks.settings import Settings
 from tests.support.fleet import Fleet, wait_until
@@ -154,20 +161,94 @@ def test_hit_process_imports_no_redis_py_and_sends_four_commands(
     assert commands == ["HGET", "GET", "HGET", "INCR"], _commands_of_the_hit(lines, fleet.prefix)
 
 
-def test_new_commit_goes_the_full_way_once_then_hits_fast(make_fleet, tmp_path: Path) -> None:
+def _status(fleet: Fleet, commit: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return fleet.scssq("status", commit, "--project", "demo", cwd=cwd)
+
+
+def test_new_commit_hits_fast_and_a_worker_maps_it(make_fleet, tmp_path: Path) -> None:
+    """The usual CI push: a new commit, styles unchanged. The hit pushes a hand-built
+    scssq.record message; a real worker runs it and maps the commit."""
     fleet = make_fleet(workers=1)
     src = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"})
     assert submit(fleet, HASH1, src, tmp_path / "o1")[0].returncode == 0
-    # Same sources, a commit never seen: cached, and a worker is asked to map it.
+    assert _status(fleet, HASH2, src.parent).returncode == 4  # unknown commit
     new, modules = submit(fleet, HASH2, src, tmp_path / "o2")
     assert new.returncode == 0 and new.stdout.startswith("cached"), new.stderr[-2000:]
-    assert "redis" in modules and "celery" in modules
-    wait_until(
-        lambda: fleet.scssq("status", HASH2, "--project", "demo", cwd=src.parent).returncode == 0
-    )
-    again, modules = submit(fleet, HASH2, src, tmp_path / "o3")
-    assert again.returncode == 0 and again.stdout.startswith("cached"), again.stderr[-2000:]
+    assert not modules & HEAVY, modules & HEAVY
+    wait_until(lambda: _status(fleet, HASH2, src.parent).returncode == 0)
+    assert "record" in fleet.logs()
+    assert len(fleet.engine_runs()) == 1
+
+
+def test_conflicting_commit_on_a_hit_is_reported_and_recorded(make_fleet, tmp_path: Path) -> None:
+    fleet = make_fleet(workers=1)
+    red = make_src(tmp_path, {"main.scss": ".a { color: red; }\n"}, name="red")
+    blue = make_src(tmp_path, {"main.scss": ".a { color: blue; }\n"}, name="blue")
+    assert submit(fleet, HASH1, red, tmp_path / "o1")[0].returncode == 0
+    assert submit(fleet, HASH2, blue, tmp_path / "o2")[0].returncode == 0
+    # HASH1 again, with blue's sources (already compiled): a hit, and a conflict.
+    hit, modules = submit(fleet, HASH1, blue, tmp_path / "o3")
+    assert hit.returncode == 0 and hit.stdout.startswith("cached"), hit.stderr[-2000:]
     assert not modules & HEAVY
+    assert "WARNING" in hit.stderr and "first mapping stands" in hit.stderr
+    assert "blue" in (tmp_path / "o3" / "main.css").read_text()
+    wait_until(lambda: "WARNING" in _status(fleet, HASH1, tmp_path).stderr)
+
+
+def test_hand_built_record_message_matches_celerys(redis_server, tmp_path: Path) -> None:
+    """``task_message`` against the message ``app.send_task`` leaves on the same queue."""
+    queue = "q" + secrets.token_hex(4)
+    script = (
+        "from compiler_tasks.app import app; "
+        "app.send_task('scssq.record', kwargs={'request': {'a': [1, 'b']}}, "
+        f"queue={queue!r}, expires=600.0, kwargsrepr='shown')"
+    )
+    env = {**os.environ, "SCSSQ_REDIS_URL": redis_server.url, "SCSSQ_QUEUE": queue}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
+    conn = redis_server.client()
+    theirs = json.loads(conn.rpop(queue))
+    ours = json.loads(
+        task_message(
+            "scssq.record",
+            {"request": {"a": [1, "b"]}},
+            queue,
+            expires_in=600.0,
+            kwargsrepr="shown",
+        )
+    )
+    assert base64.b64decode(ours["body"]) == base64.b64decode(theirs["body"])
+    for part in ("headers", "properties"):
+        assert ours[part].keys() == theirs[part].keys(), part
+    varying = {"id", "root_id", "origin", "expires", "correlation_id", "reply_to", "delivery_tag"}
+    for part in ("headers", "properties"):
+        for name, value in theirs[part].items():
+            if name not in varying:
+                assert ours[part][name] == value, (part, name)
+    assert (
+        ours["headers"]["id"] == ours["headers"]["root_id"] == ours["properties"]["correlation_id"]
+    )
+    uuid.UUID(ours["headers"]["id"])
+    assert abs(
+        datetime.fromisoformat(ours["headers"]["expires"])
+        - datetime.fromisoformat(theirs["headers"]["expires"])
+    ) < timedelta(seconds=30)
+    assert {k: v for k, v in ours.items() if k not in ("headers", "properties", "body")} == {
+        k: v for k, v in theirs.items() if k not in ("headers", "properties", "body")
+    }
+
+
+def test_a_separate_broker_leaves_recording_to_celery(make_fleet, tmp_path: Path) -> None:
+    fleet = make_fleet(workers=1)
+    src = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"})
+    assert submit(fleet, HASH1, src, tmp_path / "o1")[0].returncode == 0
+    # The same server under another name: a broker URL that is not SCSSQ_REDIS_URL.
+    broker = fleet.env["SCSSQ_REDIS_URL"].replace("127.0.0.1", "localhost")
+    new, modules = submit(fleet, HASH2, src, tmp_path / "o2", SCSSQ_BROKER_URL=broker)
+    assert new.returncode == 0 and new.stdout.startswith("cached"), new.stderr[-2000:]
+    assert "celery" in modules
+    wait_until(lambda: _status(fleet, HASH2, src.parent).returncode == 0)
+    again, modules = submit(fleet, HASH2, src, tmp_path / "o3", SCSSQ_BROKER_URL=broker)
+    assert again.returncode == 0 and not modules & HEAVY  # mapped: nothing to send
 
 
 def test_stored_compile_error_is_a_fast_hit(make_fleet, tmp_path: Path) -> None:
