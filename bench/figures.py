@@ -30,6 +30,7 @@ COLORS = {
     "local": "#7f7f7f",
     "file": "#1f77b4",
     "s3": "#9467bd",
+    "new": "#17becf",
 }
 
 
@@ -112,10 +113,15 @@ def miss(doc: dict[str, Any], ax: Any) -> None:
 def hit(doc: dict[str, Any], axes: Any) -> None:
     proc_ax, imp_ax = axes
     rows = doc["data"]["process"]
-    width = 0.27
-    for si, (key, label) in enumerate(
-        (("local", "local compile, new process"), ("file", "hit, local store"), ("s3", "hit, S3"))
-    ):
+    series = [
+        ("local", "local compile, new process"),
+        ("file", "hit, local store"),
+        ("s3", "hit, S3"),
+        ("new", "hit, new commit (local store)"),
+    ]
+    series = [(k, label) for k, label in series if k in rows[0]]  # older results lack "new"
+    width = 0.8 / len(series)
+    for si, (key, label) in enumerate(series):
         xs = [i - 0.4 + width * (si + 0.5) for i in range(len(rows))]
         p50 = [r[key]["p50"] * 1000 for r in rows]
         err = [[0] * len(rows), [(r[key]["p90"] - r[key]["p50"]) * 1000 for r in rows]]

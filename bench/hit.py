@@ -6,7 +6,9 @@
   start, imports, bundling, key, Redis, artifact download, writing the CSS) ÷ compiling
   that bundle locally in a fresh process with the same engine (``python -c "import sass;
   sass.compile(filename=...)"``, writing the CSS). With the local store and with the S3
-  store (moto's server on loopback). Runs interleave. ``python -X importtime`` of one hit
+  store (moto's server on loopback). Runs interleave. A fourth column submits the cached
+  bundle under a new commit each time (a CI push that left the styles alone), so the hit
+  also asks a worker to map the commit. ``python -X importtime`` of one hit
   per store shows where the import time goes.
 * **API**: ``cli.client.submit()`` with a warm ``Client`` on a cached bundle ÷ the floor:
   one Redis ``GET`` of the result plus one read of the artifact from the store (warm
@@ -252,23 +254,24 @@ def main() -> int:
                     submit(client, bundles.config(src, tmp / "first"), commit, timeout=120)
                     client.close()
                     fleet.wait_idle()
-                times: dict[str, list[float]] = {"local": [], "file": [], "s3": []}
+                times: dict[str, list[float]] = {"local": [], "file": [], "s3": [], "new": []}
                 for i in range(runs + 1):
-                    order = ["local", *STORES]
-                    order = order[i % 3 :] + order[: i % 3]
+                    order = ["local", *STORES, "new"]
+                    order = order[i % 4 :] + order[: i % 4]
                     for step in order:
                         out = tmp / "out" / f"{case}-{step}-{i}"
-                        took = (
-                            local_compile(src, out.with_suffix(".css"))
-                            if step == "local"
-                            else hit_process(fleets[step], src, commit, out)[0]
-                        )
+                        if step == "local":
+                            took = local_compile(src, out.with_suffix(".css"))
+                        elif step == "new":  # a commit never seen: the hit maps it too
+                            took = hit_process(fleets["file"], src, bundles.commit(), out)[0]
+                        else:
+                            took = hit_process(fleets[step], src, commit, out)[0]
                         if i:  # the first round warms the page cache
                             times[step].append(took)
                 row: dict[str, Any] = {"bundle": label}
                 for step, values in times.items():
                     row[step] = summary(values)
-                for kind in STORES:
+                for kind in (*STORES, "new"):
                     row[f"{kind}_ratio"] = row[kind]["p50"] / row["local"]["p50"]
                 proc_rows.append(row)
                 print(
@@ -326,6 +329,8 @@ def main() -> int:
             "÷ local",
             "`scssq submit` hit, S3 store",
             "÷ local",
+            "hit of a new commit, local store",
+            "÷ local",
         ],
         [
             (
@@ -335,6 +340,8 @@ def main() -> int:
                 f"**{ratio(r['file_ratio'])}**",
                 ms(r["s3"]["p50"]),
                 f"**{ratio(r['s3_ratio'])}**",
+                ms(r["new"]["p50"]),
+                ratio(r["new_ratio"]),
             )
             for r in proc_rows
         ],
