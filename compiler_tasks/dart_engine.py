@@ -137,6 +137,11 @@ class DartSassEngine:
                 response, warnings = self._run(proc, req, root, source, loop)
             except CompilerFailed as failure:
                 self._discard()
+                if failure.sources_fault:
+                    raise CompileError(
+                        f"{req.entry}: Stack Overflow: the compile recursed too deep "
+                        "(a @function or @mixin that calls itself without end?)"
+                    ) from None
                 log.warning("Dart Sass compiler %s (%s, try %d)", failure, req.entry, attempt)
                 if attempt == 2 or not failure.retry:
                     retried = "; it was restarted and the compile retried once" * (attempt == 2)

@@ -29,15 +29,23 @@ from .errors import CompileTimeout
 log = logging.getLogger(__name__)
 
 _OOM_MARKERS = ("Out of Memory", "Exhausted heap space", "out of memory")
+#: First line of the ProtocolError the compiler sends when the Dart VM's stack overflows.
+_STACK_OVERFLOW = "Stack Overflow"
 _READ_CHUNK = 1 << 20
 
 
 class CompilerFailed(Exception):
-    """The compiler process misbehaved (it is already killed); see the module doc."""
+    """The compiler process misbehaved (it is already killed); see the module doc.
 
-    def __init__(self, what: str, retry: bool = True) -> None:
+    ``sources_fault``: the failure is the stylesheet's own doing and happens again
+    for the same sources (a runaway recursion overflows the compiler's stack): the
+    host reports it as a compile error, neither retried nor counted as a crash.
+    """
+
+    def __init__(self, what: str, retry: bool = True, sources_fault: bool = False) -> None:
         super().__init__(what)
-        self.retry = retry
+        self.retry = retry and not sources_fault
+        self.sources_fault = sources_fault
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,8 @@ def protocol_error(proc: CompilerProcess, message: str, memory_mb: int) -> Compi
     log.warning("Dart Sass compiler reported a protocol error: %s", message[:2000])
     if any(marker in first for marker in _OOM_MARKERS):
         return _out_of_memory(memory_mb)
+    if first == _STACK_OVERFLOW:  # the Dart VM's StackOverflowError, e.g. endless @return f()
+        return CompilerFailed("Stack Overflow", sources_fault=True)
     return CompilerFailed(f"reported a protocol error ({first})")
 
 

