@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +78,8 @@ def _pick(flag: Any, data: dict[str, Any], name: str, default: Any) -> Any:
 
 def default_project(src: Path) -> str:
     """The git top-level directory's name (else ``src``'s), made a valid project name."""
+    import subprocess  # only here and in git_head: a hit with its project set never runs git
+
     top = src.resolve()
     try:
         out = subprocess.run(
@@ -98,6 +99,8 @@ def default_project(src: Path) -> str:
 
 def git_head(src: Path) -> str:
     """``git rev-parse HEAD`` in ``src``; a usage error with the fix when it fails."""
+    import subprocess
+
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=10

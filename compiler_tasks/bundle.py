@@ -11,15 +11,16 @@ per-task directory. The tar archive is only transport: the digest is over
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import os
 import re
-import tarfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: a cache hit never builds or reads an archive
+    import gzip
 
 from .errors import BundleError, InvalidInput
 from .keys import content_digest, validate_relpath
@@ -59,6 +60,9 @@ class Bundle:
 
     def archive(self) -> bytes:
         """A deterministic tar.gz of the files (same files, same bytes)."""
+        import gzip
+        import tarfile
+
         buf = io.BytesIO()
         with (
             gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=GZIP_LEVEL) as gz,
@@ -213,6 +217,10 @@ def read_archive(data: bytes, *, max_bytes: int, max_files: int) -> Bundle:
     stream itself (tar metadata included), so a decompression bomb or a
     file-count bomb stops early.
     """
+    import gzip
+    import tarfile
+    import zlib
+
     files: dict[str, bytes] = {}
     total = 0
     try:
