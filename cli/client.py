@@ -43,7 +43,7 @@ from compiler_tasks.settings import Settings, redact_url
 from compiler_tasks.storage import Store
 
 from .config import SubmitConfig
-from .fastpath import RECORD_EXPIRES, collect_bundle, first_digest, new_job, stored_result
+from .fastpath import RECORD_EXPIRES, collect_bundle, new_job, stored_result
 from .outputs import Artifacts, EntryOutput, SubmitResult
 
 Progress = Callable[[str], None]
@@ -208,13 +208,13 @@ def _submit(
     pipe.get(client.keys.result(key))
     pipe.hget(client.keys.commit(config.project, commit), options.variant())
     raw, mapping = pipe.execute()
-    hit = stored_result(raw) if first_digest(mapping) == bundle.digest else None
+    first = None if mapping is None else dict(json.loads(mapping))
+    hit = stored_result(raw) if first is not None and first.get("digest") == bundle.digest else None
     if hit is not None:
         try:
             return _deliver(client, res, hit, config.out, started)
         except ArtifactMissing:
             pass  # the wait below finds the result again and repairs it
-    first = None if mapping is None else dict(json.loads(mapping))
     res.conflict = _conflict(res, first)
     submit_id = secrets.token_hex(8)
     job_value = new_job(config, commit, key, bundle.digest, version, submit_id, deadline)

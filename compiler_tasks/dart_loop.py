@@ -44,7 +44,7 @@ class CompilerFailed(Exception):
 
     def __init__(self, what: str, retry: bool = True, sources_fault: bool = False) -> None:
         super().__init__(what)
-        self.retry = retry and not sources_fault
+        self.retry = retry
         self.sources_fault = sources_fault
 
 

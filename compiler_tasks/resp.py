@@ -2,7 +2,7 @@
 
 Importing redis-py costs a fresh ``scssq submit`` process about 100 ms (it imports
 asyncio), a third of a whole cache hit (``bench/hit.py`` measures it). A hit needs
-four plain commands, so :mod:`cli.hit` speaks RESP2 itself over one socket: it
+four plain commands, so :mod:`cli.fastpath` speaks RESP2 itself over one socket: it
 pipelines them in two round trips. Anything this module does not fully understand
 (an unsupported URL option, an error reply, a short read) raises :class:`RespError`
 or ``OSError`` and the caller goes the full redis-py way, which retries and reports
