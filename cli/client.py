@@ -40,6 +40,7 @@ from compiler_tasks.fleet import alive_workers
 from compiler_tasks.keys import CompileOptions, RedisKeys, bundle_path, compile_key
 from compiler_tasks.observability import span
 from compiler_tasks.settings import Settings, redact_url
+from compiler_tasks.sources import SourceCache
 from compiler_tasks.storage import Store
 
 from .config import SubmitConfig
@@ -65,6 +66,8 @@ class Client:
         self.artifacts = Artifacts(settings)
         #: Whether this client has talked to Redis once (later failures are blips).
         self.reached = False
+        #: Source files read by this client's earlier submits (see compiler_tasks.sources).
+        self.sources = SourceCache()
 
     @property
     def store(self) -> Store:
@@ -152,7 +155,7 @@ def submit(
     deadline = started + timeout
     settings = client.settings
     if bundle is None:
-        bundle = collect_bundle(config, settings)
+        bundle = collect_bundle(config, settings, client.sources)
     pause = RETRY_PAUSE
     while True:
         try:

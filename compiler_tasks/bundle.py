@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # imported where used: a cache hit never builds or reads an a
 
 from .errors import BundleError, InvalidInput
 from .keys import content_digest, validate_relpath
+from .sources import Source, SourceCache, read_source
 
 SOURCE_SUFFIXES = (".scss", ".sass")
 #: Directories never bundled: version control metadata.
@@ -32,8 +33,6 @@ SKIPPED_DIRS = frozenset({".git", ".hg", ".svn"})
 #: 82 KB in 2 ms, level 6 to 65 KB in 7.5 ms; on a miss the client's CPU time counts and
 #: the archive is only transport (the digest is over the files).
 GZIP_LEVEL = 1
-_IMPORT_RE = re.compile(r"@(?:import|use|forward)\s+([^;\n]+)")
-_QUOTED_RE = re.compile(r"""["']([^"']+)["']""")
 #: Tar bytes a bundle may carry per file beyond the file's content: a header block, a pax
 #: header for a long name, padding. tarfile reads pax and GNU long-name headers whole,
 #: before the member is seen, so the decompressed stream itself is bounded with this.
@@ -53,6 +52,12 @@ class Bundle:
     def from_files(cls, files: dict[str, bytes]) -> Bundle:
         pairs = ((path, hashlib.sha256(data).hexdigest()) for path, data in files.items())
         return cls(files=files, digest=content_digest(pairs))
+
+    @classmethod
+    def from_sources(cls, sources: dict[str, Source]) -> Bundle:
+        files = {path: source.data for path, source in sources.items()}
+        digest = content_digest((path, source.sha256) for path, source in sources.items())
+        return cls(files=files, digest=digest)
 
     @property
     def size(self) -> int:
@@ -76,18 +81,6 @@ class Bundle:
                 info.mtime = 0
                 tar.addfile(info, io.BytesIO(data))
         return buf.getvalue()
-
-
-def _import_stems(text: str) -> set[str]:
-    """Base names (no extension, no leading '_') of everything a stylesheet imports."""
-    stems = set()
-    for clause in _IMPORT_RE.findall(text):
-        for target in _QUOTED_RE.findall(clause):
-            name = target.rsplit("/", 1)[-1]
-            if name.endswith(".css"):
-                name = name[:-4]
-            stems.add(name.lstrip("_"))
-    return stems
 
 
 def _inside(path: str, root: str) -> bool:
@@ -128,55 +121,70 @@ def _walk(src: Path, excluded: list[str]) -> dict[str, str]:
     return found
 
 
-def collect(src: Path, *, exclude: list[Path], max_bytes: int, max_files: int) -> Bundle:
+def collect(
+    src: Path,
+    *,
+    exclude: list[Path],
+    max_bytes: int,
+    max_files: int,
+    cache: SourceCache | None = None,
+) -> Bundle:
     """Bundle the stylesheets under ``src`` and the .css files they import.
 
     ``exclude`` holds directories to leave out (the output folder). Files are
-    read once; limits are checked as they are read.
+    read once; limits are checked as they are read. ``cache`` (a long-lived
+    client's) skips reading files that provably did not change since its last
+    collect of ``src``.
     """
     if not src.is_dir():
         raise BundleError(f"--src {str(src)!r} is not a directory; pass the bundle root")
     excluded = [os.path.realpath(p) for p in exclude]
     candidates = _walk(src, excluded)
-    files: dict[str, bytes] = {}
+    read = read_source if cache is None else cache.reader(os.path.realpath(src))
+    sources: dict[str, Source] = {}
     css: dict[str, str] = {}
     total = 0
     for rel, real in candidates.items():
         if rel.endswith(".css"):
             css[rel] = real
             continue
-        total += _add(files, rel, real, total, max_bytes, max_files)
+        total += _add(sources, rel, read, real, total, max_bytes, max_files)
     stems: set[str] = set()
-    for data in files.values():
-        stems |= _import_stems(data.decode("utf-8", errors="replace"))
+    for source in sources.values():
+        stems |= source.stems
     for rel, real in css.items():
         if rel.rsplit("/", 1)[-1][:-4].lstrip("_") in stems:
-            total += _add(files, rel, real, total, max_bytes, max_files)
-    if not files:
+            total += _add(sources, rel, read, real, total, max_bytes, max_files)
+    if not sources:
         raise BundleError(f"--src {str(src)!r} holds no .scss or .sass file")
-    return Bundle.from_files(files)
+    return Bundle.from_sources(sources)
 
 
 def _add(
-    files: dict[str, bytes], rel: str, real: str, total: int, max_bytes: int, max_files: int
+    sources: dict[str, Source],
+    rel: str,
+    read: Callable[[str, int], Source],
+    real: str,
+    total: int,
+    max_bytes: int,
+    max_files: int,
 ) -> int:
     try:
         validate_relpath(rel, "bundled file")
     except InvalidInput as e:
         raise BundleError(f"{e}; rename it or move it out of --src") from None
-    if len(files) >= max_files:
+    if len(sources) >= max_files:
         raise BundleError(
             f"the bundle has more than {max_files} files; narrow --src (SCSSQ_MAX_BUNDLE_FILES)"
         )
-    with open(real, "rb") as fh:
-        data = fh.read(max_bytes - total + 1)
-    if total + len(data) > max_bytes:
+    source = read(real, max_bytes - total)
+    if total + len(source.data) > max_bytes:
         raise BundleError(
             f"the bundle exceeds {max_bytes} bytes at {rel!r}; narrow --src "
             "(SCSSQ_MAX_BUNDLE_BYTES)"
         )
-    files[rel] = data
-    return len(data)
+    sources[rel] = source
+    return len(source.data)
 
 
 def archive_limit(max_bytes: int, max_files: int) -> int:
