@@ -128,7 +128,17 @@ def machine() -> dict[str, Any]:
         "system": platform.platform(),
         "redis": redis_version.removeprefix("v="),
         "libsass": f"libsass-python {sass.__version__} / libsass {sass.libsass_version}",
+        "worker_work_dir": f"tmpfs ({TMPFS})" if work_on_tmpfs() else "disk",
     }
+
+
+#: Where bench workers unpack bundles: a tmpfs, as deploy/'s workers do.
+TMPFS = "/dev/shm"
+
+
+def work_on_tmpfs() -> bool:
+    """Whether bench workers get a tmpfs SCSSQ_WORK_DIR (``SCSSQ_BENCH_WORK_DIR=disk``: no)."""
+    return os.environ.get("SCSSQ_BENCH_WORK_DIR") != "disk" and os.path.isdir(TMPFS)
 
 
 @dataclass

@@ -10,24 +10,37 @@ A benchmark runs in its own process and uses one Redis server for its lifetime:
 :meth:`BenchFleet.export` puts the fleet's ``SCSSQ_*`` (and ``AWS_*``) variables in
 ``os.environ``, because ``celeryconfig`` (imported by the client to enqueue) reads them
 once per process.
+
+Workers unpack bundles into a tmpfs folder (``SCSSQ_WORK_DIR`` under ``/dev/shm``) when
+the machine has one, as the deployments in ``deploy/`` do; ``SCSSQ_BENCH_WORK_DIR=disk``
+keeps the default (the system temp folder) to measure the difference.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.common import TMPFS, work_on_tmpfs
 from cli.client import Client
 from compiler_tasks.settings import Settings
 from tests.support.fleet import Fleet
 from tests.support.redis_server import RedisServer
 from tests.support.s3 import TEST_CREDENTIALS, moto_server
+
+
+def _scratch() -> str | None:
+    """A tmpfs folder for the workers' SCSSQ_WORK_DIR, or None for the system default."""
+    return tempfile.mkdtemp(prefix="scssq-bench-", dir=TMPFS) if work_on_tmpfs() else None
+
 
 #: Variables that would point boto3 somewhere else than the loopback server.
 _AWS_NOISE = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "AWS_REGION")
@@ -54,6 +67,9 @@ class BenchFleet:
         self.tmp = tmp
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.redis_server = redis
+        self.scratch = None if "work_dir" in settings else _scratch()
+        if self.scratch is not None:
+            settings["work_dir"] = self.scratch
         self.fleet = Fleet(redis.url, tmp, **settings)
         self.workers = workers
         self.concurrency = concurrency
@@ -91,6 +107,8 @@ class BenchFleet:
 
     def stop(self) -> None:
         self.fleet.stop()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     def __enter__(self) -> BenchFleet:
         return self.start()

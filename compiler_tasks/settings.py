@@ -68,6 +68,10 @@ DEFAULT_SUBMIT_TIMEOUT = 600.0
 DEFAULT_TRACES_SAMPLE_RATE = 0.1
 #: Port of a worker's Prometheus endpoint (/metrics); 0 turns it off.
 DEFAULT_METRICS_PORT = 0
+#: Folder a worker unpacks each bundle into for its engine ("": the system's temp folder,
+#: TMPDIR or /tmp). A memory-backed folder (tmpfs) saves writing and removing every file
+#: of every bundle on disk; deploy/ mounts one (README, Configuration).
+DEFAULT_WORK_DIR = ""
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 ENGINES = ("libsass", "dart-sass")
@@ -206,6 +210,7 @@ class Settings:
     liveness_max_age: float = DEFAULT_LIVENESS_MAX_AGE
     traces_sample_rate: float = DEFAULT_TRACES_SAMPLE_RATE
     metrics_port: int = DEFAULT_METRICS_PORT
+    work_dir: str = DEFAULT_WORK_DIR
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -266,6 +271,7 @@ class Settings:
                 env, "SCSSQ_TRACES_SAMPLE_RATE", DEFAULT_TRACES_SAMPLE_RATE
             ),
             metrics_port=env_int(env, "SCSSQ_METRICS_PORT", DEFAULT_METRICS_PORT, 0),
+            work_dir=_work_dir(env),
         )
         settings.check()
         return settings
@@ -280,6 +286,23 @@ class Settings:
                 "redelivers tasks that are still running"
             )
 
+    def check_work_dir(self) -> None:
+        """Worker start: the bundle folder must be a writable directory (ConfigError)."""
+        if not self.work_dir:
+            return
+        if not os.path.isdir(self.work_dir) or not os.access(self.work_dir, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"SCSSQ_WORK_DIR={self.work_dir!r} is not a writable directory; create it "
+                "(e.g. a tmpfs mount) or unset it to use the system's temp folder"
+            )
+
     @property
     def lock_ttl_ms(self) -> int:
         return max(1, int(self.lock_ttl * 1000))
+
+
+def _work_dir(env: Mapping[str, str]) -> str:
+    value = env_str(env, "SCSSQ_WORK_DIR", DEFAULT_WORK_DIR)
+    if value and not os.path.isabs(value):
+        raise ConfigError(f"SCSSQ_WORK_DIR={value!r}: give an absolute path (or leave it unset)")
+    return value

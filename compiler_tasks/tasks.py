@@ -170,11 +170,9 @@ def _compile_holding(ctx: WorkerContext, job: pipeline.Job, lock: Any, bundle: B
         return "poison"
     try:
         pipeline.announce_progress(ctx, job, "started")
-        workdir = Path(tempfile.mkdtemp(prefix="scssq-"))
+        workdir = _unpack(ctx, bundle)
         try:
             root = workdir / "src"
-            root.mkdir()
-            pipeline.write_sources(bundle, root)
             with instrument.span("scss.compile"):
                 result = pipeline.compile_entries(ctx, job, root, lock)
         finally:
@@ -183,6 +181,25 @@ def _compile_holding(ctx: WorkerContext, job: pipeline.Job, lock: Any, bundle: B
     finally:  # this process lived to see the attempt end: it was no crash of the worker
         with contextlib.suppress(redis.RedisError):
             ctx.redis.delete(attempts)
+
+
+def _unpack(ctx: WorkerContext, bundle: Bundle) -> Path:
+    """Write the bundle under a fresh folder in SCSSQ_WORK_DIR (its ``src``); a full or
+    broken folder is an infrastructure failure (retried), not the bundle's fault."""
+    workdir: Path | None = None
+    try:
+        workdir = Path(tempfile.mkdtemp(prefix="scssq-", dir=ctx.settings.work_dir or None))
+        root = workdir / "src"
+        root.mkdir()
+        pipeline.write_sources(bundle, root)
+    except OSError as e:
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        where = ctx.settings.work_dir or tempfile.gettempdir()
+        raise InfrastructureError(
+            f"cannot unpack the bundle under {where} (SCSSQ_WORK_DIR): {e.strerror or e}"
+        ) from e
+    return workdir
 
 
 def _retry_or_fail(

@@ -101,6 +101,7 @@ class FleetHeartbeat(bootsteps.StartStopStep):
         self.settings = Settings.from_env()
         self.client = redis_client(self.settings, "scssq-heartbeat")
         try:
+            self.settings.check_work_dir()
             self.engines = installed_engines()
         except ConfigError as e:  # e.g. dart-sass without a bundled binary for this platform
             log.critical("scssq worker cannot start: %s", e)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tarfile
 from pathlib import Path
@@ -86,6 +87,33 @@ def test_archive_round_trip_is_deterministic(tmp_path: Path) -> None:
     assert back.files == bundle.files and back.digest == bundle.digest
     write_tree(back, tmp_path)
     assert (tmp_path / "a" / "x.scss").read_bytes() == b"\xff binary ok"
+
+
+PLAIN = {"main.scss": b"a{}", "lib/_x.scss": b"x" * 1000, "empty.css": b""}
+#: A name a plain ustar header cannot hold (over 100 bytes): tarfile writes pax headers.
+PAX = {"d/" + "n" * 120 + ".scss": b"long", "e/" + "n" * 93 + ".scss": b"100 bytes"}
+
+
+@pytest.mark.parametrize("files", [PLAIN, {**PLAIN, **PAX}], ids=["ustar", "pax"])
+def test_tarfile_reads_the_archive_back_member_for_member(files: dict[str, bytes]) -> None:
+    archive = Bundle.from_files(files).archive()
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:  # checks checksums
+        members = tar.getmembers()
+        assert [m.name for m in members] == sorted(files)
+        for member in members:
+            assert member.isreg() and member.mode == 0o644 and member.mtime == 0
+            assert member.uid == member.gid == 0 and member.uname == member.gname == ""
+            fh = tar.extractfile(member)
+            assert fh is not None and fh.read() == files[member.name]
+    assert read_archive(archive, **LIMITS).files == files
+    assert len(archive) > 0 and archive == Bundle.from_files(dict(files)).archive()
+
+
+def test_a_truncated_or_padded_gzip_stream_is_refused() -> None:
+    archive = Bundle.from_files(PLAIN).archive()
+    for broken in (archive[:-9], archive + b"\x1f\x8b trailing"):
+        with pytest.raises(BundleError, match="unreadable"):
+            read_archive(broken, **LIMITS)
 
 
 @pytest.mark.parametrize(

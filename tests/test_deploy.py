@@ -874,6 +874,29 @@ def test_configmap_and_secret_template_load_as_settings() -> None:
     assert settings.redis_url.startswith("redis://scssq-worker:CHANGE-ME@scssq-redis:6379/")
 
 
+def test_workers_unpack_bundles_into_memory_sized_into_the_pod() -> None:
+    """SCSSQ_WORK_DIR is a tmpfs in both deployments, big enough for a pool's bundles, and
+    its pages are counted in the pod's memory limit."""
+    objects = k8s_objects()
+    spec = container(objects, "scssq-worker")
+    env = container_env(spec)
+    settings = Settings.from_env(env)
+    _, concurrency = worker_command(spec["command"] + spec["args"])
+    mount = next(m for m in spec["volumeMounts"] if m["mountPath"] == env["SCSSQ_WORK_DIR"])
+    pod = objects[("Deployment", "scssq-worker")]["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])["emptyDir"]
+    assert volume["medium"] == "Memory"
+    size_mib = int(volume["sizeLimit"].removesuffix("Mi"))
+    assert size_mib * 2**20 >= concurrency * settings.max_bundle_bytes
+    limit_mib = int(spec["resources"]["limits"]["memory"].removesuffix("Mi"))
+    assert limit_mib >= concurrency * settings.engine_memory_mb + 512 + size_mib
+    worker = compose_config()["services"]["worker"]
+    scratch = worker["environment"]["SCSSQ_WORK_DIR"]
+    [tmpfs] = [t for t in worker["tmpfs"] if t.split(":")[0] == scratch]
+    size = re.search(r"size=(\d+)m", tmpfs)
+    assert size and int(size.group(1)) * 2**20 >= 2 * settings.max_bundle_bytes
+
+
 def test_workers_serve_metrics_inside_the_network_only() -> None:
     """SCSSQ_METRICS_PORT on every worker; compose exposes it to its network without a
     host port; Kubernetes names the port and annotates the pod for scraping. The

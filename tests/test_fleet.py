@@ -219,6 +219,29 @@ def test_no_worker_is_an_infrastructure_error(make_fleet, tmp_path: Path) -> Non
     assert health.returncode == 3 and "FAIL workers" in health.stdout
 
 
+def test_work_dir_holds_bundles_only_while_they_compile(make_fleet, tmp_path: Path) -> None:
+    """SCSSQ_WORK_DIR (a tmpfs in deploy/): checked at start, emptied after each compile,
+    and a folder that vanished is an infrastructure failure naming it, not a hang."""
+    scratch = tmp_path / "scratch"
+    fleet = make_fleet(workers=0, work_dir=scratch, task_retries=0)
+    refused = fleet.start_worker(wait=False)
+    assert refused.wait(60) != 0
+    assert "SCSSQ_WORK_DIR=" in fleet.logs() and "not a writable directory" in fleet.logs()
+    fleet.workers.remove(refused)
+    scratch.mkdir()
+    fleet.start_worker()
+    src = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"})
+    ok(fleet.scssq("submit", HASH1, *submit_args(src, tmp_path / "o"), cwd=tmp_path), fleet)
+    assert (tmp_path / "o" / "main.css").read_text() == ".a {\n  b: c;\n}\n"
+    assert list(scratch.iterdir()) == []
+    scratch.rmdir()
+    (src / "main.scss").write_text(".a { b: d; }\n")
+    proc = fleet.scssq("submit", HASH2, *submit_args(src, tmp_path / "o"), "--json", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    message = json.loads(proc.stdout)["error"]["message"]
+    assert f"cannot unpack the bundle under {scratch} (SCSSQ_WORK_DIR)" in message
+
+
 def test_missing_artifact_counts_as_a_miss(make_fleet, tmp_path: Path) -> None:
     fleet = make_fleet(workers=1)
     src = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"})

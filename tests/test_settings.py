@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from compiler_tasks.errors import ConfigError
@@ -28,6 +30,7 @@ def test_defaults_need_no_cloud() -> None:
         ("SCSSQ_STORE", "ftp://x"),
         ("SCSSQ_PREFIX", "a b"),
         ("SCSSQ_ENGINE", "node-sass"),
+        ("SCSSQ_WORK_DIR", "relative/scratch"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
@@ -40,6 +43,14 @@ def test_visibility_timeout_must_exceed_longest_task() -> None:
     with pytest.raises(ConfigError) as info:
         Settings.from_env({"SCSSQ_COMPILE_TIMEOUT": "600", "SCSSQ_VISIBILITY_TIMEOUT": "300"})
     assert "SCSSQ_VISIBILITY_TIMEOUT" in str(info.value)
+
+
+def test_a_missing_work_dir_names_the_variable_at_worker_start(tmp_path: Path) -> None:
+    missing = Settings.from_env({"SCSSQ_WORK_DIR": str(tmp_path / "gone")})  # clients: fine
+    with pytest.raises(ConfigError, match=r"SCSSQ_WORK_DIR=.*not a writable directory"):
+        missing.check_work_dir()
+    Settings.from_env({"SCSSQ_WORK_DIR": str(tmp_path)}).check_work_dir()
+    Settings.from_env({}).check_work_dir()
 
 
 def test_passwords_are_redacted() -> None:
