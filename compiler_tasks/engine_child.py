@@ -56,6 +56,7 @@ class ImportGuard:
         self.statements: dict[str, list[tuple[list[str], bool]]] = {}
         self.refusal: tuple[str, str, int, int] | None = None  # (message, file, line, col)
         self.out_of_memory = False
+        self.listings = resolver.Listings()
 
     def read(self, path: str) -> bytes:
         """A bundle file's bytes, cut at a NUL like libsass does (the binding rejects NULs)."""
@@ -111,7 +112,7 @@ class ImportGuard:
             bases = (prev_dir, self.root, *self.load_dirs)
             resolver.check_native_lookup(target, bases, self.root)
             return None  # a statement with media queries: libsass emits it as CSS
-        found = resolver.resolve(target, prev_dir, self.root, self.load_dirs)
+        found = resolver.resolve(target, prev_dir, self.root, self.load_dirs, self.listings)
         data = self.read(found.path)
         if found.indented:
             # libsass converts indented syntax only for files it reads itself; let it read

@@ -28,6 +28,7 @@ import os
 import posixpath
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 EXTENSIONS = (".scss", ".sass", ".css")
@@ -74,8 +75,8 @@ def is_inside(path: str, root: str) -> bool:
 
 def relative(path: str, root: str) -> str:
     """``path`` relative to ``root`` when inside it, else its base name (never a worker path)."""
-    if is_inside(path, root):
-        return posixpath.relpath(path, root)
+    if is_inside(path, root):  # both normalised: a prefix cut is relpath
+        return "." if path == root else path[len(root.rstrip("/")) + 1 :]
     return posixpath.basename(path) or "?"
 
 
@@ -118,9 +119,58 @@ def _is_file(path: str) -> bool:
         return False
 
 
-def _pick(found: list[str], target: str, root: str) -> str:
+class Listings:
+    """libsass's ``file_exists`` for one compile, from one ``scandir`` per directory.
+
+    A candidate lookup stats up to 14 paths per base; Bootstrap's 87 imports make ~800
+    stats per compile. The bundle does not change during a compile, so each directory
+    is listed once. Symlinks, and directories that cannot be listed, are answered
+    with a stat, as before.
+    """
+
+    def __init__(self) -> None:
+        #: Directory -> {name: True for a non-directory, False for a directory, None for a
+        #: link}; None when the directory could not be listed.
+        self._dirs: dict[str, dict[str, bool | None] | None] = {}
+        self._real_dirs: dict[str, str] = {}
+
+    def real(self, path: str) -> str:
+        """``os.path.realpath(path)``, resolving each directory once per compile."""
+        directory, name = posixpath.split(path)
+        entries = self._dirs.get(directory)
+        if not name or entries is None or entries.get(name, None) is None:
+            return os.path.realpath(path)  # a link, or not listed: resolved in full
+        if directory not in self._real_dirs:
+            self._real_dirs[directory] = os.path.realpath(directory)
+        return posixpath.join(self._real_dirs[directory], name)
+
+    def is_file(self, path: str) -> bool:
+        directory, name = posixpath.split(path)
+        if directory not in self._dirs:
+            self._dirs[directory] = self._list(directory)
+        entries = self._dirs[directory]
+        if entries is None:
+            return _is_file(path)
+        kind = entries.get(name, False)
+        return _is_file(path) if kind is None else kind
+
+    @staticmethod
+    def _list(directory: str) -> dict[str, bool | None] | None:
+        try:
+            with os.scandir(directory) as it:
+                return {
+                    e.name: None if e.is_symlink() else not e.is_dir(follow_symlinks=False)
+                    for e in it
+                }
+        except FileNotFoundError:
+            return {}  # nothing below it exists (stat would say the same)
+        except (OSError, ValueError):
+            return None
+
+
+def _pick(found: list[str], target: str, root: str, real: Callable[[str], str]) -> str:
     for path in found:
-        if not is_inside(os.path.realpath(path), root):
+        if not is_inside(real(path), root):
             raise ImportRefused(f'import "{target}" is outside the bundle')
     if len(found) > 1:
         shown = ", ".join(relative(p, root) for p in found)
@@ -133,12 +183,21 @@ def _pick(found: list[str], target: str, root: str) -> str:
     return found[0]
 
 
-def resolve(target: str, importer_dir: str, root: str, load_dirs: tuple[str, ...]) -> Resolved:
+def resolve(
+    target: str,
+    importer_dir: str,
+    root: str,
+    load_dirs: tuple[str, ...],
+    listings: Listings | None = None,
+) -> Resolved:
     """The bundle file ``@import "target"`` names, or ImportRefused with a safe message.
 
     ``root`` is the real path of the bundle root; ``importer_dir`` and ``load_dirs`` are
-    absolute paths below it.
+    absolute paths below it. A compile passes its :class:`Listings`, which answer
+    libsass's ``file_exists`` and resolve links with fewer system calls.
     """
+    is_file = _is_file if listings is None else listings.is_file
+    real = os.path.realpath if listings is None else listings.real
     if "\x00" in target or target.startswith("/") or is_refused_scheme(target):
         raise ImportRefused(f'import "{target}" is outside the bundle')
     files, index = candidates(target)
@@ -147,18 +206,24 @@ def resolve(target: str, importer_dir: str, root: str, load_dirs: tuple[str, ...
     for base in (importer_dir, root, *load_dirs):
         if base not in bases:
             bases.append(base)
+    # A target of plain name parts joins a normalised base by concatenation.
+    tame = all(part not in ("", ".", "..") for part in target.split("/"))
     for base in bases:
         if not is_inside(posixpath.normpath(posixpath.join(base, target)), root):
             escaped = True
             continue
+        plain = tame and base != "/" and posixpath.normpath(base) == base
         for group in (files, index):
             found = [
                 p
-                for p in (posixpath.normpath(posixpath.join(base, c)) for c in group)
-                if _is_file(p)
+                for p in (
+                    f"{base}/{c}" if plain else posixpath.normpath(posixpath.join(base, c))
+                    for c in group
+                )
+                if is_file(p)
             ]
             if found:
-                path = _pick(found, target, root)
+                path = _pick(found, target, root, real)
                 return Resolved(path, relative(path, root))
     if escaped:
         raise ImportRefused(f'import "{target}" is outside the bundle')
@@ -234,6 +299,8 @@ def media_queries_only(statements: list[tuple[list[str], bool]], target: str) ->
 
 def find_module_rule(source: str) -> tuple[int, int, str] | None:
     """(line, column, rule) of the first line-leading ``@use``/``@forward``, else None."""
+    if "@use" not in source and "@forward" not in source:  # the common case, at C speed
+        return None
     match = _MODULE_RULE_RE.search(source)
     if match is None:
         return None

@@ -262,3 +262,33 @@ def test_format_libsass_error() -> None:
     )
     assert resolver.error_position(message) == (3, 8)
     assert resolver.error_position("Error: x") is None
+
+
+def test_listings_answer_like_stat_and_realpath(tmp_path: Path) -> None:
+    """One scandir per directory must give the answers of a stat and a realpath per path:
+    files, directories, links to either, broken links, links out of the root, absences."""
+    root = write(tmp_path / "root", {"a/_x.scss": "", "a/b/index.scss": "", "c.css": ""})
+    write(tmp_path / "outside", {"secret.scss": ""})
+    (root / "a" / "link.scss").symlink_to(root / "a" / "_x.scss")
+    (root / "a" / "dirlink").symlink_to(root / "a" / "b")
+    (root / "a" / "broken.scss").symlink_to(root / "gone.scss")
+    (root / "a" / "out.scss").symlink_to(tmp_path / "outside" / "secret.scss")
+    (root / "up").symlink_to(tmp_path / "outside")
+    names = ["_x.scss", "link.scss", "dirlink", "broken.scss", "out.scss", "b", "none.scss"]
+    paths = [str(root / "a" / n) for n in names]
+    paths += [str(root / "a" / "dirlink" / "index.scss"), str(root / "up" / "secret.scss")]
+    paths += [str(root / "c.css" / "x.scss"), str(root / "missing" / "x.scss"), str(root)]
+    listings = resolver.Listings()
+    for path in paths:
+        assert listings.is_file(path) == resolver._is_file(path), path
+        assert listings.real(path) == os.path.realpath(path), path
+    # and resolution through them is unchanged, link refusals included
+    for target, importer in (("x", "a"), ("b", "a"), ("out", "a"), ("up/secret", "")):
+        base = str(root / importer) if importer else str(root)
+        outcomes = []
+        for fs in (None, resolver.Listings()):
+            try:
+                outcomes.append(resolver.resolve(target, base, str(root), (), fs).rel)
+            except ImportRefused as e:
+                outcomes.append(e.message)
+        assert outcomes[0] == outcomes[1], (target, outcomes)
