@@ -284,7 +284,10 @@ def _submit(
     if final.get("status") == "failed":
         raise error_from_kind(str(final.get("kind")), str(final.get("message")))
     res.outcome = "compiled" if final.get("submit") == submit_id else "shared"
-    now = client.first_mapping(config.project, commit, options)
+    if final.get("mapped") == commits.announced(config.project, commit, options.variant()):
+        now: dict[str, Any] | None = {"digest": bundle.digest}  # the same key: our digest
+    else:
+        now = client.first_mapping(config.project, commit, options)
     res.conflict = _conflict(res, now) or res.conflict
     if now is None or (res.conflict and res.outcome != "compiled"):
         _record(client, job, deadline, describe, warn)

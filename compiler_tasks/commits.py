@@ -83,6 +83,12 @@ def record(
     return CONFLICT
 
 
+def announced(project: str, commit: str, variant: str) -> dict[str, str]:
+    """How a compile's announcement (``mapped``) names the mapping its task recorded to
+    the compiled digest: its waiters of that commit know it without reading it back."""
+    return {"project": project, "commit": commit, "variant": variant}
+
+
 def key_matches(
     key: str, digest: str, options: CompileOptions, result: dict[str, Any] | None
 ) -> bool:

@@ -300,8 +300,14 @@ def upload(ctx: WorkerContext, job: Job, lock: Lock, compiled: Compiled) -> dict
     return manifest
 
 
-def finish(ctx: WorkerContext, job: Job, lock: Lock, compiled: Compiled) -> str:
-    """Upload and complete atomically; a timeout is announced but never cached."""
+def finish(
+    ctx: WorkerContext, job: Job, lock: Lock, compiled: Compiled, *, mapped: bool = False
+) -> str:
+    """Upload and complete atomically; a timeout is announced but never cached.
+
+    ``mapped``: this job's commit is mapped to its own digest (not a conflict). The
+    announcement then says so, and waiters of the same commit need not read it back.
+    """
     if compiled.timeout is not None:
         failure = {
             "status": "failed",
@@ -316,6 +322,8 @@ def finish(ctx: WorkerContext, job: Job, lock: Lock, compiled: Compiled) -> str:
     with span("artifact.upload"):
         manifest = upload(ctx, job, lock, compiled)
     announced = {**manifest, "submit": job.submit, "worker": ctx.hostname}
+    if mapped:
+        announced["mapped"] = commits.announced(job.project, job.commit, job.options.variant())
     outcome = lock.complete(done_message(announced), manifest, ctx.settings.result_ttl)
     if outcome is Outcome.NOT_OWNER:
         log.warning("lock of %s was lost: result not published", job.key[:12])

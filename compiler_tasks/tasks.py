@@ -26,7 +26,7 @@ from typing import Any
 import redis
 from celery import Task
 
-from . import instrument, pipeline
+from . import commits, instrument, pipeline
 from .app import app
 from .bundle import Bundle
 from .errors import (
@@ -122,7 +122,7 @@ def _run(task: Task, ctx: WorkerContext, job: pipeline.Job) -> str:
         return "cached"
     # The claimed key is proven from the bundle before its lock is touched.
     bundle = pipeline.verified_bundle(ctx, job)
-    pipeline.record_mapping(ctx, job)
+    mapped = pipeline.record_mapping(ctx, job) != commits.CONFLICT
     lock = pipeline.new_lock(ctx, job.key)
     with instrument.span("lock.acquire"):
         acquired = lock.acquire()
@@ -130,7 +130,7 @@ def _run(task: Task, ctx: WorkerContext, job: pipeline.Job) -> str:
     if not acquired:
         return _defer(task, ctx, job)
     try:
-        return _compile_holding(ctx, job, lock, bundle)
+        return _compile_holding(ctx, job, lock, bundle, mapped)
     except LockLost as e:
         log.warning("compile of %s abandoned: %s", job.key[:12], e)
         return "lost"
@@ -157,7 +157,9 @@ def _defer(task: Task, ctx: WorkerContext, job: pipeline.Job) -> str:
     return "deferred"
 
 
-def _compile_holding(ctx: WorkerContext, job: pipeline.Job, lock: Any, bundle: Bundle) -> str:
+def _compile_holding(
+    ctx: WorkerContext, job: pipeline.Job, lock: Any, bundle: Bundle, mapped: bool
+) -> str:
     # Counted per key, not per message: a redelivered message may be deferred (a new
     # message) while its dead holder's lock expires, and the count must survive that.
     attempts = ctx.keys.attempts(job.key)
@@ -177,7 +179,7 @@ def _compile_holding(ctx: WorkerContext, job: pipeline.Job, lock: Any, bundle: B
                 result = pipeline.compile_entries(ctx, job, root, lock)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        return pipeline.finish(ctx, job, lock, result)
+        return pipeline.finish(ctx, job, lock, result, mapped=mapped)
     finally:  # this process lived to see the attempt end: it was no crash of the worker
         with contextlib.suppress(redis.RedisError):
             ctx.redis.delete(attempts)

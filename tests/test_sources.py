@@ -4,8 +4,6 @@ and a file that changed, however it changed, always is."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -103,49 +101,3 @@ def test_the_cache_keeps_a_bounded_number_of_roots(tmp_path: Path) -> None:
         _tree(root)
         collect(root, exclude=[], cache=cache, **LIMITS)
     assert len(cache._roots) == 2 and str(roots[0]) not in cache._roots
-
-
-#: Run with the fleet's environment: two submits through one warm in-process Client, the
-#: second after a same-size rewrite of an imported file whose old mtime is put back.
-WARM_CLIENT = """
-import os, sys, time
-from pathlib import Path
-from cli.client import Client, submit
-from cli.config import SubmitConfig
-from compiler_tasks.keys import CompileOptions
-from compiler_tasks.settings import Settings
-
-src, out = Path(sys.argv[1]), Path(sys.argv[2])
-client = Client(Settings.from_env())
-client.sources.racy_ns = 50_000_000
-time.sleep(0.1)
-options = CompileOptions(entries=("main.scss",))
-config = SubmitConfig(src=src, out=out, project="demo", options=options)
-first = submit(client, config, "a" * 40, timeout=60)
-print(first.outcome, (out / "main.css").read_text().split()[-2])
-colors = src / "lib" / "_colors.scss"
-before = os.stat(colors)
-colors.write_text("$c: #00aa00;\\n")
-os.utime(colors, ns=(before.st_atime_ns, before.st_mtime_ns))
-second = submit(client, config, "b" * 40, timeout=60)
-print(second.outcome, (out / "main.css").read_text().split()[-2], client.sources.reads)
-"""
-
-
-@pytest.mark.integration
-def test_a_warm_client_compiles_a_changed_file_it_has_read_before(
-    make_fleet, tmp_path: Path
-) -> None:
-    fleet = make_fleet(workers=1)
-    src = tmp_path / "src"
-    _tree(src)
-    proc = subprocess.run(
-        [sys.executable, "-c", WARM_CLIENT, str(src), str(tmp_path / "out")],
-        env=fleet.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr + fleet.logs()
-    assert proc.stdout.split("\n")[:2] == ["compiled #aa0000;", "compiled #00aa00; 4"]
-    assert len(fleet.engine_runs()) == 2

@@ -1,0 +1,115 @@
+"""The in-process client API held by a long-lived process, on a real fleet: what it
+remembers between submits (source files) and what it no longer reads (the commit mapping
+its compile task announced)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_sources import _tree
+
+pytestmark = pytest.mark.integration
+
+#: Run with the fleet's environment: two submits through one warm in-process Client, the
+#: second after a same-size rewrite of an imported file whose old mtime is put back.
+WARM_CLIENT = """
+import os, sys, time
+from pathlib import Path
+from cli.client import Client, submit
+from cli.config import SubmitConfig
+from compiler_tasks.keys import CompileOptions
+from compiler_tasks.settings import Settings
+
+src, out = Path(sys.argv[1]), Path(sys.argv[2])
+client = Client(Settings.from_env())
+client.sources.racy_ns = 50_000_000
+time.sleep(0.1)
+options = CompileOptions(entries=("main.scss",))
+config = SubmitConfig(src=src, out=out, project="demo", options=options)
+first = submit(client, config, "a" * 40, timeout=60)
+print(first.outcome, (out / "main.css").read_text().split()[-2])
+colors = src / "lib" / "_colors.scss"
+before = os.stat(colors)
+colors.write_text("$c: #00aa00;\\n")
+os.utime(colors, ns=(before.st_atime_ns, before.st_mtime_ns))
+second = submit(client, config, "b" * 40, timeout=60)
+print(second.outcome, (out / "main.css").read_text().split()[-2], client.sources.reads)
+"""
+
+
+def test_a_warm_client_compiles_a_changed_file_it_has_read_before(
+    make_fleet, tmp_path: Path
+) -> None:
+    fleet = make_fleet(workers=1)
+    src = tmp_path / "src"
+    _tree(src)
+    proc = subprocess.run(
+        [sys.executable, "-c", WARM_CLIENT, str(src), str(tmp_path / "out")],
+        env=fleet.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr + fleet.logs()
+    assert proc.stdout.split("\n")[:2] == ["compiled #aa0000;", "compiled #00aa00; 4"]
+    assert len(fleet.engine_runs()) == 2
+
+
+#: One compile through a named in-process Client (its connections are found by name).
+NAMED_SUBMIT = """
+import sys
+from pathlib import Path
+from cli.client import Client, submit
+from cli.config import SubmitConfig
+from compiler_tasks.keys import CompileOptions
+from compiler_tasks.settings import Settings
+
+src, out, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+client = Client(Settings.from_env(), name=name)
+options = CompileOptions(entries=("main.scss",))
+config = SubmitConfig(src=src, out=out, project="demo", options=options)
+res = submit(client, config, "c" * 40, timeout=60)
+print(res.outcome, res.conflict)
+"""
+
+
+def test_a_compiled_submit_learns_its_commit_mapping_from_the_announcement(
+    make_fleet, redis_server, tmp_path: Path
+) -> None:
+    """The compile task maps the commit before it compiles and says so when it is done:
+    the submitter reads the mapping once (before subscribing), not again after the wake."""
+    fleet = make_fleet(workers=1)
+    src = tmp_path / "src"
+    _tree(src)
+    name = "submitter-" + secrets.token_hex(3)
+    lines: list[str] = []
+    with redis_server.client(decode_responses=True).monitor() as monitor:
+        proc = subprocess.run(
+            [sys.executable, "-c", NAMED_SUBMIT, str(src), str(tmp_path / "out"), name],
+            env=fleet.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        sentinel = "sentinel-" + name
+        fleet.redis.get(sentinel)
+        while not any(sentinel in line for line in lines):
+            lines.append(str(monitor.connection.read_response()))
+    assert proc.returncode == 0 and proc.stdout == "compiled None\n", proc.stderr + fleet.logs()
+    addrs = {
+        m.group(1)
+        for line in lines
+        if f'"CLIENT" "SETNAME" "{name}"' in line
+        for m in [re.search(r"\[\d+ ([^\]]+)\]", line)]
+        if m
+    }
+    mine = [line.split("] ", 1)[1] for line in lines if any(f" {a}]" in line for a in addrs)]
+    mapping_reads = [c for c in mine if c.startswith('"HGET"') and ":commit:" in c]
+    assert len(mapping_reads) == 1, mine
+    assert fleet.scssq("status", "c" * 40, "--project", "demo", cwd=src).returncode == 0
