@@ -12,6 +12,9 @@ compiled twice, in alternating order:
   bundle, key, subscribe, enqueue, the worker's pipeline (unpack, lock, engine child,
   upload, complete), wake-up, download.
 
+Workers unpack bundles into a tmpfs (``SCSSQ_WORK_DIR`` under ``/dev/shm``), as in
+``deploy/``; ``SCSSQ_BENCH_WORK_DIR=disk`` measures the system temp folder instead.
+
 A third column times the whole ``scssq submit`` process (interpreter start and imports
 included) on another fresh variant. The worker's own task line gives the split: engine
 time in the worker's child process vs the rest of the pipeline.
