@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from compiler_tasks import commits, stats
+from compiler_tasks import commits, sources, stats
 from compiler_tasks.bundle import Bundle
 from compiler_tasks.connections import redis_client
 from compiler_tasks.errors import (
@@ -66,8 +66,9 @@ class Client:
         self.artifacts = Artifacts(settings)
         #: Whether this client has talked to Redis once (later failures are blips).
         self.reached = False
-        #: Source files read by this client's earlier submits (see compiler_tasks.sources).
-        self.sources = SourceCache()
+        #: Source files read by this client's earlier submits (compiler_tasks.sources);
+        #: None reads every file every time.
+        self.sources: SourceCache | None = sources.for_this_platform()
 
     @property
     def store(self) -> Store:

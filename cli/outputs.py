@@ -55,25 +55,13 @@ def write_outputs(result: dict[str, Any], out: Path, read: ArtifactReader) -> li
             raise StoreError(f"artifact {info['css']} does not match its manifest's sha256")
         target = out.joinpath(*entry.split("/")).with_suffix(".css")
         target.parent.mkdir(parents=True, exist_ok=True)
-        _write_if_changed(target, css)
+        target.write_bytes(css)
         map_target = None
         if info.get("map"):
             map_target = target.with_name(target.name + ".map")
-            _write_if_changed(map_target, read(info, "map"))
+            map_target.write_bytes(read(info, "map"))
         written.append(EntryOutput(entry, target, map_target, len(css), info["sha256"]))
     return written
-
-
-def _write_if_changed(target: Path, data: bytes) -> None:
-    """Write ``data`` unless ``target`` already holds exactly it (a repeated submit into the
-    same folder leaves the file, and file watchers, alone)."""
-    try:
-        with open(target, "rb") as fh:
-            if fh.read(len(data) + 1) == data:
-                return
-    except OSError:
-        pass  # absent or unreadable: written below, whose error is the one to report
-    target.write_bytes(data)
 
 
 class Artifacts:

@@ -18,6 +18,10 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: a cache hit never builds or reads an archive
+    import gzip
 
 from .errors import BundleError, InvalidInput
 from .keys import content_digest, validate_relpath
@@ -36,6 +40,8 @@ GZIP_LEVEL = 1
 TAR_OVERHEAD_PER_FILE = 3072
 #: Tar bytes beyond all files: end-of-archive blocks and record padding.
 TAR_OVERHEAD = 20480
+#: Longest name of one file or folder most filesystems take (Linux NAME_MAX), in bytes.
+NAME_MAX = 255
 
 
 @dataclass(frozen=True)
@@ -248,48 +254,49 @@ def archive_limit(max_bytes: int, max_files: int) -> int:
     return max_bytes + TAR_OVERHEAD_PER_FILE * max_files + TAR_OVERHEAD
 
 
-def _inflate(data: bytes, limit: int, max_bytes: int) -> bytes:
-    """The tar stream inside one gzip member, refused once longer than ``limit``.
+class _BoundedStream:
+    """The decompressed tar stream, cut off once it is longer than any bundle within limits.
 
-    Decompression stops at ``limit + 1`` bytes, so a bomb costs at most that much
-    memory and time. Member sizes are checked from their headers as tarfile reads
-    them, but tarfile reads pax and GNU long-name headers whole: bounding the stream
-    bounds those too (a 200 KB archive holding a 200 MB pax header is refused here).
+    Member sizes are checked from their headers, but tarfile reads pax and GNU
+    long-name headers whole into memory: without this bound, a 200 KB archive
+    holding one 200 MB pax header would make the worker allocate it.
     """
-    import zlib
 
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # the gzip wrapper only
-    try:
-        raw = inflater.decompress(data, limit + 1)
-    except zlib.error as e:
-        raise BundleError(f"bundle archive is unreadable: {e}") from e
-    if len(raw) > limit:
-        raise BundleError(
-            f"archive expands beyond {max_bytes} bytes (SCSSQ_MAX_BUNDLE_BYTES) plus "
-            f"{limit - max_bytes} bytes of tar headers"
-        )
-    if not inflater.eof or inflater.unused_data:
-        raise BundleError(
-            "bundle archive is unreadable: it must be exactly one complete gzip stream"
-        )
-    return raw
+    def __init__(self, stream: gzip.GzipFile, limit: int) -> None:
+        self.stream = stream
+        self.limit = limit
+        self.total = 0
+
+    def read(self, size: int = -1) -> bytes:
+        want = self.limit - self.total + 1
+        data = self.stream.read(want if size < 0 else min(size, want))
+        self.total += len(data)
+        if self.total > self.limit:
+            raise BundleError(
+                f"archive expands beyond {self.limit} bytes of tar data "
+                "(SCSSQ_MAX_BUNDLE_BYTES plus headers)"
+            )
+        return data
 
 
 def read_archive(data: bytes, *, max_bytes: int, max_files: int) -> Bundle:
     """Read a tar.gz bundle, refusing anything but plain relative regular files.
 
-    The decompressed stream is bounded first (tar metadata included); then, while
-    tarfile streams through it, a header is judged before its data is read and
-    the running total of file sizes is bounded, so a decompression bomb or a
+    Checks happen while streaming: a header is judged before its data is read,
+    the running total of file sizes is bounded, and so is the decompressed
+    stream itself (tar metadata included), so a decompression bomb or a
     file-count bomb stops early.
     """
+    import gzip
     import tarfile
+    import zlib
 
     files: dict[str, bytes] = {}
     total = 0
-    stream = io.BytesIO(_inflate(data, archive_limit(max_bytes, max_files), max_bytes))
     try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
+        gz = gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb")
+        stream = _BoundedStream(gz, archive_limit(max_bytes, max_files))
+        with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
                 name = member.name
                 if not member.isreg():
@@ -310,9 +317,25 @@ def read_archive(data: bytes, *, max_bytes: int, max_files: int) -> Bundle:
                 if len(content) != member.size:
                     raise BundleError(f"archive entry {name!r} is truncated or oversized")
                 files[name] = content
-    except (tarfile.TarError, OSError, EOFError) as e:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         raise BundleError(f"bundle archive is unreadable: {e}") from e
+    _check_layout(files)
     return Bundle.from_files(files)
+
+
+def _check_layout(names: dict[str, bytes]) -> None:
+    """Refuse names no folder can hold, so that writing the tree fails only for the
+    worker's own reasons: a name part over NAME_MAX bytes, or a name that is a file and
+    also a folder of another entry (``a`` and ``a/b.scss``)."""
+    folders: set[str] = set()
+    for name in names:
+        parts = name.split("/")
+        if any(len(part.encode()) > NAME_MAX for part in parts):
+            raise BundleError(f"archive entry {name!r} has a name part over {NAME_MAX} bytes")
+        folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    clash = folders.intersection(names)
+    if clash:
+        raise BundleError(f"archive entry {min(clash)!r} is both a file and a folder")
 
 
 def write_tree(bundle: Bundle, root: Path) -> None:

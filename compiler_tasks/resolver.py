@@ -30,6 +30,7 @@ import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 EXTENSIONS = (".scss", ".sass", ".css")
 #: libsass's test for "a protocol": a CSS identifier then ``://``; this is a strict subset.
@@ -119,6 +120,10 @@ def _is_file(path: str) -> bool:
         return False
 
 
+#: Key of a listing's set of case-folded names ("/" is in no file name).
+_FOLDED = "/"
+
+
 class Listings:
     """libsass's ``file_exists`` for one compile, from one ``scandir`` per directory.
 
@@ -130,8 +135,8 @@ class Listings:
 
     def __init__(self) -> None:
         #: Directory -> {name: True for a non-directory, False for a directory, None for a
-        #: link}; None when the directory could not be listed.
-        self._dirs: dict[str, dict[str, bool | None] | None] = {}
+        #: link; _FOLDED: the case-folded names}; None when it could not be listed.
+        self._dirs: dict[str, dict[str, Any] | None] = {}
         self._real_dirs: dict[str, str] = {}
 
     def real(self, path: str) -> str:
@@ -151,14 +156,17 @@ class Listings:
         entries = self._dirs[directory]
         if entries is None:
             return _is_file(path)
-        kind = entries.get(name, False)
+        if name not in entries:
+            # Absent, unless the filesystem ignores case (macOS): then stat decides.
+            return name.casefold() in entries.get(_FOLDED, {}) and _is_file(path)
+        kind = entries[name]
         return _is_file(path) if kind is None else kind
 
     @staticmethod
-    def _list(directory: str) -> dict[str, bool | None] | None:
+    def _list(directory: str) -> dict[str, Any] | None:
         try:
             with os.scandir(directory) as it:
-                return {
+                entries: dict[str, Any] = {
                     e.name: None if e.is_symlink() else not e.is_dir(follow_symlinks=False)
                     for e in it
                 }
@@ -166,6 +174,10 @@ class Listings:
             return {}  # nothing below it exists (stat would say the same)
         except (OSError, ValueError):
             return None
+        if not os.access(directory, os.X_OK):
+            return None  # listable but not searchable: stat fails where a listing would not
+        entries[_FOLDED] = {name.casefold() for name in entries}
+        return entries
 
 
 def _pick(found: list[str], target: str, root: str, real: Callable[[str], str]) -> str:

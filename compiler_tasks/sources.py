@@ -13,7 +13,13 @@ stems under its stat signature, the way git's index does:
 
 So a memo is used only for files that have not been touched since well before they
 were read, and a changed file is always read again: the digest, and so the CSS, is
-never that of stale bytes. A one-shot process (``scssq submit``) passes no cache.
+never that of stale bytes. The signature is taken from the opened file (``fstat``), so
+a network mount revalidates it as it does for any open. Assumed, as by git: the
+filesystem's clock is within :data:`RACY_NS` of this machine's (NTP on both ends of a
+network mount), and ctime is the change time (not on Windows before Python 3.12, where
+no cache is made: see :func:`for_this_platform`). A one-shot process (``scssq
+submit``) passes no cache; a :class:`cli.client.Client` whose ``sources`` is set to None
+reads every file every time.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import BinaryIO
 
 #: Nanoseconds a file must have been left alone before it was read for its memo to be
 #: trusted: well above any filesystem's timestamp tick (ext4, xfs, tmpfs take the kernel's
@@ -64,18 +72,28 @@ def import_stems(data: bytes) -> frozenset[str]:
 def read_source(real: str, limit: int) -> Source:
     """Read ``real``, at most ``limit + 1`` bytes (the caller checks its limit)."""
     with open(real, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        # Sized to the file: read(limit) would allocate ``limit`` bytes for every file.
-        data = fh.read(min(size, limit) + 1)
-        if size < len(data) <= limit:  # longer than its st_size (growing, or procfs)
-            data += fh.read(limit + 1 - len(data))
-    return Source.of(data)
+        return Source.of(_read(fh, os.fstat(fh.fileno()).st_size, limit))
+
+
+def _read(fh: BinaryIO, size: int, limit: int) -> bytes:
+    # Sized to the file: read(limit) would allocate ``limit`` bytes for every file.
+    data = fh.read(min(size, limit) + 1)
+    if size < len(data) <= limit:  # longer than its st_size (growing, or procfs)
+        data += fh.read(limit + 1 - len(data))
+    return data
 
 
 @dataclass(frozen=True)
 class _Memo:
     signature: tuple[int, int, int, int, int]
     source: Source
+
+
+def for_this_platform() -> SourceCache | None:
+    """A cache where ctime means change time (POSIX; Windows from Python 3.12), else None."""
+    if os.name == "nt" and sys.version_info < (3, 12):
+        return None
+    return SourceCache()
 
 
 class SourceCache:
@@ -109,17 +127,17 @@ class CachedReader:
         self.seen = seen
 
     def __call__(self, real: str, limit: int) -> Source:
-        try:
-            st = os.stat(real)
-        except OSError:
-            return read_source(real, limit)  # raises the open's own error
-        signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        memo = self.previous.get(real)
-        if memo is not None and memo.signature == signature:
-            self.seen[real] = memo
-            return memo.source
-        read_at = time.time_ns()
-        source = read_source(real, limit)
+        # open() makes a network mount revalidate the file's attributes (close-to-open
+        # consistency); a bare stat may answer from a cache for seconds.
+        with open(real, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            memo = self.previous.get(real)
+            if memo is not None and memo.signature == signature:
+                self.seen[real] = memo
+                return memo.source
+            read_at = time.time_ns()
+            source = Source.of(_read(fh, st.st_size, limit))
         self.cache.reads += 1
         # A write during the read changes the ctime: the memo then never matches again.
         settled = max(st.st_mtime_ns, st.st_ctime_ns) < read_at - self.cache.racy_ns

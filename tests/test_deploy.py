@@ -874,6 +874,10 @@ def test_configmap_and_secret_template_load_as_settings() -> None:
     assert settings.redis_url.startswith("redis://scssq-worker:CHANGE-ME@scssq-redis:6379/")
 
 
+#: Bytes a tmpfs allocates at least per non-empty file.
+PAGE = 4096
+
+
 def test_workers_unpack_bundles_into_memory_sized_into_the_pod() -> None:
     """SCSSQ_WORK_DIR is a tmpfs in both deployments, big enough for a pool's bundles, and
     its pages are counted in the pod's memory limit."""
@@ -887,14 +891,16 @@ def test_workers_unpack_bundles_into_memory_sized_into_the_pod() -> None:
     volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])["emptyDir"]
     assert volume["medium"] == "Memory"
     size_mib = int(volume["sizeLimit"].removesuffix("Mi"))
-    assert size_mib * 2**20 >= concurrency * settings.max_bundle_bytes
+    # tmpfs takes at least one page per file: a bundle at both limits needs this much.
+    per_task = settings.max_bundle_bytes + settings.max_bundle_files * PAGE
+    assert size_mib * 2**20 >= concurrency * per_task
     limit_mib = int(spec["resources"]["limits"]["memory"].removesuffix("Mi"))
     assert limit_mib >= concurrency * settings.engine_memory_mb + 512 + size_mib
     worker = compose_config()["services"]["worker"]
     scratch = worker["environment"]["SCSSQ_WORK_DIR"]
     [tmpfs] = [t for t in worker["tmpfs"] if t.split(":")[0] == scratch]
     size = re.search(r"size=(\d+)m", tmpfs)
-    assert size and int(size.group(1)) * 2**20 >= 2 * settings.max_bundle_bytes
+    assert size and int(size.group(1)) * 2**20 >= 2 * per_task  # WORKER_CONCURRENCY=2
 
 
 def test_workers_serve_metrics_inside_the_network_only() -> None:

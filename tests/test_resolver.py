@@ -292,3 +292,21 @@ def test_listings_answer_like_stat_and_realpath(tmp_path: Path) -> None:
             except ImportRefused as e:
                 outcomes.append(e.message)
         assert outcomes[0] == outcomes[1], (target, outcomes)
+
+
+def test_listings_defer_to_stat_for_case_variants_and_unsearchable_folders(
+    tmp_path: Path,
+) -> None:
+    """A name that differs only in case is stat'ed (a case-insensitive filesystem finds it,
+    this one does not); a folder that can be listed but not searched is never listed."""
+    root = write(tmp_path, {"lib/_colors.scss": "", "locked/_x.scss": ""})
+    listings = resolver.Listings()
+    upper = str(root / "lib" / "_Colors.scss")
+    assert listings.is_file(upper) == resolver._is_file(upper) == os.path.exists(upper)
+    os.chmod(root / "locked", 0o600)  # r without x
+    try:
+        locked = str(root / "locked" / "_x.scss")
+        assert listings.is_file(locked) == resolver._is_file(locked)
+        assert listings.real(locked) == os.path.realpath(locked)
+    finally:
+        os.chmod(root / "locked", 0o700)

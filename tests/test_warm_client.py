@@ -8,10 +8,13 @@ import re
 import secrets
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from tests.support.fleet import wait_until
+from tests.test_fleet import make_src, slow_scss, submit_args
 from tests.test_sources import _tree
 
 pytestmark = pytest.mark.integration
@@ -64,6 +67,7 @@ def test_a_warm_client_compiles_a_changed_file_it_has_read_before(
 #: One compile through a named in-process Client (its connections are found by name).
 NAMED_SUBMIT = """
 import sys
+import time
 from pathlib import Path
 from cli.client import Client, submit
 from cli.config import SubmitConfig
@@ -113,3 +117,28 @@ def test_a_compiled_submit_learns_its_commit_mapping_from_the_announcement(
     mapping_reads = [c for c in mine if c.startswith('"HGET"') and ":commit:" in c]
     assert len(mapping_reads) == 1, mine
     assert fleet.scssq("status", "c" * 40, "--project", "demo", cwd=src).returncode == 0
+
+
+def test_a_waiter_of_another_commit_still_gets_its_commit_mapped(
+    make_fleet, tmp_path: Path
+) -> None:
+    """The announcement names the compiling submit's commit only: a submit of the same
+    sources under another commit that shares the compile still has its commit mapped."""
+    fleet = make_fleet(workers=1)
+    src = make_src(tmp_path, {"main.scss": slow_scss(1.5)})
+    first = fleet.spawn("submit", "a" * 40, *submit_args(src, tmp_path / "o1"), cwd=tmp_path)
+    wait_for_lock = time.monotonic() + 20
+    while not fleet.redis.keys(f"{fleet.prefix}:lock:*") and time.monotonic() < wait_for_lock:
+        time.sleep(0.05)
+    second = fleet.scssq("submit", "b" * 40, *submit_args(src, tmp_path / "o2"), cwd=tmp_path)
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 0 and out.startswith("compiled"), err
+    assert second.returncode == 0 and second.stdout.startswith("shared"), second.stderr
+    for commit in ("a" * 40, "b" * 40):  # b: by the scssq.record task its submit sent
+        wait_until(
+            lambda c=commit: (
+                fleet.scssq("status", c, "--project", "demo", cwd=tmp_path).returncode == 0
+            ),
+            timeout=20,
+        )
+    assert len(fleet.engine_runs()) == 1
