@@ -15,7 +15,6 @@ limited to reading them, subscribing and enqueueing (``deploy/redis-acl.conf``).
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 import time
 from collections.abc import Callable
@@ -212,7 +211,7 @@ def _submit(
     pipe.get(client.keys.result(key))
     pipe.hget(client.keys.commit(config.project, commit), options.variant())
     raw, mapping = pipe.execute()
-    first = None if mapping is None else dict(json.loads(mapping))
+    first = commits.parse(mapping)
     hit = stored_result(raw) if first is not None and first.get("digest") == bundle.digest else None
     if hit is not None:
         try:

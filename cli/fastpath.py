@@ -208,9 +208,8 @@ def record_message(job: Job, queue: str) -> str:
 
 def first_digest(mapping: Any) -> str | None:
     """The digest the commit was first mapped to, or None when it is not mapped."""
-    if not isinstance(mapping, bytes):
-        return None
-    return str(json.loads(mapping).get("digest"))
+    first = commits.parse(mapping if isinstance(mapping, bytes) else None)
+    return None if first is None else str(first.get("digest"))
 
 
 def _finish(

@@ -34,7 +34,11 @@ def read(
     client: redis.Redis, keys: RedisKeys, project: str, commit: str, options: CompileOptions
 ) -> dict[str, Any] | None:
     """The first mapping of (project, commit, variant), or None (read-only)."""
-    raw = client.hget(keys.commit(project, commit), options.variant())
+    return parse(client.hget(keys.commit(project, commit), options.variant()))
+
+
+def parse(raw: bytes | None) -> dict[str, Any] | None:
+    """A mapping as stored (the ``HGET`` reply), or None when the commit is not mapped."""
     return None if raw is None else dict(json.loads(raw))
 
 
