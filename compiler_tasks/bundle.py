@@ -15,7 +15,7 @@ import hashlib
 import io
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -323,7 +323,7 @@ def read_archive(data: bytes, *, max_bytes: int, max_files: int) -> Bundle:
     return Bundle.from_files(files)
 
 
-def _check_layout(names: dict[str, bytes]) -> None:
+def _check_layout(names: Collection[str]) -> None:
     """Refuse names no folder can hold, so that writing the tree fails only for the
     worker's own reasons: a name part over NAME_MAX bytes, or a name that is a file and
     also a folder of another entry (``a`` and ``a/b.scss``)."""

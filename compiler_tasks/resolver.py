@@ -30,7 +30,6 @@ import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 EXTENSIONS = (".scss", ".sass", ".css")
 #: libsass's test for "a protocol": a CSS identifier then ``://``; this is a strict subset.
@@ -120,8 +119,13 @@ def _is_file(path: str) -> bool:
         return False
 
 
-#: Key of a listing's set of case-folded names ("/" is in no file name).
-_FOLDED = "/"
+@dataclass(frozen=True)
+class _Listing:
+    """One directory's entries: name -> True for a non-directory, False for a directory,
+    None for a link (answered by stat); and the case-folded names."""
+
+    kinds: dict[str, bool | None]
+    folded: frozenset[str]
 
 
 class Listings:
@@ -134,16 +138,15 @@ class Listings:
     """
 
     def __init__(self) -> None:
-        #: Directory -> {name: True for a non-directory, False for a directory, None for a
-        #: link; _FOLDED: the case-folded names}; None when it could not be listed.
-        self._dirs: dict[str, dict[str, Any] | None] = {}
+        #: Directory -> its listing; None when it could not be listed (stat decides).
+        self._dirs: dict[str, _Listing | None] = {}
         self._real_dirs: dict[str, str] = {}
 
     def real(self, path: str) -> str:
         """``os.path.realpath(path)``, resolving each directory once per compile."""
         directory, name = posixpath.split(path)
-        entries = self._dirs.get(directory)
-        if not name or entries is None or entries.get(name, None) is None:
+        listing = self._dirs.get(directory)
+        if not name or listing is None or listing.kinds.get(name) is None:
             return os.path.realpath(path)  # a link, or not listed: resolved in full
         if directory not in self._real_dirs:
             self._real_dirs[directory] = os.path.realpath(directory)
@@ -153,31 +156,30 @@ class Listings:
         directory, name = posixpath.split(path)
         if directory not in self._dirs:
             self._dirs[directory] = self._list(directory)
-        entries = self._dirs[directory]
-        if entries is None:
+        listing = self._dirs[directory]
+        if listing is None:
             return _is_file(path)
-        if name not in entries:
+        if name not in listing.kinds:
             # Absent, unless the filesystem ignores case (macOS): then stat decides.
-            return name.casefold() in entries.get(_FOLDED, {}) and _is_file(path)
-        kind = entries[name]
+            return name.casefold() in listing.folded and _is_file(path)
+        kind = listing.kinds[name]
         return _is_file(path) if kind is None else kind
 
     @staticmethod
-    def _list(directory: str) -> dict[str, Any] | None:
+    def _list(directory: str) -> _Listing | None:
         try:
             with os.scandir(directory) as it:
-                entries: dict[str, Any] = {
+                kinds = {
                     e.name: None if e.is_symlink() else not e.is_dir(follow_symlinks=False)
                     for e in it
                 }
         except FileNotFoundError:
-            return {}  # nothing below it exists (stat would say the same)
+            return _Listing({}, frozenset())  # nothing below it exists (stat agrees)
         except (OSError, ValueError):
             return None
         if not os.access(directory, os.X_OK):
             return None  # listable but not searchable: stat fails where a listing would not
-        entries[_FOLDED] = {name.casefold() for name in entries}
-        return entries
+        return _Listing(kinds, frozenset(name.casefold() for name in kinds))
 
 
 def _pick(found: list[str], target: str, root: str, real: Callable[[str], str]) -> str:
