@@ -1,8 +1,9 @@
 """The in-process client API: submit a bundle and wait, status, fetch, health.
 
-A plain cache hit costs two round trips and imports neither Celery nor boto3:
-it reads the engine version, computes the key, reads the result and the commit
-mapping in one pipeline and copies the artifacts. Otherwise it subscribes, reads
+A plain cache hit costs one round trip and a counter, and imports neither Celery
+nor boto3: one pipeline reads the engine version, the result of the key computed
+from the version this client saw last, and the commit mapping; then it copies the
+artifacts. Otherwise it subscribes, reads
 the result again, and only a miss imports Celery to enqueue (and a hit of a
 commit not yet mapped, to ask a worker to map it). ``scssq submit`` tries the
 same hit without redis-py first (:mod:`cli.fastpath`).
@@ -23,20 +24,19 @@ from typing import Any
 
 import redis
 
-from compiler_tasks import commits, sources, stats
+from compiler_tasks import commits, sources
 from compiler_tasks.bundle import Bundle
 from compiler_tasks.connections import redis_client
 from compiler_tasks.errors import (
     ArtifactMissing,
     CompileError,
     FleetTimeout,
-    NoWorkers,
     RedisUnavailable,
     error_from_kind,
 )
 from compiler_tasks.events import Waiter
 from compiler_tasks.fleet import alive_workers
-from compiler_tasks.keys import CompileOptions, RedisKeys, bundle_path, compile_key
+from compiler_tasks.keys import CompileOptions, RedisKeys, bundle_path
 from compiler_tasks.observability import span
 from compiler_tasks.settings import Settings, redact_url
 from compiler_tasks.sources import SourceCache
@@ -44,6 +44,7 @@ from compiler_tasks.storage import Store
 
 from .config import SubmitConfig
 from .fastpath import RECORD_EXPIRES, collect_bundle, new_job, stored_result
+from .lookup import Lookups, Pending
 from .outputs import Artifacts, EntryOutput, SubmitResult
 
 Progress = Callable[[str], None]
@@ -63,30 +64,27 @@ class Client:
         self.keys = RedisKeys(settings.prefix)
         self.redis = redis_client(settings, name)
         self.artifacts = Artifacts(settings)
-        #: Whether this client has talked to Redis once (later failures are blips).
-        self.reached = False
         #: Source files read by this client's earlier submits (compiler_tasks.sources);
         #: None reads every file every time.
         self.sources: SourceCache | None = sources.for_this_platform()
+        self.lookups = Lookups(settings, self.redis, self.keys)
 
     @property
     def store(self) -> Store:
         return self.artifacts.store
 
+    @property
+    def reached(self) -> bool:
+        """Whether this client has talked to Redis once (later failures are blips)."""
+        return self.lookups.reached
+
     def close(self) -> None:
+        self.lookups.flush()  # the counts of delivered submits
         self.redis.close()
 
     def engine_version(self, engine: str) -> str:
         """The exact engine version the fleet published; NoWorkers if none did."""
-        raw = self.redis.hget(self.keys.engines, engine)
-        self.reached = True
-        if raw is None:
-            raise NoWorkers(
-                f"no worker of prefix {self.settings.prefix!r} has registered engine {engine!r} "
-                f"at {redact_url(self.settings.redis_url)}; start the fleet "
-                "(celery -A compiler_tasks.app worker) and retry"
-            )
-        return raw.decode()
+        return self.lookups.published(engine, self.redis.hget(self.keys.engines, engine))
 
     def first_mapping(
         self, project: str, commit: str, options: CompileOptions
@@ -154,16 +152,28 @@ def submit(
     started = time.monotonic() if started is None else started
     deadline = started + timeout
     settings = client.settings
+    ahead = None
     if bundle is None:
-        bundle = collect_bundle(config, settings, client.sources)
+        # The lookup for the digest this folder had last time runs while the sources
+        # are checked (cli.lookup); it counts only if the digest is still that one.
+        ahead = client.lookups.ahead(config, commit)
+        try:
+            bundle = collect_bundle(config, settings, client.sources)
+        except BaseException:
+            if ahead is not None:
+                ahead.drop()
+            raise
+    client.lookups.remember(config, bundle.digest)
     pause = RETRY_PAUSE
     while True:
+        pending, ahead = ahead, None  # a retry sends its own lookup
         try:
             return _submit(
                 client,
                 config,
                 bundle,
                 commit,
+                pending,
                 started,
                 deadline,
                 wait,
@@ -194,6 +204,7 @@ def _submit(
     config: SubmitConfig,
     bundle: Bundle,
     commit: str,
+    pending: Pending | None,
     started: float,
     deadline: float,
     wait: bool,
@@ -202,15 +213,14 @@ def _submit(
 ) -> SubmitResult:
     say = progress or (lambda _msg: None)
     options = config.options
-    version = client.engine_version(options.engine)
-    key = compile_key(bundle.digest, options, version)
+    # One round trip (two the first time) answers a plain hit (result stored, commit
+    # mapped to this digest), the common case, before any subscription (a miss is read
+    # again after it).
+    found = pending.found_for(bundle.digest) if pending is not None else None
+    if found is None:
+        found = client.lookups.lookup(bundle.digest, options, config.project, commit)
+    version, key, raw, mapping = found.version, found.key, found.result, found.mapping
     res = SubmitResult(config.project, commit, key, bundle.digest, "cached")
-    # One round trip answers a plain hit (result stored, commit mapped to this digest),
-    # the common case, before any subscription (a miss is read again after it).
-    pipe = client.redis.pipeline(transaction=False)
-    pipe.get(client.keys.result(key))
-    pipe.hget(client.keys.commit(config.project, commit), options.variant())
-    raw, mapping = pipe.execute()
     first = commits.parse(mapping)
     hit = stored_result(raw) if first is not None and first.get("digest") == bundle.digest else None
     if hit is not None:
@@ -362,7 +372,7 @@ def _send(
 def _deliver(
     client: Client, res: SubmitResult, result: dict[str, Any], out: Path, started: float
 ) -> SubmitResult:
-    stats.count_submit(client.redis, client.keys.prefix, res.outcome)
+    client.lookups.count(res.outcome)
     res.warnings = str(result.get("warnings") or "")
     if result.get("status") == "error":
         err = CompileError(str(result.get("message")))

@@ -6,16 +6,16 @@ Shared by the full client (:mod:`cli.client`) and the cache-hit fast path
 
 from __future__ import annotations
 
-import hashlib
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from compiler_tasks import presigned
-from compiler_tasks.errors import StoreError
 from compiler_tasks.settings import Settings
-from compiler_tasks.storage import Store, open_store
+from compiler_tasks.storage import Store, get_verified, open_store, verified
 
 #: Reads one output of a result: (the output's manifest entry, "css" or "map") -> bytes.
 ArtifactReader = Callable[[dict[str, Any], str], bytes]
@@ -46,22 +46,33 @@ class SubmitResult:
 
 
 def write_outputs(result: dict[str, Any], out: Path, read: ArtifactReader) -> list[EntryOutput]:
-    """Copy a result's outputs under ``out``, verifying each CSS against its manifest's
-    sha256 (StoreError on a mismatch: the CSS is never wrong)."""
+    """Copy a result's outputs under ``out``; ``read`` returns each CSS checked against
+    its manifest's sha256 (StoreError on a mismatch: the CSS is never wrong)."""
     written = []
     for entry, info in sorted(result.get("outputs", {}).items()):
         css = read(info, "css")
-        if hashlib.sha256(css).hexdigest() != info["sha256"]:
-            raise StoreError(f"artifact {info['css']} does not match its manifest's sha256")
         target = out.joinpath(*entry.split("/")).with_suffix(".css")
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(css)
+        write_output(target, css)
         map_target = None
         if info.get("map"):
             map_target = target.with_name(target.name + ".map")
-            map_target.write_bytes(read(info, "map"))
+            write_output(map_target, read(info, "map"))
         written.append(EntryOutput(entry, target, map_target, len(css), info["sha256"]))
     return written
+
+
+def write_output(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path``; a regular file that already holds exactly ``data`` is
+    only touched (its mtime set to now, as a write would), not rewritten."""
+    try:
+        st = os.stat(path)
+        if stat.S_ISREG(st.st_mode) and st.st_size == len(data) and path.read_bytes() == data:
+            os.utime(path)
+            return
+    except OSError:
+        pass  # absent or unreadable: the write says what is wrong
+    path.write_bytes(data)
 
 
 class Artifacts:
@@ -90,11 +101,14 @@ class Artifacts:
         return written
 
     def read(self, info: dict[str, Any], field: str) -> bytes:
+        """One output of a result (``field`` "css" checked against its sha256)."""
         url = info.get(f"{field}_url")
         if isinstance(url, str) and self._store is None and not self._downloaded:
             data = presigned.fetch(
                 url, self.settings.store_url, info[field], limit=self.settings.max_output_bytes
             )
             if data is not None:
-                return data
+                return verified(data, info["sha256"], info[field]) if field == "css" else data
+        if field == "css":
+            return get_verified(self.store, info[field], info["sha256"])
         return self.store.get(info[field])

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # imported where used: a cache hit never builds or reads an a
 
 from .errors import BundleError, InvalidInput
 from .keys import content_digest, validate_relpath
-from .sources import Source, SourceCache, read_source
+from .sources import Source, SourceCache, Trail, read_source
 
 SOURCE_SUFFIXES = (".scss", ".sass")
 #: Directories never bundled: version control metadata.
@@ -149,9 +149,9 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root + os.sep)
 
 
-def _walk(src: Path, excluded: list[str]) -> dict[str, str]:
-    """Relative path -> real path of candidate files; links followed while inside ``src``."""
-    root = os.path.realpath(src)
+def _walk(root: str, excluded: list[str], trail: Trail | None = None) -> dict[str, str]:
+    """Relative path -> real path of candidate files; links followed while inside ``root``
+    (a real path). ``trail`` gets each folder's stat, taken before listing it."""
     found: dict[str, str] = {}
     # Each directory carries the real paths of its ancestors: a link back up is a cycle.
     stack: list[tuple[str, str, frozenset[str]]] = [(root, "", frozenset())]
@@ -161,12 +161,16 @@ def _walk(src: Path, excluded: list[str]) -> dict[str, str]:
             continue
         ancestors = ancestors | {real_dir}
         try:
+            if trail is not None:
+                trail.dirs.append((real_dir, os.stat(real_dir)))
             entries = sorted(os.scandir(real_dir), key=lambda e: e.name)
         except OSError as e:
             raise BundleError(f"cannot read directory {rel_dir or '.'!r} under --src: {e}") from e
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             if entry.is_symlink():  # resolved, then held to the root like any path
+                if trail is not None:
+                    trail.linked = True
                 real = os.path.realpath(entry.path)
                 is_dir, is_file = os.path.isdir(real), os.path.isfile(real)
             else:  # inside a real directory: already real (no lstat per path component)
@@ -196,14 +200,22 @@ def collect(
     ``exclude`` holds directories to leave out (the output folder). Files are
     read once; limits are checked as they are read. ``cache`` (a long-lived
     client's) skips reading files that provably did not change since its last
-    collect of ``src``.
+    collect of ``src``, and returns its previous bundle when nothing under a local
+    ``src`` changed (:meth:`SourceCache.unchanged_tree`).
     """
     if not src.is_dir():
         raise BundleError(f"--src {str(src)!r} is not a directory; pass the bundle root")
+    root = os.path.realpath(src)
     excluded = [os.path.realpath(p) for p in exclude]
-    candidates = _walk(src, excluded)
-    read = read_source if cache is None else cache.reader(os.path.realpath(src))
+    tree_key = (tuple(excluded), max_bytes, max_files)
+    known = cache.unchanged_tree(root, tree_key) if cache is not None else None
+    if known is not None:
+        return known
+    trail = Trail() if cache is not None else None
+    candidates = _walk(root, excluded, trail)
+    read = read_source if cache is None else cache.reader(root)
     sources: dict[str, Source] = {}
+    reals: list[str] = []
     css: dict[str, str] = {}
     total = 0
     for rel, real in candidates.items():
@@ -211,15 +223,20 @@ def collect(
             css[rel] = real
             continue
         total += _add(sources, rel, read, real, total, max_bytes, max_files)
+        reals.append(real)
     stems: set[str] = set()
     for source in sources.values():
         stems |= source.stems
     for rel, real in css.items():
         if rel.rsplit("/", 1)[-1][:-4].lstrip("_") in stems:
             total += _add(sources, rel, read, real, total, max_bytes, max_files)
+            reals.append(real)
     if not sources:
         raise BundleError(f"--src {str(src)!r} holds no .scss or .sass file")
-    return Bundle.from_sources(sources)
+    bundle = Bundle.from_sources(sources)
+    if cache is not None and trail is not None:
+        cache.remember_tree(root, tree_key, bundle, trail, reals)
+    return bundle
 
 
 def _add(

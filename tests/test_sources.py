@@ -4,6 +4,7 @@ and a file that changed, however it changed, always is."""
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from compiler_tasks.bundle import collect
 from compiler_tasks.errors import BundleError
-from compiler_tasks.sources import SourceCache
+from compiler_tasks.sources import SourceCache, local_devices
 
 LIMITS = {"max_bytes": 1 << 20, "max_files": 100}
 #: Longer than any filesystem timestamp tick here (the kernel's coarse clock).
@@ -101,3 +102,88 @@ def test_the_cache_keeps_a_bounded_number_of_roots(tmp_path: Path) -> None:
         _tree(root)
         collect(root, exclude=[], cache=cache, **LIMITS)
     assert len(cache._roots) == 2 and str(roots[0]) not in cache._roots
+
+
+def _local(path: Path) -> bool:
+    return local_devices([os.stat(path).st_dev])
+
+
+needs_local = pytest.mark.skipif(
+    not _local(Path(tempfile.gettempdir())),
+    reason="the temp folder is not on a filesystem known to be local: no tree memo there",
+)
+
+
+@needs_local
+def test_an_unchanged_tree_is_answered_by_its_memo(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    cache = _settled_cache(tmp_path)
+    first = collect(tmp_path, exclude=[], cache=cache, **LIMITS)
+    assert cache.tree_hits == 1 and cache.reads == 3
+    assert collect(tmp_path, exclude=[], cache=cache, **LIMITS) is first
+    assert cache.tree_hits == 2
+    # Other limits or another excluded folder make another bundle: no memo for them.
+    collect(tmp_path, exclude=[tmp_path / "lib"], cache=cache, **LIMITS)
+    assert cache.tree_hits == 2
+
+
+@needs_local
+def test_a_file_added_deep_in_a_remembered_tree_is_bundled(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    cache = _settled_cache(tmp_path)
+    collect(tmp_path, exclude=[], cache=cache, **LIMITS)
+    assert cache.tree_hits == 1
+    (tmp_path / "lib" / "more.scss").write_text(".m { n: o; }\n")  # only lib/ changes
+    bundle = collect(tmp_path, exclude=[], cache=cache, **LIMITS)
+    assert bundle.files["lib/more.scss"] == b".m { n: o; }\n"
+    assert cache.tree_hits == 1
+    (tmp_path / "lib" / "more.scss").unlink()
+    assert "lib/more.scss" not in collect(tmp_path, exclude=[], cache=cache, **LIMITS).files
+
+
+@needs_local
+def test_a_folder_changed_within_the_racy_window_is_listed_again(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    cache = _settled_cache(tmp_path)
+    (tmp_path / "lib" / "more.scss").write_text(".m { n: o; }\n")
+    for _ in range(3):  # lib/ (and the new file) changed just now: no memo yet
+        collect(tmp_path, exclude=[], cache=cache, **LIMITS)
+    assert cache.tree_hits == 0
+    time.sleep(TICK * 2)
+    collect(tmp_path, exclude=[], cache=cache, **LIMITS)
+    assert collect(tmp_path, exclude=[], cache=cache, **LIMITS).files["lib/more.scss"]
+    assert cache.tree_hits == 1
+
+
+@needs_local
+def test_a_tree_with_a_link_is_walked_every_time(tmp_path: Path) -> None:
+    """A link's target can change with nothing in the tree changing."""
+    _tree(tmp_path)
+    (tmp_path / "theme").symlink_to(tmp_path / "lib")
+    time.sleep(TICK * 2)
+    cache = SourceCache(racy_ns=int(TICK * 1e9))
+    for _ in range(3):
+        bundle = collect(tmp_path, exclude=[], cache=cache, **LIMITS)
+    assert "theme/_colors.scss" in bundle.files and cache.tree_hits == 0
+
+
+def test_only_filesystems_known_to_be_local_count_as_local(tmp_path: Path) -> None:
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        "22 27 0:21 / /proc rw,relatime - proc proc rw\n"
+        "27 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+        "31 27 0:45 / /mnt/nfs rw,relatime shared:9 - nfs4 server:/export rw,vers=4.2\n"
+        "32 27 0:46 / /mnt/my\\040disk rw - fuse.sshfs host:/ rw\n"
+        "33 27 0:47 / /dev/shm rw - tmpfs tmpfs rw\n"
+    )
+    ext4, nfs, sshfs, tmpfs = (
+        os.makedev(8, 1),
+        os.makedev(0, 45),
+        os.makedev(0, 46),
+        os.makedev(0, 47),
+    )
+    assert local_devices([ext4, tmpfs], str(mountinfo))
+    assert not local_devices([ext4, nfs], str(mountinfo))
+    assert not local_devices([sshfs], str(mountinfo))
+    assert not local_devices([os.makedev(9, 9)], str(mountinfo))  # not mounted: unknown
+    assert not local_devices([ext4], str(tmp_path / "absent"))  # no /proc: unknown

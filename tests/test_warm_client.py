@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from compiler_tasks import stats
 from tests.support.fleet import wait_until
 from tests.test_fleet import make_src, slow_scss, submit_args
 from tests.test_sources import _tree
@@ -142,3 +143,53 @@ def test_a_waiter_of_another_commit_still_gets_its_commit_mapped(
             timeout=20,
         )
     assert len(fleet.engine_runs()) == 1
+
+
+#: A compile, then hits through one warm Client once its sources have settled; the
+#: store's racy window is shortened like the sources' one.
+WARM_HITS = """
+import sys, time
+from pathlib import Path
+from cli.client import Client, submit
+from cli.config import SubmitConfig
+from compiler_tasks.keys import CompileOptions
+from compiler_tasks.settings import Settings
+
+src, out = Path(sys.argv[1]), Path(sys.argv[2])
+client = Client(Settings.from_env())
+client.sources.racy_ns = 50_000_000
+client.artifacts.store.racy_ns = 50_000_000
+time.sleep(0.1)
+options = CompileOptions(entries=("main.scss",))
+config = SubmitConfig(src=src, out=out, project="demo", options=options)
+outcomes = [submit(client, config, "a" * 40, timeout=60).outcome]
+time.sleep(0.1)
+for _ in range(4):
+    outcomes.append(submit(client, config, "a" * 40, timeout=60).outcome)
+print(" ".join(outcomes), client.sources.reads, client.sources.tree_hits)
+client.close()
+"""
+
+
+def test_a_warm_clients_hits_check_sources_by_stat_and_are_all_counted(
+    make_fleet, tmp_path: Path
+) -> None:
+    fleet = make_fleet(workers=1)
+    src = tmp_path / "src"
+    _tree(src)
+    proc = subprocess.run(
+        [sys.executable, "-c", WARM_HITS, str(src), str(tmp_path / "out")],
+        env=fleet.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr + fleet.logs()
+    outcomes, reads, tree_hits = proc.stdout.rsplit(" ", 2)
+    assert outcomes == "compiled cached cached cached cached"
+    assert int(reads) == 3  # each file once, by the compiled submit
+    assert int(tree_hits) >= 3  # the first hit may still list the folders (racy)
+    css = (tmp_path / "out" / "main.css").read_text()
+    assert "#aa0000" in css
+    counts = stats.read(fleet.redis, fleet.prefix)  # the last hit's count went at close
+    assert counts == {"hit": 4, "miss": 1, "shared": 0}

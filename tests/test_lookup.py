@@ -1,0 +1,175 @@
+"""A client's cache-hit lookup on a real redis-server: one round trip once the engine
+version is known, the submit counts riding along, and a lookup sent ahead that never
+leaves a reply unread on the connection."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from cli.client import Client
+from cli.config import SubmitConfig
+from compiler_tasks import stats
+from compiler_tasks.errors import NoWorkers
+from compiler_tasks.keys import CompileOptions, compile_key
+from compiler_tasks.settings import Settings
+
+OPTIONS = CompileOptions(entries=("main.scss",))
+DIGEST = "d" * 64
+COMMIT = "c" * 40
+
+
+def _client(redis_server, tmp_path: Path) -> Client:
+    settings = dataclasses.replace(
+        Settings(),
+        redis_url=redis_server.url,
+        prefix="t" + secrets.token_hex(4),
+        store_url=f"file://{tmp_path}/store",
+    )
+    return Client(settings, name="lookup-" + secrets.token_hex(3))
+
+
+def _publish(redis_server, client: Client, version: str) -> None:
+    redis_server.client().hset(client.keys.engines, OPTIONS.engine, version)
+
+
+@contextmanager
+def _commands(redis_server, client: Client) -> Iterator[list[str]]:
+    """The commands ``client``'s own connections send inside the block (MONITOR)."""
+    name = client.redis.get_connection_kwargs()["client_name"]
+    client.redis.ping()  # its connection exists (and is named) before MONITOR starts
+    sent: list[str] = []
+    with redis_server.client(decode_responses=True).monitor() as monitor:
+        yield sent
+        sentinel = "sentinel-" + secrets.token_hex(4)
+        client.redis.get(sentinel)
+        lines: list[str] = []
+        while not any(sentinel in line for line in lines):
+            lines.append(str(monitor.connection.read_response()))
+    admin = redis_server.client(decode_responses=True)
+    addrs = {c["addr"] for c in admin.client_list() if c.get("name") == name}
+    for line in lines:
+        match = re.search(r"\[\d+ ([^\]]+)\] (.*)", line)
+        if match and match.group(1) in addrs and sentinel not in line:
+            sent.append(match.group(2).split(" ")[0].strip('"'))
+
+
+def test_the_first_lookup_learns_the_version_then_one_round_trip_answers(
+    redis_server, tmp_path: Path
+) -> None:
+    client = _client(redis_server, tmp_path)
+    _publish(redis_server, client, "1.0.0")
+    key = compile_key(DIGEST, OPTIONS, "1.0.0")
+    redis_server.client().set(client.keys.result(key), b'{"status": "ok"}')
+    with _commands(redis_server, client) as first:
+        found = client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
+    assert (found.version, found.key, found.result, found.mapping) == (
+        "1.0.0",
+        key,
+        b'{"status": "ok"}',
+        None,
+    )
+    assert first == ["HGET", "HGET", "GET"]  # version and mapping, then the result
+    client.lookups.count("cached")
+    with _commands(redis_server, client) as second:
+        again = client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
+    assert again == found
+    assert second == ["INCR", "HGET", "GET", "HGET"]
+    assert stats.read(redis_server.client(), client.keys.prefix)["hit"] == 1
+    client.close()
+
+
+def test_a_new_engine_version_gives_the_new_key(redis_server, tmp_path: Path) -> None:
+    client = _client(redis_server, tmp_path)
+    _publish(redis_server, client, "1.0.0")
+    client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
+    _publish(redis_server, client, "2.0.0")
+    new_key = compile_key(DIGEST, OPTIONS, "2.0.0")
+    redis_server.client().set(client.keys.result(new_key), b'{"status": "ok"}')
+    found = client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
+    assert (found.version, found.key, found.result) == ("2.0.0", new_key, b'{"status": "ok"}')
+    redis_server.client().hdel(client.keys.engines, OPTIONS.engine)
+    with pytest.raises(NoWorkers, match=r"registered engine 'libsass'.*start the fleet"):
+        client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
+    client.close()
+
+
+def test_a_lookup_sent_ahead_for_another_digest_leaves_nothing_unread(
+    redis_server, tmp_path: Path
+) -> None:
+    client = _client(redis_server, tmp_path)
+    _publish(redis_server, client, "1.0.0")
+    mapping = json.dumps({"digest": DIGEST}).encode()
+    redis_server.client().hset(client.keys.commit("demo", COMMIT), OPTIONS.variant(), mapping)
+    config = SubmitConfig(src=tmp_path, out=tmp_path / "out", project="demo", options=OPTIONS)
+    assert client.lookups.ahead(config, COMMIT) is None  # no digest known for the folder yet
+    client.lookups.remember(config, "e" * 64)
+    client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)  # the version is known now
+    pending = client.lookups.ahead(config, COMMIT)
+    assert pending is not None and pending.digest == "e" * 64
+    assert pending.found_for(DIGEST) is None  # the sources changed: dropped
+    for _ in range(3):  # every later command gets its own reply
+        assert client.redis.hget(client.keys.engines, OPTIONS.engine) == b"1.0.0"
+        found = client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
+        assert found.mapping == mapping and found.result is None
+    client.close()
+
+
+def test_a_lookup_sent_ahead_whose_connection_dies_is_looked_up_again(
+    redis_server, tmp_path: Path
+) -> None:
+    """Redis holds the pipeline (writes paused: it starts with a count) and the
+    connection is killed before it answers: the submit looks up again on a new one."""
+    client = _client(redis_server, tmp_path)
+    _publish(redis_server, client, "1.0.0")
+    config = SubmitConfig(src=tmp_path, out=tmp_path / "out", project="demo", options=OPTIONS)
+    client.lookups.remember(config, DIGEST)
+    client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
+    client.lookups.count("cached")
+    admin = redis_server.client(decode_responses=True)
+    admin.execute_command("CLIENT", "PAUSE", 10_000, "WRITE")
+    try:
+        pending = client.lookups.ahead(config, COMMIT)
+        assert pending is not None and pending.counted == 1
+        name = client.redis.get_connection_kwargs()["client_name"]
+        held = [c for c in admin.client_list() if c.get("name") == name]
+        assert held and all(admin.client_kill(c["addr"]) for c in held)
+        assert pending.found_for(DIGEST) is None
+    finally:
+        admin.execute_command("CLIENT", "UNPAUSE")
+    found = client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
+    assert found.version == "1.0.0" and found.key == compile_key(DIGEST, OPTIONS, "1.0.0")
+    client.close()
+
+
+def test_a_refused_count_does_not_fail_the_lookup(redis_server, tmp_path: Path) -> None:
+    """A client whose Redis user may not INCR the counters still gets its lookups."""
+    client = _client(redis_server, tmp_path)
+    _publish(redis_server, client, "1.0.0")
+    user, password = "nocount-" + secrets.token_hex(3), secrets.token_hex(8)
+    admin = redis_server.client()
+    admin.execute_command(
+        "ACL", "SETUSER", user, "on", f">{password}", "~*", "+@all", "-incr", "-incrby"
+    )
+    try:
+        settings = dataclasses.replace(
+            client.settings,
+            redis_url=redis_server.url.replace("redis://", f"redis://{user}:{password}@"),
+        )
+        limited = Client(settings)
+        limited.lookups.count("cached")
+        found = limited.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
+        assert found.version == "1.0.0" and not limited.lookups.uncounted
+        limited.lookups.count("compiled")
+        limited.close()  # the flush is refused too, quietly
+        assert stats.read(admin, client.keys.prefix) == {"hit": 0, "miss": 0, "shared": 0}
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+        client.close()
