@@ -12,11 +12,13 @@
   per store shows where the import time goes.
 * **API**: ``cli.client.submit()`` with a warm ``Client`` on a cached bundle ÷ the floor:
   one Redis ``GET`` of the result plus one read of the artifact from the store (warm
-  connection, warm store object). The warm ``Client`` has read the bundle's files before
-  and they have not changed since, so it stats them instead of reading and hashing them
-  (``compiler_tasks/sources.py``); it still walks the tree, stats every file, computes the
-  key, verifies the CSS's sha256 and compares it with the file under ``--out``, none of
-  which the floor does.
+  connection, warm store object). The warm ``Client`` has collected the bundle before and
+  nothing in it changed since, so on a local filesystem it ``stat``s each folder and file
+  instead of listing, reading and hashing them (``compiler_tasks/sources.py``), while its
+  lookup (engine version, result, commit mapping: one round trip) is already on its way
+  (``cli/lookup.py``). It still computes nothing from stale bytes: it reads the artifact,
+  checks it (once per artifact signature for the local store) and compares it with the
+  file under ``--out``, none of which the floor does.
 
 Bundles: Bootstrap 5.3.3 (the goal), Bootstrap 4.6.2 and a small sheet. Each bundle is
 compiled once (and its commit mapped) before the timed hits.

@@ -30,7 +30,7 @@ from compiler_tasks.settings import Settings, redact_url
 
 from .config import SubmitConfig
 
-#: Folders a client remembers the last digest of (then it starts over).
+#: Folders (digests, keys, option sets) a client remembers (then it starts over).
 MAX_FOLDERS = 64
 
 
@@ -133,6 +133,8 @@ class Lookups:
         self.uncounted: list[str] = []
         #: (src, out) -> the digest of the last bundle collected there.
         self.digests: dict[tuple[str, str], str] = {}
+        self._keys: dict[tuple[str, CompileOptions, str], str] = {}
+        self._variants: dict[CompileOptions, str] = {}
         self.flush = weakref.finalize(self, stats.count, client, keys.prefix, self.uncounted)
 
     def published(self, engine: str, raw: bytes | None) -> str:
@@ -154,6 +156,24 @@ class Lookups:
         if name is not None:
             self.uncounted.append(name)
 
+    def key(self, digest: str, options: CompileOptions, version: str) -> str:
+        """:func:`compile_key`, remembered: a warm client asks for the same one again."""
+        memo = (digest, options, version)
+        key = self._keys.get(memo)
+        if key is None:
+            if len(self._keys) >= MAX_FOLDERS:
+                self._keys.clear()
+            key = self._keys[memo] = compile_key(digest, options, version)
+        return key
+
+    def _variant(self, options: CompileOptions) -> str:
+        variant = self._variants.get(options)
+        if variant is None:
+            if len(self._variants) >= MAX_FOLDERS:
+                self._variants.clear()
+            variant = self._variants[options] = options.variant()
+        return variant
+
     def ahead(self, config: SubmitConfig, commit: str) -> Pending | None:
         """The lookup for the digest ``config``'s folder had last time, sent now; None
         when there was none or Redis cannot take it (the submit's own lookup will say)."""
@@ -174,13 +194,13 @@ class Lookups:
     def send(self, digest: str, options: CompileOptions, project: str, commit: str) -> Pending:
         """Send the lookup of (digest, options) and commit now; read it with the result."""
         guess = self.versions.get(options.engine)
-        mapping = (self.keys.commit(project, commit), options.variant())
+        mapping = (self.keys.commit(project, commit), self._variant(options))
         commands: list[tuple[str, ...]] = [
             ("INCR", stats.key(self.keys.prefix, name)) for name in self.uncounted
         ]
         counted = len(commands)
         commands.append(("HGET", self.keys.engines, options.engine))
-        key = None if guess is None else compile_key(digest, options, guess)
+        key = None if guess is None else self.key(digest, options, guess)
         if key is not None:
             commands.append(("GET", self.keys.result(key)))
         commands.append(("HGET", *mapping))
@@ -209,5 +229,5 @@ class Lookups:
         if found is not None:
             return found
         version = self.versions[options.engine]
-        key = compile_key(digest, options, version)
+        key = self.key(digest, options, version)
         return Found(version, key, self.redis.get(self.keys.result(key)), pending.mapping)

@@ -52,7 +52,8 @@ def write_outputs(result: dict[str, Any], out: Path, read: ArtifactReader) -> li
     for entry, info in sorted(result.get("outputs", {}).items()):
         css = read(info, "css")
         target = out.joinpath(*entry.split("/")).with_suffix(".css")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.parent.is_dir():
+            target.parent.mkdir(parents=True, exist_ok=True)
         write_output(target, css)
         map_target = None
         if info.get("map"):
