@@ -1,11 +1,11 @@
 """The in-process client API: submit a bundle and wait, status, fetch, health.
 
-A plain cache hit costs one round trip and a counter, and imports neither Celery
-nor boto3: one pipeline reads the engine version, the result of the key computed
-from the version this client saw last, and the commit mapping; then it copies the
-artifacts. Otherwise it subscribes, reads
-the result again, and only a miss imports Celery to enqueue (and a hit of a
-commit not yet mapped, to ask a worker to map it). ``scssq submit`` tries the
+A plain cache hit costs one round trip and imports neither Celery nor boto3: one
+pipeline (:mod:`cli.lookup`) reads the engine version, the result of the key
+computed from the version this client saw last, and the commit mapping; then it
+copies the artifacts. Otherwise it subscribes, reads the result again, and only a
+miss imports Celery to enqueue (and a hit of a commit not yet mapped, to ask a
+worker to map it). A :class:`Client` is used by one thread at a time. ``scssq submit`` tries the
 same hit without redis-py first (:mod:`cli.fastpath`).
 
 The client never writes scssq's keys: workers write locks, results and the
@@ -150,20 +150,35 @@ def submit(
     come from :func:`cli.fastpath.submit` when it already collected the bundle.
     """
     started = time.monotonic() if started is None else started
-    deadline = started + timeout
-    settings = client.settings
     ahead = None
-    if bundle is None:
-        # The lookup for the digest this folder had last time runs while the sources
-        # are checked (cli.lookup); it counts only if the digest is still that one.
-        ahead = client.lookups.ahead(config, commit)
-        try:
-            bundle = collect_bundle(config, settings, client.sources)
-        except BaseException:
-            if ahead is not None:
-                ahead.drop()
-            raise
-    client.lookups.remember(config, bundle.digest)
+    try:
+        if bundle is None:
+            # The lookup for the digest this folder had last time runs while the sources
+            # are checked (cli.lookup); it counts only if the digest is still that one.
+            ahead = client.lookups.ahead(config, commit)
+            bundle = collect_bundle(config, client.settings, client.sources)
+        client.lookups.remember(config, bundle.digest)
+        return _retrying(
+            client, config, bundle, commit, ahead, started, started + timeout, wait, progress, warn
+        )
+    finally:
+        if ahead is not None:
+            ahead.close()  # a bad bundle or an interrupt: its replies are not waited for
+
+
+def _retrying(
+    client: Client,
+    config: SubmitConfig,
+    bundle: Bundle,
+    commit: str,
+    ahead: Pending | None,
+    started: float,
+    deadline: float,
+    wait: bool,
+    progress: Progress | None,
+    warn: Progress | None,
+) -> SubmitResult:
+    settings = client.settings
     pause = RETRY_PAUSE
     while True:
         pending, ahead = ahead, None  # a retry sends its own lookup

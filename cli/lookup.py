@@ -4,21 +4,29 @@ One pipeline answers a plain hit: ``HGET`` of the engine version the fleet publi
 ``GET`` of the result under the key computed from the version this client saw last
 (checked against the first reply), ``HGET`` of the commit mapping. A warm client
 (:class:`cli.client.Client` held by a long-lived process) sends it *ahead*: before it
-checks its sources, for the digest its previous submit of the same folder had, so
-the round trip runs while the sources are ``stat``'ed. The replies count only if the
-bundle's digest turns out to be that one; otherwise they are read and dropped and the
-lookup is sent again. The submit counters of earlier submits (:mod:`compiler_tasks.stats`)
-ride in front of the same pipeline.
+checks its sources, for the digest its previous submit of the same folder had, so the
+round trip runs while the sources are ``stat``'ed. The replies count only if the
+bundle's digest turns out to be that one; otherwise they are dropped and the lookup is
+sent again.
+
+Submit counts (:mod:`compiler_tasks.stats`) are not sent on their own: they ride in
+front of the client's next lookup, or go when it is closed, garbage-collected or the
+process exits (waiting at most :data:`REPLY_WAIT` for Redis, and only from the process
+that made them, not a fork). Counts of a process killed by a signal are lost: counting
+is best effort.
 
 Replies are read on the connection the commands went out on (taken from the client's
-pool for that time); a connection that fails or is left with replies unread is closed
-before it goes back to the pool, so no later command reads a stale reply.
+pool for that time). A connection is released to the pool only with every reply read;
+one that failed, or whose replies are not wanted (the submit stopped on a bad bundle, or
+was interrupted), is disconnected first, so no later command reads a stale reply. A
+:class:`Lookups` belongs to one thread at a time, as its :class:`cli.client.Client`.
 """
 
 from __future__ import annotations
 
+import os
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -30,8 +38,12 @@ from compiler_tasks.settings import Settings, redact_url
 
 from .config import SubmitConfig
 
-#: Folders (digests, keys, option sets) a client remembers (then it starts over).
+#: Folders a client remembers the last digest of (then it starts over).
 MAX_FOLDERS = 64
+#: Compile keys and option variants a client remembers (then it starts over).
+MAX_KEYS = 256
+#: Seconds dropped replies and the counts sent at close or exit are waited for.
+REPLY_WAIT = 1.0
 
 
 @dataclass(frozen=True)
@@ -44,40 +56,48 @@ class Found:
     mapping: bytes | None
 
 
+@dataclass
+class _Counts:
+    """Counter names of delivered submits not yet sent, shared with the exit flush."""
+
+    names: list[str] = field(default_factory=list)
+    pid: int = field(default_factory=os.getpid)
+    #: Whether the last lookup reached Redis (an exit flush is only tried then).
+    healthy: bool = False
+
+
 class Pending:
-    """A lookup pipeline sent for ``digest``; :meth:`read` gets its replies (once)."""
+    """A lookup pipeline sent for ``digest``; its replies are read once."""
 
     def __init__(
         self,
         lookups: Lookups,
-        conn: Any,
         digest: str,
-        engine: str,
+        options: CompileOptions,
         guess: str | None,
-        key: str | None,
         counted: int,
     ) -> None:
         self.lookups = lookups
-        self.conn: Any = conn
+        self.conn: Any = None
         self.digest = digest
-        self.engine = engine
+        self.options = options
         #: The engine version the key was computed with (the one seen last), if any.
         self.guess = guess
         #: The compile key under that version, whose result was asked for.
-        self.key = key
+        self.key = None if guess is None else lookups.key(digest, options, guess)
         #: Submit counts sent in front of the lookup.
         self.counted = counted
-        #: The commit mapping's reply, once read (it does not depend on the version).
-        self.mapping: bytes | None = None
 
-    def read(self) -> Found | None:
-        """The replies; None when the fleet's engine version was not the guessed one."""
-        replies = stats.counted(self._replies(), self.counted)
-        version = self.lookups.published(self.engine, replies[0])
-        self.mapping = replies[-1]
-        if version != self.guess or self.key is None:
-            return None
-        return Found(version, self.key, replies[1], self.mapping)
+    def read(self) -> Found:
+        """The replies; one more ``GET`` when the fleet's engine version changed."""
+        replies = _after_counts(_read(self._take(), self._sent(), None), self.counted)
+        lookups = self.lookups
+        version = lookups.published(self.options.engine, replies[0])
+        mapping = replies[-1]
+        if version == self.guess and self.key is not None:
+            return Found(version, self.key, replies[1], mapping)
+        key = lookups.key(self.digest, self.options, version)
+        return Found(version, key, lookups.redis.get(lookups.keys.result(key)), mapping)
 
     def found_for(self, digest: str) -> Found | None:
         """The replies if they are for ``digest`` (else they are dropped) and arrived;
@@ -88,34 +108,95 @@ class Pending:
         try:
             return self.read()
         except (redis.ConnectionError, redis.TimeoutError):
+            self.lookups.counts.healthy = False
             return None  # the submit's own lookup reconnects, or reports the outage
 
     def drop(self) -> None:
-        """Read and forget the replies (the submit's digest was another one)."""
-        try:
-            self._replies()
-        except redis.RedisError:
-            pass  # the connection was closed: nothing is left unread
+        """Read and forget the replies (waiting at most :data:`REPLY_WAIT`)."""
+        if self.conn is not None:
+            try:
+                _read(self._take(), self._sent(), REPLY_WAIT)
+            except redis.RedisError:
+                pass  # the connection was closed: nothing is left unread
 
-    def _replies(self) -> list[Any]:
+    def close(self) -> None:
+        """Forget the replies without waiting for them (the connection is closed)."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.disconnect()
+            self.lookups.pool.release(conn)
+
+    def _sent(self) -> int:
+        return self.counted + (2 if self.key is None else 3)
+
+    def _take(self) -> Any:
         conn, self.conn = self.conn, None
         if conn is None:
             raise RuntimeError("a pending lookup's replies are read once")
-        pool = self.lookups.redis.connection_pool
-        sent = self.counted + (3 if self.key is not None else 2)
-        try:
-            replies: list[Any] = []
-            for _ in range(sent):
-                try:
-                    replies.append(conn.read_response())
-                except redis.ResponseError as e:
-                    replies.append(e)
-        except BaseException:
-            conn.disconnect()  # replies may be left unread: no one else reads them
-            raise
-        finally:
-            pool.release(conn)
-        return replies
+        return _Taken(self.lookups.pool, conn)
+
+
+class _Taken:
+    """A connection with replies to read, released (or closed, on failure) after."""
+
+    def __init__(self, pool: Any, conn: Any) -> None:
+        self.pool = pool
+        self.conn = conn
+
+
+def _read(taken: _Taken, count: int, wait: float | None) -> list[Any]:
+    """``count`` replies from ``taken`` (error replies as exceptions in the list); with
+    ``wait``, a reply not there within ``wait`` seconds closes the connection instead."""
+    conn = taken.conn
+    try:
+        replies: list[Any] = []
+        for _ in range(count):
+            if wait is not None and not conn.can_read(timeout=wait):
+                raise redis.TimeoutError(f"no reply from Redis within {wait:g} s")
+            try:
+                replies.append(conn.read_response())
+            except redis.ResponseError as e:
+                replies.append(e)
+    except BaseException:
+        conn.disconnect()  # replies may be left unread: no one else reads them
+        raise
+    finally:
+        taken.pool.release(conn)
+    return replies
+
+
+def _send(pool: Any, commands: list[tuple[str, ...]]) -> Any:
+    """A connection of ``pool`` that ``commands`` went out on; its replies are unread."""
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command(conn.pack_commands(commands))
+    except BaseException:
+        conn.disconnect()
+        pool.release(conn)
+        raise
+    return conn
+
+
+def _after_counts(replies: list[Any], counted: int) -> list[Any]:
+    """The replies after the first ``counted`` (INCRs): a refused count is ignored (best
+    effort), any other error reply is raised as a pipeline would raise it."""
+    rest = replies[counted:]
+    for reply in rest:
+        if isinstance(reply, Exception):
+            raise reply
+    return rest
+
+
+def _flush(pool: Any, prefix: str, counts: _Counts) -> None:
+    """Send the counts not sent yet (close, garbage collection, exit); never raises."""
+    names, counts.names[:] = list(counts.names), []
+    if not names or counts.pid != os.getpid() or not counts.healthy:
+        return
+    try:
+        conn = _send(pool, [("INCR", stats.key(prefix, name)) for name in names])
+        _read(_Taken(pool, conn), len(names), REPLY_WAIT)
+    except (redis.RedisError, OSError):
+        pass  # best effort: the counts are lost
 
 
 class Lookups:
@@ -124,22 +205,23 @@ class Lookups:
     def __init__(self, settings: Settings, client: redis.Redis, keys: RedisKeys) -> None:
         self.settings = settings
         self.redis = client
+        #: redis-py's pool (typed Any: the types-redis stubs predate redis-py 5.3's API).
+        self.pool: Any = client.connection_pool
         self.keys = keys
         #: Whether Redis answered once (later failures are blips).
         self.reached = False
         #: Engine -> the version the fleet published when this client last looked.
         self.versions: dict[str, str] = {}
-        #: Counter names of delivered submits not yet sent (compiler_tasks.stats).
-        self.uncounted: list[str] = []
+        self.counts = _Counts()
         #: (src, out) -> the digest of the last bundle collected there.
         self.digests: dict[tuple[str, str], str] = {}
         self._keys: dict[tuple[str, CompileOptions, str], str] = {}
         self._variants: dict[CompileOptions, str] = {}
-        self.flush = weakref.finalize(self, stats.count, client, keys.prefix, self.uncounted)
+        self.flush = weakref.finalize(self, _flush, self.pool, keys.prefix, self.counts)
 
     def published(self, engine: str, raw: bytes | None) -> str:
         """The engine version in a reply (``HGET`` of the engines); NoWorkers if none."""
-        self.reached = True
+        self.reached = self.counts.healthy = True
         if raw is None:
             raise NoWorkers(
                 f"no worker of prefix {self.settings.prefix!r} has registered engine {engine!r} "
@@ -154,14 +236,14 @@ class Lookups:
         """Count a delivered submit's outcome with the next lookup (or the flush)."""
         name = stats.COUNTERS.get(outcome)
         if name is not None:
-            self.uncounted.append(name)
+            self.counts.names.append(name)
 
     def key(self, digest: str, options: CompileOptions, version: str) -> str:
         """:func:`compile_key`, remembered: a warm client asks for the same one again."""
         memo = (digest, options, version)
         key = self._keys.get(memo)
         if key is None:
-            if len(self._keys) >= MAX_FOLDERS:
+            if len(self._keys) >= MAX_KEYS:
                 self._keys.clear()
             key = self._keys[memo] = compile_key(digest, options, version)
         return key
@@ -169,20 +251,21 @@ class Lookups:
     def _variant(self, options: CompileOptions) -> str:
         variant = self._variants.get(options)
         if variant is None:
-            if len(self._variants) >= MAX_FOLDERS:
+            if len(self._variants) >= MAX_KEYS:
                 self._variants.clear()
             variant = self._variants[options] = options.variant()
         return variant
 
     def ahead(self, config: SubmitConfig, commit: str) -> Pending | None:
         """The lookup for the digest ``config``'s folder had last time, sent now; None
-        when there was none or Redis cannot take it (the submit's own lookup will say)."""
+        when there was none, or Redis failed last time (the submit's own lookup says)."""
         digest = self.digests.get((str(config.src), str(config.out)))
-        if digest is None:
+        if digest is None or not self.counts.healthy:
             return None
         try:
             return self.send(digest, config.options, config.project, commit)
-        except redis.RedisError:
+        except (redis.RedisError, OSError):
+            self.counts.healthy = False
             return None
 
     def remember(self, config: SubmitConfig, digest: str) -> None:
@@ -193,27 +276,18 @@ class Lookups:
 
     def send(self, digest: str, options: CompileOptions, project: str, commit: str) -> Pending:
         """Send the lookup of (digest, options) and commit now; read it with the result."""
-        guess = self.versions.get(options.engine)
-        mapping = (self.keys.commit(project, commit), self._variant(options))
+        names = self.counts.names
+        pending = Pending(self, digest, options, self.versions.get(options.engine), len(names))
         commands: list[tuple[str, ...]] = [
-            ("INCR", stats.key(self.keys.prefix, name)) for name in self.uncounted
+            ("INCR", stats.key(self.keys.prefix, name)) for name in names
         ]
-        counted = len(commands)
         commands.append(("HGET", self.keys.engines, options.engine))
-        key = None if guess is None else self.key(digest, options, guess)
-        if key is not None:
-            commands.append(("GET", self.keys.result(key)))
-        commands.append(("HGET", *mapping))
-        pool = self.redis.connection_pool
-        conn = pool.get_connection()
-        try:
-            conn.send_packed_command(conn.pack_commands(commands))
-        except BaseException:
-            conn.disconnect()
-            pool.release(conn)
-            raise
-        del self.uncounted[:counted]
-        return Pending(self, conn, digest, options.engine, guess, key, counted)
+        if pending.key is not None:
+            commands.append(("GET", self.keys.result(pending.key)))
+        commands.append(("HGET", self.keys.commit(project, commit), self._variant(options)))
+        pending.conn = _send(self.pool, commands)
+        del names[: pending.counted]
+        return pending
 
     def lookup(self, digest: str, options: CompileOptions, project: str, commit: str) -> Found:
         """One round trip when the engine version is the one seen last, else two.
@@ -221,13 +295,7 @@ class Lookups:
         A connection that broke since its last use (Redis restarted) is replaced once.
         """
         try:
-            pending = self.send(digest, options, project, commit)
-            found = pending.read()
+            return self.send(digest, options, project, commit).read()
         except (redis.ConnectionError, redis.TimeoutError):
-            pending = self.send(digest, options, project, commit)
-            found = pending.read()
-        if found is not None:
-            return found
-        version = self.versions[options.engine]
-        key = self.key(digest, options, version)
-        return Found(version, key, self.redis.get(self.keys.result(key)), pending.mapping)
+            self.counts.healthy = False
+            return self.send(digest, options, project, commit).read()

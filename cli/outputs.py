@@ -17,8 +17,9 @@ from compiler_tasks import presigned
 from compiler_tasks.settings import Settings
 from compiler_tasks.storage import Store, get_verified, open_store, verified
 
-#: Reads one output of a result: (the output's manifest entry, "css" or "map") -> bytes.
-ArtifactReader = Callable[[dict[str, Any], str], bytes]
+#: Reads one output of a result: (the output's manifest entry, "css" or "map") -> bytes,
+#: the CSS checked against the manifest's sha256 (:meth:`Artifacts.read`).
+CheckedReader = Callable[[dict[str, Any], str], bytes]
 
 
 @dataclass
@@ -45,7 +46,7 @@ class SubmitResult:
     seconds: float = 0.0
 
 
-def write_outputs(result: dict[str, Any], out: Path, read: ArtifactReader) -> list[EntryOutput]:
+def write_outputs(result: dict[str, Any], out: Path, read: CheckedReader) -> list[EntryOutput]:
     """Copy a result's outputs under ``out``; ``read`` returns each CSS checked against
     its manifest's sha256 (StoreError on a mismatch: the CSS is never wrong)."""
     written = []
@@ -65,7 +66,8 @@ def write_outputs(result: dict[str, Any], out: Path, read: ArtifactReader) -> li
 
 def write_output(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path``; a regular file that already holds exactly ``data`` is
-    only touched (its mtime set to now, as a write would), not rewritten."""
+    only touched (its mtime set to now, as a write would, so make-style tools see it as
+    new), not rewritten: file watchers see an attribute change, not a modification."""
     try:
         st = os.stat(path)
         if stat.S_ISREG(st.st_mode) and st.st_size == len(data) and path.read_bytes() == data:

@@ -15,9 +15,10 @@ import hashlib
 import io
 import os
 import struct
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported where used: a cache hit never builds or reads an archive
@@ -25,7 +26,7 @@ if TYPE_CHECKING:  # imported where used: a cache hit never builds or reads an a
 
 from .errors import BundleError, InvalidInput
 from .keys import content_digest, validate_relpath
-from .sources import Source, SourceCache, Trail, read_source
+from .sources import CachedReader, Source, SourceCache, Trail, read_source
 
 SOURCE_SUFFIXES = (".scss", ".sass")
 #: Directories never bundled: version control metadata.
@@ -48,19 +49,20 @@ NAME_MAX = 255
 class Bundle:
     """Source files by relative POSIX path, and their content digest."""
 
-    files: dict[str, bytes]
+    #: Read-only: a warm client hands the same bundle to every submit of an unchanged tree.
+    files: Mapping[str, bytes]
     digest: str
 
     @classmethod
     def from_files(cls, files: dict[str, bytes]) -> Bundle:
         pairs = ((path, hashlib.sha256(data).hexdigest()) for path, data in files.items())
-        return cls(files=files, digest=content_digest(pairs))
+        return cls(files=MappingProxyType(files), digest=content_digest(pairs))
 
     @classmethod
     def from_sources(cls, sources: dict[str, Source]) -> Bundle:
         files = {path: source.data for path, source in sources.items()}
         digest = content_digest((path, source.sha256) for path, source in sources.items())
-        return cls(files=files, digest=digest)
+        return cls(files=MappingProxyType(files), digest=digest)
 
     @property
     def size(self) -> int:
@@ -234,8 +236,8 @@ def collect(
     if not sources:
         raise BundleError(f"--src {str(src)!r} holds no .scss or .sass file")
     bundle = Bundle.from_sources(sources)
-    if cache is not None and trail is not None:
-        cache.remember_tree(root, tree_key, bundle, trail, reals)
+    if isinstance(read, CachedReader) and cache is not None and trail is not None:
+        cache.remember_tree(root, tree_key, bundle, trail, read, reals)
     return bundle
 
 

@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 from .errors import ArtifactMissing, ConfigError, InvalidInput, StoreError
 from .keys import validate_relpath
 from .settings import redact_url
-from .sources import RACY_NS, FileSignature, file_signature, settled
+from .signatures import RACY_NS, FileSignature, file_signature, settled
 
 T = TypeVar("T")
 
@@ -155,9 +155,10 @@ class FileStore:
     def get_verified(self, path: str, sha256: str) -> bytes:
         """The object at ``path``, checked against ``sha256`` (hex) like :func:`verified`.
 
-        Objects are written once and never rewritten in place, so a file this store
-        checked before, whose signature is unchanged and was settled then
-        (:func:`compiler_tasks.sources.settled`), is not hashed again.
+        Objects are never modified in place (``put`` renames a new file over the old
+        one, a new inode), so a file this store checked before, whose signature is
+        unchanged and was settled then (:mod:`compiler_tasks.signatures`), is not
+        hashed again.
         """
         target = self._target(path)
         try:

@@ -8,16 +8,18 @@ import dataclasses
 import json
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from cli.client import Client
+from cli.client import Client, submit
 from cli.config import SubmitConfig
+from cli.lookup import REPLY_WAIT
 from compiler_tasks import stats
-from compiler_tasks.errors import NoWorkers
+from compiler_tasks.errors import BundleError, NoWorkers
 from compiler_tasks.keys import CompileOptions, compile_key
 from compiler_tasks.settings import Settings
 
@@ -93,8 +95,10 @@ def test_a_new_engine_version_gives_the_new_key(redis_server, tmp_path: Path) ->
     _publish(redis_server, client, "2.0.0")
     new_key = compile_key(DIGEST, OPTIONS, "2.0.0")
     redis_server.client().set(client.keys.result(new_key), b'{"status": "ok"}')
-    found = client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
+    with _commands(redis_server, client) as sent:
+        found = client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
     assert (found.version, found.key, found.result) == ("2.0.0", new_key, b'{"status": "ok"}')
+    assert sent == ["HGET", "GET", "HGET", "GET"]  # the old key's result, then the new one
     redis_server.client().hdel(client.keys.engines, OPTIONS.engine)
     with pytest.raises(NoWorkers, match=r"registered engine 'libsass'.*start the fleet"):
         client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
@@ -112,9 +116,11 @@ def test_a_lookup_sent_ahead_for_another_digest_leaves_nothing_unread(
     assert client.lookups.ahead(config, COMMIT) is None  # no digest known for the folder yet
     client.lookups.remember(config, "e" * 64)
     client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)  # the version is known now
+    connection = client.redis.client_id()
     pending = client.lookups.ahead(config, COMMIT)
     assert pending is not None and pending.digest == "e" * 64
     assert pending.found_for(DIGEST) is None  # the sources changed: dropped
+    assert client.redis.client_id() == connection  # drained, not closed and reconnected
     for _ in range(3):  # every later command gets its own reply
         assert client.redis.hget(client.keys.engines, OPTIONS.engine) == b"1.0.0"
         found = client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
@@ -166,10 +172,68 @@ def test_a_refused_count_does_not_fail_the_lookup(redis_server, tmp_path: Path) 
         limited = Client(settings)
         limited.lookups.count("cached")
         found = limited.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
-        assert found.version == "1.0.0" and not limited.lookups.uncounted
+        assert found.version == "1.0.0" and not limited.lookups.counts.names
         limited.lookups.count("compiled")
         limited.close()  # the flush is refused too, quietly
         assert stats.read(admin, client.keys.prefix) == {"hit": 0, "miss": 0, "shared": 0}
     finally:
         admin.execute_command("ACL", "DELUSER", user)
         client.close()
+
+
+def test_a_bad_bundle_fails_at_once_with_a_lookup_sent_ahead(redis_server, tmp_path: Path) -> None:
+    """The sources turn out to hold no stylesheet while a lookup is on its way, and Redis
+    holds the lookup (writes paused: it starts with a count): the submit fails at once
+    instead of waiting for the replies, and the client's next lookup is answered."""
+    client = _client(redis_server, tmp_path)
+    _publish(redis_server, client, "1.0.0")
+    src = tmp_path / "src"
+    src.mkdir()
+    config = SubmitConfig(src=src, out=tmp_path / "out", project="demo", options=OPTIONS)
+    client.lookups.remember(config, DIGEST)
+    client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
+    client.lookups.count("cached")
+    admin = redis_server.client()
+    admin.execute_command("CLIENT", "PAUSE", 20_000, "WRITE")
+    try:
+        with pytest.raises(BundleError, match=r"holds no \.scss or \.sass file"):
+            submit(client, config, COMMIT, timeout=60)
+    finally:
+        admin.execute_command("CLIENT", "UNPAUSE")
+    found = client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
+    assert found.version == "1.0.0"
+    client.close()
+
+
+def test_no_workers_read_ahead_leaves_the_connection_usable(redis_server, tmp_path: Path) -> None:
+    client = _client(redis_server, tmp_path)
+    _publish(redis_server, client, "1.0.0")
+    config = SubmitConfig(src=tmp_path, out=tmp_path / "out", project="demo", options=OPTIONS)
+    client.lookups.remember(config, DIGEST)
+    client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
+    connection = client.redis.client_id()
+    redis_server.client().hdel(client.keys.engines, OPTIONS.engine)
+    pending = client.lookups.ahead(config, COMMIT)
+    assert pending is not None
+    with pytest.raises(NoWorkers):
+        pending.found_for(DIGEST)
+    assert client.redis.client_id() == connection  # every reply read, released
+    _publish(redis_server, client, "1.0.0")
+    assert client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT).version == "1.0.0"
+    client.close()
+
+
+def test_counts_sent_at_close_never_hold_it_up(redis_server, tmp_path: Path) -> None:
+    """Redis holds the counts (writes paused): ``close`` gives up after REPLY_WAIT."""
+    client = _client(redis_server, tmp_path)
+    _publish(redis_server, client, "1.0.0")
+    client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
+    client.lookups.count("cached")
+    admin = redis_server.client()
+    admin.execute_command("CLIENT", "PAUSE", 20_000, "WRITE")
+    try:
+        started = time.monotonic()
+        client.close()
+        assert time.monotonic() - started < REPLY_WAIT + 2
+    finally:
+        admin.execute_command("CLIENT", "UNPAUSE")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cli.outputs import write_output
+from compiler_tasks import storage
 from compiler_tasks.errors import StoreError
 from compiler_tasks.storage import FileStore, get_verified
 
@@ -18,15 +19,20 @@ CSS = b".a { color: red; }\n"
 OLD = 1_000_000_000  # an mtime long ago (2001)
 
 
-def test_an_output_that_already_holds_the_css_is_touched_not_rewritten(tmp_path: Path) -> None:
+def test_an_output_that_already_holds_the_css_is_touched_not_rewritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "main.css"
     target.write_bytes(CSS)
     os.utime(target, (OLD, OLD))
-    inode = os.stat(target).st_ino
+
+    def no_write(self: Path, data: bytes) -> int:
+        raise AssertionError(f"{self} was rewritten")
+
+    monkeypatch.setattr(Path, "write_bytes", no_write)
     write_output(target, CSS)
-    st = os.stat(target)
-    assert target.read_bytes() == CSS and st.st_ino == inode
-    assert st.st_mtime > time.time() - 60  # newer than its sources, as a write makes it
+    assert target.read_bytes() == CSS
+    assert os.stat(target).st_mtime > time.time() - 60  # newer than its sources, as a write
 
 
 @pytest.mark.parametrize("before", [b".a { color: blue; }\n", b".a { color: r", b""])
@@ -73,10 +79,30 @@ def test_an_artifact_changed_after_it_was_checked_is_checked_again(tmp_path: Pat
     os.chmod(path, 0o644)
     path.write_bytes(b".a { color: RED; }\n")
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    for _ in range(2):  # and again: a refused artifact is not remembered either
+        with pytest.raises(StoreError, match="does not match"):
+            get_verified(store, "out/main.css", sha)
+
+
+def test_a_remembered_artifact_is_not_hashed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, sha = _stored(tmp_path, CSS)
+    checks: list[str] = []
+    real_verified = storage.verified
+
+    def counting(data: bytes, sha256: str, path: str) -> bytes:
+        checks.append(path)
+        return real_verified(data, sha256, path)
+
+    monkeypatch.setattr(storage, "verified", counting)
+    for _ in range(3):
+        assert get_verified(store, "out/main.css", sha) == CSS
+    assert checks == ["out/main.css"]
+    other = hashlib.sha256(b"other").hexdigest()  # another manifest's sha256: checked
     with pytest.raises(StoreError, match="does not match"):
-        get_verified(store, "out/main.css", sha)
-    with pytest.raises(StoreError, match="does not match"):  # and the memo is not used
-        get_verified(FileStore(str(tmp_path / "store")), "out/main.css", sha)
+        get_verified(store, "out/main.css", other)
+    assert len(checks) == 2
 
 
 def test_a_fresh_artifact_is_checked_every_time(tmp_path: Path) -> None:

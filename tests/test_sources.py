@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from compiler_tasks.bundle import collect
+from compiler_tasks import signatures
+from compiler_tasks.bundle import Bundle, collect
 from compiler_tasks.errors import BundleError
-from compiler_tasks.sources import SourceCache, local_devices
+from compiler_tasks.signatures import local_devices
+from compiler_tasks.sources import SourceCache, Trail
 
 LIMITS = {"max_bytes": 1 << 20, "max_files": 100}
 #: Longer than any filesystem timestamp tick here (the kernel's coarse clock).
@@ -187,3 +189,72 @@ def test_only_filesystems_known_to_be_local_count_as_local(tmp_path: Path) -> No
     assert not local_devices([sshfs], str(mountinfo))
     assert not local_devices([os.makedev(9, 9)], str(mountinfo))  # not mounted: unknown
     assert not local_devices([ext4], str(tmp_path / "absent"))  # no /proc: unknown
+
+
+@needs_local
+def test_a_tree_on_a_filesystem_not_known_to_be_local_is_walked_every_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tree(tmp_path / "src")
+    dev = os.stat(tmp_path / "src").st_dev
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        f"31 27 {os.major(dev)}:{os.minor(dev)} / /mnt rw - nfs4 server:/export rw\n"
+    )
+    monkeypatch.setattr(signatures, "MOUNTINFO", str(mountinfo))
+    time.sleep(TICK * 2)
+    cache = SourceCache(racy_ns=int(TICK * 1e9))
+    for _ in range(3):
+        collect(tmp_path / "src", exclude=[], cache=cache, **LIMITS)
+    assert cache.tree_hits == 0 and cache.reads == 3  # walked, files still not re-read
+
+
+@needs_local
+def test_new_folders_and_a_folder_replaced_by_a_file_are_seen(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    cache = _settled_cache(tmp_path)
+    (tmp_path / "theme" / "dark").mkdir(parents=True)
+    (tmp_path / "theme" / "dark" / "x.scss").write_text(".x { y: z; }\n")
+    assert "theme/dark/x.scss" in collect(tmp_path, exclude=[], cache=cache, **LIMITS).files
+    time.sleep(TICK * 2)
+    collect(tmp_path, exclude=[], cache=cache, **LIMITS)  # remembered again, settled
+    (tmp_path / "theme" / "dark" / "x.scss").unlink()
+    (tmp_path / "theme" / "dark").rmdir()
+    (tmp_path / "theme" / "dark").write_text("not a folder")
+    bundle = collect(tmp_path, exclude=[], cache=cache, **LIMITS)
+    assert not [name for name in bundle.files if name.startswith("theme/")]
+
+
+@needs_local
+def test_writing_the_outputs_inside_the_tree_keeps_its_memo(tmp_path: Path) -> None:
+    """--out inside --src is left out of the bundle; rewriting a CSS file there changes
+    no folder of the tree."""
+    _tree(tmp_path)
+    out = tmp_path / "dist"
+    out.mkdir()
+    (out / "main.css").write_text("a{}")
+    cache = _settled_cache(tmp_path)
+    first = collect(tmp_path, exclude=[out], cache=cache, **LIMITS)
+    (out / "main.css").write_text("b{}")
+    assert collect(tmp_path, exclude=[out], cache=cache, **LIMITS) is first
+    assert "dist/main.css" not in first.files
+
+
+def test_a_collect_overtaken_by_another_of_the_same_root_leaves_no_memo(
+    tmp_path: Path,
+) -> None:
+    """Two collects of one root at once (one cache used from two threads): the first to
+    finish may hold older bytes than the files the second one saw, so it is not kept."""
+    _tree(tmp_path)
+    time.sleep(TICK * 2)
+    cache = SourceCache(racy_ns=int(TICK * 1e9))
+    root = os.path.realpath(tmp_path)
+    first, second = cache.reader(root), cache.reader(root)
+    trail = Trail(dirs=[(root, os.stat(root))])
+    real = os.path.join(root, "main.scss")
+    bundle = Bundle.from_sources({"main.scss": first(real, 1 << 20)})
+    cache.remember_tree(root, ("k",), bundle, trail, first, [real])
+    assert cache.unchanged_tree(root, ("k",)) is None
+    second(real, 1 << 20)
+    cache.remember_tree(root, ("k",), bundle, trail, second, [real])
+    assert cache.unchanged_tree(root, ("k",)) is bundle or not _local(tmp_path)
