@@ -81,6 +81,8 @@ def by_name(commands: list[Command], prefix: str) -> dict[str, list[Command]]:
     names: dict[str, str] = {}
     out: dict[str, list[Command]] = defaultdict(list)
     for cmd in commands:
+        if cmd.args and cmd.args[0].upper() == "HELLO":  # a new connection (a reused port)
+            names.pop(cmd.addr, None)
         if len(cmd.args) >= 3 and cmd.args[:2] == ["CLIENT", "SETNAME"]:
             if cmd.args[2].startswith(prefix):
                 names[cmd.addr] = cmd.args[2]
