@@ -4,8 +4,10 @@ and a file that changed, however it changed, always is."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -110,14 +112,26 @@ def _local(path: Path) -> bool:
     return local_devices([os.stat(path).st_dev])
 
 
-needs_local = pytest.mark.skipif(
-    not _local(Path(tempfile.gettempdir())),
-    reason="the temp folder is not on a filesystem known to be local: no tree memo there",
-)
+@pytest.fixture
+def local_dir(tmp_path: Path) -> Iterator[Path]:
+    """A fresh folder on a filesystem known to be local, where tree memos are made: the
+    temp folder, else a tmpfs (``/dev/shm``) when the temp folder's mount is not local or
+    not listed at all (a chroot hides the mounts outside it)."""
+    if _local(tmp_path):
+        yield tmp_path
+        return
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and _local(shm)):
+        pytest.skip("no folder on a filesystem known to be local (temp folder, /dev/shm)")
+    path = Path(tempfile.mkdtemp(prefix="scssq-test-", dir=shm))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
-@needs_local
-def test_an_unchanged_tree_is_answered_by_its_memo(tmp_path: Path) -> None:
+def test_an_unchanged_tree_is_answered_by_its_memo(local_dir: Path) -> None:
+    tmp_path = local_dir
     _tree(tmp_path)
     cache = _settled_cache(tmp_path)
     first = collect(tmp_path, exclude=[], cache=cache, **LIMITS)
@@ -129,8 +143,8 @@ def test_an_unchanged_tree_is_answered_by_its_memo(tmp_path: Path) -> None:
     assert cache.tree_hits == 2
 
 
-@needs_local
-def test_a_file_added_deep_in_a_remembered_tree_is_bundled(tmp_path: Path) -> None:
+def test_a_file_added_deep_in_a_remembered_tree_is_bundled(local_dir: Path) -> None:
+    tmp_path = local_dir
     _tree(tmp_path)
     cache = _settled_cache(tmp_path)
     collect(tmp_path, exclude=[], cache=cache, **LIMITS)
@@ -143,8 +157,8 @@ def test_a_file_added_deep_in_a_remembered_tree_is_bundled(tmp_path: Path) -> No
     assert "lib/more.scss" not in collect(tmp_path, exclude=[], cache=cache, **LIMITS).files
 
 
-@needs_local
-def test_a_folder_changed_within_the_racy_window_is_listed_again(tmp_path: Path) -> None:
+def test_a_folder_changed_within_the_racy_window_is_listed_again(local_dir: Path) -> None:
+    tmp_path = local_dir
     _tree(tmp_path)
     cache = _settled_cache(tmp_path)
     (tmp_path / "lib" / "more.scss").write_text(".m { n: o; }\n")
@@ -157,9 +171,9 @@ def test_a_folder_changed_within_the_racy_window_is_listed_again(tmp_path: Path)
     assert cache.tree_hits == 1
 
 
-@needs_local
-def test_a_tree_with_a_link_is_walked_every_time(tmp_path: Path) -> None:
+def test_a_tree_with_a_link_is_walked_every_time(local_dir: Path) -> None:
     """A link's target can change with nothing in the tree changing."""
+    tmp_path = local_dir
     _tree(tmp_path)
     (tmp_path / "theme").symlink_to(tmp_path / "lib")
     time.sleep(TICK * 2)
@@ -191,10 +205,10 @@ def test_only_filesystems_known_to_be_local_count_as_local(tmp_path: Path) -> No
     assert not local_devices([ext4], str(tmp_path / "absent"))  # no /proc: unknown
 
 
-@needs_local
 def test_a_tree_on_a_filesystem_not_known_to_be_local_is_walked_every_time(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    local_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    tmp_path = local_dir
     _tree(tmp_path / "src")
     dev = os.stat(tmp_path / "src").st_dev
     mountinfo = tmp_path / "mountinfo"
@@ -209,8 +223,8 @@ def test_a_tree_on_a_filesystem_not_known_to_be_local_is_walked_every_time(
     assert cache.tree_hits == 0 and cache.reads == 3  # walked, files still not re-read
 
 
-@needs_local
-def test_new_folders_and_a_folder_replaced_by_a_file_are_seen(tmp_path: Path) -> None:
+def test_new_folders_and_a_folder_replaced_by_a_file_are_seen(local_dir: Path) -> None:
+    tmp_path = local_dir
     _tree(tmp_path)
     cache = _settled_cache(tmp_path)
     (tmp_path / "theme" / "dark").mkdir(parents=True)
@@ -225,10 +239,10 @@ def test_new_folders_and_a_folder_replaced_by_a_file_are_seen(tmp_path: Path) ->
     assert not [name for name in bundle.files if name.startswith("theme/")]
 
 
-@needs_local
-def test_writing_the_outputs_inside_the_tree_keeps_its_memo(tmp_path: Path) -> None:
+def test_writing_the_outputs_inside_the_tree_keeps_its_memo(local_dir: Path) -> None:
     """--out inside --src is left out of the bundle; rewriting a CSS file there changes
     no folder of the tree."""
+    tmp_path = local_dir
     _tree(tmp_path)
     out = tmp_path / "dist"
     out.mkdir()
@@ -241,10 +255,11 @@ def test_writing_the_outputs_inside_the_tree_keeps_its_memo(tmp_path: Path) -> N
 
 
 def test_a_collect_overtaken_by_another_of_the_same_root_leaves_no_memo(
-    tmp_path: Path,
+    local_dir: Path,
 ) -> None:
     """Two collects of one root at once (one cache used from two threads): the first to
     finish may hold older bytes than the files the second one saw, so it is not kept."""
+    tmp_path = local_dir
     _tree(tmp_path)
     time.sleep(TICK * 2)
     cache = SourceCache(racy_ns=int(TICK * 1e9))
@@ -257,4 +272,4 @@ def test_a_collect_overtaken_by_another_of_the_same_root_leaves_no_memo(
     assert cache.unchanged_tree(root, ("k",)) is None
     second(real, 1 << 20)
     cache.remember_tree(root, ("k",), bundle, trail, second, [real])
-    assert cache.unchanged_tree(root, ("k",)) is bundle or not _local(tmp_path)
+    assert cache.unchanged_tree(root, ("k",)) is bundle
