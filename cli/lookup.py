@@ -90,7 +90,7 @@ class Pending:
 
     def read(self) -> Found:
         """The replies; one more ``GET`` when the fleet's engine version changed."""
-        replies = _after_counts(_read(self._take(), self._sent(), None), self.counted)
+        replies = _after_counts(self._read(None), self.counted)
         lookups = self.lookups
         version = lookups.published(self.options.engine, replies[0])
         mapping = replies[-1]
@@ -115,7 +115,7 @@ class Pending:
         """Read and forget the replies (waiting at most :data:`REPLY_WAIT`)."""
         if self.conn is not None:
             try:
-                _read(self._take(), self._sent(), REPLY_WAIT)
+                self._read(REPLY_WAIT)
             except redis.RedisError:
                 pass  # the connection was closed: nothing is left unread
 
@@ -126,28 +126,17 @@ class Pending:
             conn.disconnect()
             self.lookups.pool.release(conn)
 
-    def _sent(self) -> int:
-        return self.counted + (2 if self.key is None else 3)
-
-    def _take(self) -> Any:
+    def _read(self, wait: float | None) -> list[Any]:
         conn, self.conn = self.conn, None
         if conn is None:
             raise RuntimeError("a pending lookup's replies are read once")
-        return _Taken(self.lookups.pool, conn)
+        return _read(self.lookups.pool, conn, self.counted + (2 if self.key is None else 3), wait)
 
 
-class _Taken:
-    """A connection with replies to read, released (or closed, on failure) after."""
-
-    def __init__(self, pool: Any, conn: Any) -> None:
-        self.pool = pool
-        self.conn = conn
-
-
-def _read(taken: _Taken, count: int, wait: float | None) -> list[Any]:
-    """``count`` replies from ``taken`` (error replies as exceptions in the list); with
-    ``wait``, a reply not there within ``wait`` seconds closes the connection instead."""
-    conn = taken.conn
+def _read(pool: Any, conn: Any, count: int, wait: float | None) -> list[Any]:
+    """``count`` replies on ``conn`` (error replies as exceptions in the list), then the
+    connection goes back to ``pool``; with ``wait``, a reply not there within ``wait``
+    seconds closes the connection instead (as any failure does)."""
     try:
         replies: list[Any] = []
         for _ in range(count):
@@ -161,7 +150,7 @@ def _read(taken: _Taken, count: int, wait: float | None) -> list[Any]:
         conn.disconnect()  # replies may be left unread: no one else reads them
         raise
     finally:
-        taken.pool.release(conn)
+        pool.release(conn)
     return replies
 
 
@@ -194,7 +183,7 @@ def _flush(pool: Any, prefix: str, counts: _Counts) -> None:
         return
     try:
         conn = _send(pool, [("INCR", stats.key(prefix, name)) for name in names])
-        _read(_Taken(pool, conn), len(names), REPLY_WAIT)
+        _read(pool, conn, len(names), REPLY_WAIT)
     except (redis.RedisError, OSError):
         pass  # best effort: the counts are lost
 
