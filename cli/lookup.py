@@ -24,6 +24,7 @@ was interrupted), is disconnected first, so no later command reads a stale reply
 
 from __future__ import annotations
 
+import functools
 import os
 import weakref
 from dataclasses import dataclass, field
@@ -40,8 +41,13 @@ from .config import SubmitConfig
 
 #: Folders a client remembers the last digest of (then it starts over).
 MAX_FOLDERS = 64
-#: Compile keys and option variants a client remembers (then it starts over).
+#: Compile keys and option variants remembered (least recently used dropped).
 MAX_KEYS = 256
+
+#: compile_key and CompileOptions.variant, remembered: a warm client asks for the same ones
+#: on every submit of an unchanged folder.
+_key = functools.lru_cache(maxsize=MAX_KEYS)(compile_key)
+_variant = functools.lru_cache(maxsize=MAX_KEYS)(CompileOptions.variant)
 #: Seconds dropped replies and the counts sent at close or exit are waited for.
 REPLY_WAIT = 1.0
 
@@ -84,7 +90,7 @@ class Pending:
         #: The engine version the key was computed with (the one seen last), if any.
         self.guess = guess
         #: The compile key under that version, whose result was asked for.
-        self.key = None if guess is None else lookups.key(digest, options, guess)
+        self.key = None if guess is None else _key(digest, options, guess)
         #: Submit counts sent in front of the lookup.
         self.counted = counted
 
@@ -96,7 +102,7 @@ class Pending:
         mapping = replies[-1]
         if version == self.guess and self.key is not None:
             return Found(version, self.key, replies[1], mapping)
-        key = lookups.key(self.digest, self.options, version)
+        key = _key(self.digest, self.options, version)
         return Found(version, key, lookups.redis.get(lookups.keys.result(key)), mapping)
 
     def found_for(self, digest: str) -> Found | None:
@@ -204,8 +210,6 @@ class Lookups:
         self.counts = _Counts()
         #: (src, out) -> the digest of the last bundle collected there.
         self.digests: dict[tuple[str, str], str] = {}
-        self._keys: dict[tuple[str, CompileOptions, str], str] = {}
-        self._variants: dict[CompileOptions, str] = {}
         self.flush = weakref.finalize(self, _flush, self.pool, keys.prefix, self.counts)
 
     def published(self, engine: str, raw: bytes | None) -> str:
@@ -226,24 +230,6 @@ class Lookups:
         name = stats.COUNTERS.get(outcome)
         if name is not None:
             self.counts.names.append(name)
-
-    def key(self, digest: str, options: CompileOptions, version: str) -> str:
-        """:func:`compile_key`, remembered: a warm client asks for the same one again."""
-        memo = (digest, options, version)
-        key = self._keys.get(memo)
-        if key is None:
-            if len(self._keys) >= MAX_KEYS:
-                self._keys.clear()
-            key = self._keys[memo] = compile_key(digest, options, version)
-        return key
-
-    def _variant(self, options: CompileOptions) -> str:
-        variant = self._variants.get(options)
-        if variant is None:
-            if len(self._variants) >= MAX_KEYS:
-                self._variants.clear()
-            variant = self._variants[options] = options.variant()
-        return variant
 
     def ahead(self, config: SubmitConfig, commit: str) -> Pending | None:
         """The lookup for the digest ``config``'s folder had last time, sent now; None
@@ -273,7 +259,7 @@ class Lookups:
         commands.append(("HGET", self.keys.engines, options.engine))
         if pending.key is not None:
             commands.append(("GET", self.keys.result(pending.key)))
-        commands.append(("HGET", self.keys.commit(project, commit), self._variant(options)))
+        commands.append(("HGET", self.keys.commit(project, commit), _variant(options)))
         pending.conn = _send(self.pool, commands)
         del names[: pending.counted]
         return pending

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # imported where used: a cache hit never builds or reads an a
 
 from .errors import BundleError, InvalidInput
 from .keys import content_digest, validate_relpath
-from .sources import CachedReader, Source, SourceCache, Trail, read_source
+from .sources import Source, SourceCache, Trail, read_source
 
 SOURCE_SUFFIXES = (".scss", ".sass")
 #: Directories never bundled: version control metadata.
@@ -215,7 +215,8 @@ def collect(
         return known
     trail = Trail() if cache is not None else None
     candidates = _walk(root, excluded, trail)
-    read = read_source if cache is None else cache.reader(root)
+    reader = cache.reader(root) if cache is not None else None
+    read = read_source if reader is None else reader
     sources: dict[str, Source] = {}
     reals: list[str] = []
     css: dict[str, str] = {}
@@ -236,8 +237,8 @@ def collect(
     if not sources:
         raise BundleError(f"--src {str(src)!r} holds no .scss or .sass file")
     bundle = Bundle.from_sources(sources)
-    if isinstance(read, CachedReader) and cache is not None and trail is not None:
-        cache.remember_tree(root, tree_key, bundle, trail, read, reals)
+    if reader is not None and trail is not None:
+        reader.cache.remember_tree(root, tree_key, bundle, trail, reader, reals)
     return bundle
 
 
