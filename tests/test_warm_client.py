@@ -49,19 +49,24 @@ print(second.outcome, (out / "main.css").read_text().split()[-2], client.sources
 """
 
 
+def _run_client(fleet, script: str, *args: object) -> subprocess.CompletedProcess[str]:
+    """``script`` in a new interpreter with the fleet's environment (its own Client)."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        env=fleet.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_a_warm_client_compiles_a_changed_file_it_has_read_before(
     make_fleet, tmp_path: Path
 ) -> None:
     fleet = make_fleet(workers=1)
     src = tmp_path / "src"
     _tree(src)
-    proc = subprocess.run(
-        [sys.executable, "-c", WARM_CLIENT, str(src), str(tmp_path / "out")],
-        env=fleet.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _run_client(fleet, WARM_CLIENT, src, tmp_path / "out")
     assert proc.returncode == 0, proc.stderr + fleet.logs()
     assert proc.stdout.split("\n")[:2] == ["compiled #aa0000;", "compiled #00aa00; 4"]
     assert len(fleet.engine_runs()) == 2
@@ -97,13 +102,7 @@ def test_a_compiled_submit_learns_its_commit_mapping_from_the_announcement(
     name = "submitter-" + secrets.token_hex(3)
     lines: list[str] = []
     with redis_server.client(decode_responses=True).monitor() as monitor:
-        proc = subprocess.run(
-            [sys.executable, "-c", NAMED_SUBMIT, str(src), str(tmp_path / "out"), name],
-            env=fleet.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        proc = _run_client(fleet, NAMED_SUBMIT, src, tmp_path / "out", name)
         sentinel = "sentinel-" + name
         fleet.redis.get(sentinel)
         while not any(sentinel in line for line in lines):
@@ -179,13 +178,7 @@ def test_a_warm_clients_hits_check_sources_by_stat_and_are_all_counted(
     fleet = make_fleet(workers=1)
     src = tmp_path / "src"
     _tree(src)
-    proc = subprocess.run(
-        [sys.executable, "-c", WARM_HITS, str(src), str(tmp_path / "out")],
-        env=fleet.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _run_client(fleet, WARM_HITS, src, tmp_path / "out")
     assert proc.returncode == 0, proc.stderr + fleet.logs()
     outcomes, reads, tree_hits = proc.stdout.rsplit(" ", 2)
     assert outcomes == "compiled cached cached cached cached"
