@@ -32,7 +32,7 @@ from typing import Any
 
 import redis
 
-from compiler_tasks import stats
+from compiler_tasks import resp, stats
 from compiler_tasks.errors import NoWorkers
 from compiler_tasks.keys import CompileOptions, RedisKeys, compile_key
 from compiler_tasks.settings import Settings, redact_url
@@ -164,7 +164,7 @@ def _send(pool: Any, commands: list[tuple[str, ...]]) -> Any:
     """A connection of ``pool`` that ``commands`` went out on; its replies are unread."""
     conn = pool.get_connection()
     try:
-        conn.send_packed_command(conn.pack_commands(commands))
+        conn.send_packed_command([b"".join(map(resp.encode, commands))])
     except BaseException:
         conn.disconnect()
         pool.release(conn)

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from compiler_tasks import presigned
+from compiler_tasks.errors import InvalidInput
 from compiler_tasks.settings import Settings
+from compiler_tasks.sources import read_fd
 from compiler_tasks.storage import Store, get_verified, open_store, verified
 
 #: Reads one output of a result: (the output's manifest entry, "css" or "map") -> bytes,
@@ -53,8 +55,6 @@ def write_outputs(result: dict[str, Any], out: Path, read: CheckedReader) -> lis
     for entry, info in sorted(result.get("outputs", {}).items()):
         css = read(info, "css")
         target = out.joinpath(*entry.split("/")).with_suffix(".css")
-        if not target.parent.is_dir():
-            target.parent.mkdir(parents=True, exist_ok=True)
         write_output(target, css)
         map_target = None
         if info.get("map"):
@@ -65,17 +65,39 @@ def write_outputs(result: dict[str, Any], out: Path, read: CheckedReader) -> lis
 
 
 def write_output(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path``; a regular file that already holds exactly ``data`` is
-    only touched (its mtime set to now, as a write would, so make-style tools see it as
-    new), not rewritten: file watchers see an attribute change, not a modification."""
+    """Write ``data`` to ``path`` (making its folder); a regular file that already holds
+    exactly ``data`` is only touched (its mtime set to now, as a write would, so
+    make-style tools see it as new), not rewritten: file watchers see an attribute
+    change, not a modification. InvalidInput when ``path`` is something else than a
+    file (never waited on, e.g. a FIFO) or cannot be written."""
     try:
-        st = os.stat(path)
-        if stat.S_ISREG(st.st_mode) and st.st_size == len(data) and path.read_bytes() == data:
+        if _holds(path, data):
             os.utime(path)
             return
     except OSError:
-        pass  # absent or unreadable: the write says what is wrong
-    path.write_bytes(data)
+        pass  # absent (the write makes it) or unreadable (the write says why)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as e:
+        raise InvalidInput(
+            f"cannot write output {str(path)!r}: {e.strerror or e}; check --out"
+        ) from e
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether ``path`` is a regular file holding exactly ``data``."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidInput(
+                f"output {str(path)!r} exists and is not a regular file; remove it or "
+                "choose another --out"
+            )
+        return st.st_size == len(data) and read_fd(fd, st.st_size) == data
+    finally:
+        os.close(fd)
 
 
 class Artifacts:

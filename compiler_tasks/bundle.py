@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # imported where used: a cache hit never builds or reads an a
 
 from .errors import BundleError, InvalidInput
 from .keys import content_digest, validate_relpath
-from .sources import Source, SourceCache, Trail, read_source
+from .sources import Source, SourceCache, Trail, identities, read_source
 
 SOURCE_SUFFIXES = (".scss", ".sass")
 #: Directories never bundled: version control metadata.
@@ -203,15 +203,20 @@ def collect(
     read once; limits are checked as they are read. ``cache`` (a long-lived
     client's) skips reading files that provably did not change since its last
     collect of ``src``, and returns its previous bundle when nothing under a local
-    ``src`` changed (:meth:`SourceCache.unchanged_tree`).
+    ``src`` changed (:meth:`SourceCache.unchanged_tree`), without resolving ``src`` and
+    ``exclude`` again when they still name what they named (:meth:`SourceCache.unchanged`).
     """
+    names = (str(src), tuple(map(str, exclude)), max_bytes, max_files)
+    if cache is not None and (known := cache.unchanged(names)) is not None:
+        return known
     if not src.is_dir():
         raise BundleError(f"--src {str(src)!r} is not a directory; pass the bundle root")
+    before = identities(names) if cache is not None else None
     root = os.path.realpath(src)
     excluded = [os.path.realpath(p) for p in exclude]
     tree_key = (tuple(excluded), max_bytes, max_files)
-    known = cache.unchanged_tree(root, tree_key) if cache is not None else None
-    if known is not None:
+    if cache is not None and (known := cache.unchanged_tree(root, tree_key)) is not None:
+        cache.alias(names, root, tree_key, before)
         return known
     trail = Trail() if cache is not None else None
     candidates = _walk(root, excluded, trail)
@@ -239,6 +244,7 @@ def collect(
     bundle = Bundle.from_sources(sources)
     if reader is not None and trail is not None:
         reader.cache.remember_tree(root, tree_key, bundle, trail, reader, reals)
+        reader.cache.alias(names, root, tree_key, before)
     return bundle
 
 

@@ -118,7 +118,7 @@ class RespConnection:
         setup = self._pending
         self._pending = []
         batch = [*setup, *commands]
-        self.sock.sendall(b"".join(_encode(c) for c in batch))
+        self.sock.sendall(b"".join(map(encode, batch)))
         replies = [self._read() for _ in batch]
         for reply in replies:
             if isinstance(reply, RespError):
@@ -167,7 +167,8 @@ class RespConnection:
         return data[:-2]
 
 
-def _encode(command: Sequence[str]) -> bytes:
+def encode(command: Sequence[str]) -> bytes:
+    """One command in RESP (an array of bulk strings, UTF-8)."""
     parts = [b"*%d\r\n" % len(command)]
     for arg in command:
         raw = arg.encode()

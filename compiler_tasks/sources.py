@@ -19,6 +19,14 @@ has the signature it had, settled, the previous bundle is the answer, checked wi
 signature stands for its listing, as in git's untracked cache. A tree with a link in it
 is walked every time: a link's target can change with nothing in the tree changing.
 
+A collect given the same ``--src`` and excluded paths as one that left a tree memo does
+not resolve them again (:meth:`SourceCache.unchanged`): one ``stat`` of each tells that
+each still names what it named then, by its :data:`Identity`. A folder has one parent,
+so ``--src`` naming the same folder as the memo's root is ``--src`` resolving to that
+root. An excluded path naming the same folder (or still nothing) leaves the same entries
+out: for what it names to have moved into or out of the tree, a folder of the tree must
+have gained or lost an entry, which changes that folder's signature.
+
 A cache belongs to one thread at a time (a :class:`cli.client.Client` is not shared
 between threads).
 """
@@ -32,7 +40,7 @@ import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 from .signatures import RACY_NS, FileSignature, file_signature, local_devices, settled
 
@@ -43,6 +51,13 @@ if TYPE_CHECKING:
 MAX_ROOTS = 8
 #: Bundles a root keeps memos of (one per exclusions and limits; then it starts over).
 MAX_TREES = 4
+#: Collect arguments (``--src``, excluded paths, limits) remembered as resolved.
+MAX_ALIASES = MAX_ROOTS * MAX_TREES
+
+#: What a path names now: (device, inode) of what ``stat`` finds there, None if nothing.
+Identity = tuple[int, int] | None
+#: A collect's arguments as given: ``--src``, the excluded paths, max bytes, max files.
+Names = tuple[str, tuple[str, ...], int, int]
 
 _IMPORT_RE = re.compile(r"@(?:import|use|forward)\s+([^;\n]+)")
 _QUOTED_RE = re.compile(r"""["']([^"']+)["']""")
@@ -76,15 +91,26 @@ def import_stems(data: bytes) -> frozenset[str]:
 def read_source(real: str, limit: int) -> Source:
     """Read ``real``, at most ``limit + 1`` bytes (the caller checks its limit)."""
     with open(real, "rb") as fh:
-        return Source.of(_read(fh, os.fstat(fh.fileno()).st_size, limit))
+        return Source.of(read_fd(fh.fileno(), os.fstat(fh.fileno()).st_size, limit))
 
 
-def _read(fh: BinaryIO, size: int, limit: int) -> bytes:
-    # Sized to the file: read(limit) would allocate ``limit`` bytes for every file.
-    data = fh.read(min(size, limit) + 1)
-    if size < len(data) <= limit:  # longer than its st_size (growing, or procfs)
-        data += fh.read(limit + 1 - len(data))
-    return data
+def read_fd(fd: int, size: int, limit: int | None = None) -> bytes:
+    """The bytes of the open file ``fd``, whose ``fstat`` gave ``size``, to its end or at
+    most ``limit`` + 1 (the caller checks its limit).
+
+    Sized to the file (reading ``limit`` would allocate it for every file): one ``read``
+    when the file is as long as ``size`` said; more when it is shorter (a read cut short)
+    or longer (growing, or procfs) than that.
+    """
+    cap = (1 << 62) if limit is None else limit + 1
+    data = os.read(fd, min(size + 1, cap))
+    if len(data) == size or len(data) >= cap:
+        return data
+    parts, total = [data], len(data)
+    while total < cap and (chunk := os.read(fd, min(1 << 20, cap - total))):
+        parts.append(chunk)
+        total += len(chunk)
+    return b"".join(parts)
 
 
 @dataclass(frozen=True)
@@ -120,6 +146,33 @@ class _Root:
     trees: dict[tuple[object, ...], _Tree] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Alias:
+    """Where a collect's arguments led: its root and tree key, and the :data:`Identity`
+    of ``--src`` and of each excluded path when they were resolved."""
+
+    root: str
+    key: tuple[object, ...]
+    identities: tuple[Identity, ...]
+
+
+def identity(path: str) -> Identity:
+    """What ``path`` names now; raises OSError other than "not found"."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def identities(names: Names) -> tuple[Identity, ...] | None:
+    """The identity of ``--src`` and each excluded path; None if one cannot be told."""
+    try:
+        return (identity(names[0]), *map(identity, names[1]))
+    except OSError:
+        return None
+
+
 def for_this_platform() -> SourceCache | None:
     """A cache where ctime means change time (POSIX; Windows from Python 3.12), else None."""
     if os.name == "nt" and sys.version_info < (3, 12):
@@ -134,6 +187,7 @@ class SourceCache:
         self.max_roots = max_roots
         self.racy_ns = racy_ns
         self._roots: OrderedDict[str, _Root] = OrderedDict()
+        self._aliases: dict[Names, _Alias] = {}
         #: Files read (not taken from a memo) since this cache was made.
         self.reads = 0
         #: Collects answered by a tree's memo (no listing, no file opened).
@@ -147,6 +201,34 @@ class SourceCache:
         while len(self._roots) > self.max_roots:
             self._roots.popitem(last=False)
         return CachedReader(self, previous.files, self._roots[root].files)
+
+    def unchanged(self, names: Names) -> Bundle | None:
+        """The bundle of an earlier collect with the same arguments, if they still name
+        what they named then and nothing in the tree changed; no path is resolved."""
+        alias = self._aliases.get(names)
+        if alias is None or identities(names) != alias.identities:
+            return None
+        return self.unchanged_tree(alias.root, alias.key)
+
+    def alias(
+        self, names: Names, root: str, key: tuple[object, ...], before: tuple[Identity, ...] | None
+    ) -> None:
+        """Remember that ``names`` resolved to ``root`` and ``key``, whose tree has a memo.
+
+        ``before``: their identities taken before they were resolved; kept only if they
+        are the same now, and ``--src`` names the memo's root folder.
+        """
+        known = self._roots.get(root)
+        tree = known.trees.get(key) if known is not None else None
+        if tree is None or before is None or tree.paths[0] != root:
+            return
+        if before[0] != tree.signatures[0][:2]:  # the walk's first folder: the root
+            return
+        if identities(names) != before:
+            return  # a path changed while the tree was read: resolve again next time
+        if len(self._aliases) >= MAX_ALIASES and names not in self._aliases:
+            self._aliases.clear()
+        self._aliases[names] = _Alias(root, key, before)
 
     def unchanged_tree(self, root: str, key: tuple[object, ...]) -> Bundle | None:
         """The previous bundle of ``root`` (collected with ``key``) if nothing in it changed."""
@@ -215,7 +297,7 @@ class CachedReader:
                 self.seen[real] = memo
                 return memo.source
             read_at = time.time_ns()
-            source = Source.of(_read(fh, st.st_size, limit))
+            source = Source.of(read_fd(fh.fileno(), st.st_size, limit))
         self.cache.reads += 1
         # A write during the read changes the ctime: the memo then never matches again.
         if settled(st, read_at, self.cache.racy_ns) and len(source.data) == st.st_size:

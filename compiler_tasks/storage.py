@@ -31,6 +31,7 @@ from .errors import ArtifactMissing, ConfigError, InvalidInput, StoreError
 from .keys import validate_relpath
 from .settings import redact_url
 from .signatures import RACY_NS, FileSignature, file_signature, settled
+from .sources import read_fd
 
 T = TypeVar("T")
 
@@ -45,6 +46,10 @@ _CONFLICT_RETRIES = 3
 
 #: Objects a :class:`FileStore` remembers as checked (then it starts over).
 MAX_VERIFIED = 4096
+#: How a :class:`FileStore` opens an object: a FIFO put in its place does not block.
+_OPEN_READ = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+#: No link followed as the last component (:meth:`FileStore._known`).
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 class Store(Protocol):
@@ -142,11 +147,26 @@ class FileStore:
             _unlink_quietly(tmp)
 
     def get(self, path: str, limit: int | None = None) -> bytes:
-        target = self._target(path)
+        data, _st, _at = self._read(self._target(path), path, limit)
+        return _within(data, limit, self.url, path)
+
+    def _read(
+        self, target: str, path: str, limit: int | None = None
+    ) -> tuple[bytes, os.stat_result, int]:
+        """The file's bytes (at most ``limit`` + 1), its ``fstat`` and when it was taken
+        (time.time_ns). Anything but a regular file is refused, never waited on (FIFO)."""
         try:
-            with open(target, "rb") as f:
-                data = f.read() if limit is None else f.read(limit + 1)
-                return _within(data, limit, self.url, path)
+            fd = os.open(target, _OPEN_READ)
+            try:
+                st = os.fstat(fd)
+                if stat.S_ISDIR(st.st_mode):
+                    raise IsADirectoryError(target)
+                if not stat.S_ISREG(st.st_mode):
+                    raise StoreError(f"store {self.url}: {path!r} is not a regular file")
+                at = time.time_ns()
+                return read_fd(fd, st.st_size, limit), st, at
+            finally:
+                os.close(fd)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
             raise ArtifactMissing(f"store {self.url} has no object {path!r}") from e
         except OSError as e:
@@ -158,27 +178,45 @@ class FileStore:
         Objects are never modified in place (``put`` renames a new file over the old
         one, a new inode), so a file this store checked before, whose signature is
         unchanged and was settled then (:mod:`compiler_tasks.signatures`), is not
-        hashed again.
+        hashed again; nor is its path resolved again (:meth:`_known`).
         """
+        known = self._known(path, sha256)
+        if known is not None:
+            return known
         target = self._target(path)
-        try:
-            with open(target, "rb") as f:
-                st = os.fstat(f.fileno())
-                at = time.time_ns()
-                data = f.read()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
-            raise ArtifactMissing(f"store {self.url} has no object {path!r}") from e
-        except OSError as e:
-            raise self._fail("read", path, e) from e
-        signature = file_signature(st)
-        if self._verified.get(target) == (signature, sha256) and len(data) == st.st_size:
-            return data
+        data, st, at = self._read(target, path)
         verified(data, sha256, path)
         if settled(st, at, self.racy_ns) and len(data) == st.st_size:
             if len(self._verified) >= MAX_VERIFIED:
                 self._verified.clear()
-            self._verified[target] = (signature, sha256)
+            self._verified[target] = (file_signature(st), sha256)
         return data
+
+    def _known(self, path: str, sha256: str) -> bytes | None:
+        """The object if the file at ``path`` is one this store checked against
+        ``sha256`` and it did not change since, else None.
+
+        The path is not resolved: the file opened is checked by its signature, which
+        names the file checked then, inside the store (``_target``). A link as the last
+        component is not followed.
+        """
+        validate_relpath(path, "store path")
+        target = os.path.join(self.root, *path.split("/"))
+        remembered = self._verified.get(target)
+        if remembered is None or remembered[1] != sha256:
+            return None
+        try:
+            fd = os.open(target, _OPEN_READ | _NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if file_signature(st) != remembered[0]:
+                return None
+            data = read_fd(fd, st.st_size)
+        finally:
+            os.close(fd)
+        return data if len(data) == st.st_size else None
 
     def exists(self, path: str) -> bool:
         target = self._target(path)

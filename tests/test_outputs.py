@@ -12,7 +12,7 @@ import pytest
 
 from cli.outputs import write_output
 from compiler_tasks import storage
-from compiler_tasks.errors import StoreError
+from compiler_tasks.errors import InvalidInput, StoreError
 from compiler_tasks.storage import FileStore, get_verified
 
 CSS = b".a { color: red; }\n"
@@ -112,3 +112,74 @@ def test_a_fresh_artifact_is_checked_every_time(tmp_path: Path) -> None:
     for _ in range(2):
         assert get_verified(store, "out/main.css", sha) == CSS
     assert not store._verified
+
+
+def test_a_remembered_artifact_is_read_without_resolving_its_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, sha = _stored(tmp_path, CSS)
+    assert get_verified(store, "out/main.css", sha) == CSS
+    resolved: list[str] = []
+    realpath = os.path.realpath
+    monkeypatch.setattr(os.path, "realpath", lambda p: resolved.append(p) or realpath(p))
+    assert get_verified(store, "out/main.css", sha) == CSS
+    assert resolved == []
+
+
+@pytest.mark.parametrize("swap", ["file", "folder"])
+def test_a_link_out_of_the_store_swapped_in_after_the_check_is_refused(
+    tmp_path: Path, swap: str
+) -> None:
+    """The remembered check covers the file it checked, nothing a link leads to now, even
+    with the same bytes: the path is held to the store again."""
+    store, sha = _stored(tmp_path, CSS)
+    assert get_verified(store, "out/main.css", sha) == CSS
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "main.css").write_bytes(CSS)
+    folder = tmp_path / "store" / "out"
+    if swap == "file":
+        (folder / "main.css").unlink()
+        (folder / "main.css").symlink_to(outside / "main.css")
+    else:
+        (folder / "main.css").unlink()
+        folder.rmdir()
+        folder.symlink_to(outside)
+    with pytest.raises(StoreError, match="leads outside the store"):
+        get_verified(store, "out/main.css", sha)
+
+
+def test_a_fifo_in_place_of_an_artifact_is_refused_not_waited_on(tmp_path: Path) -> None:
+    store, sha = _stored(tmp_path, CSS)
+    assert get_verified(store, "out/main.css", sha) == CSS
+    path = tmp_path / "store" / "out" / "main.css"
+    path.unlink()
+    os.mkfifo(path)
+    with pytest.raises(StoreError, match="not a regular file"):
+        get_verified(store, "out/main.css", sha)
+    with pytest.raises(StoreError, match="not a regular file"):
+        store.get("out/main.css")
+
+
+def test_an_output_in_a_folder_not_made_yet_is_written(tmp_path: Path) -> None:
+    write_output(tmp_path / "css" / "themes" / "dark.css", CSS)
+    assert (tmp_path / "css" / "themes" / "dark.css").read_bytes() == CSS
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_an_output_path_that_is_not_a_file_is_refused_not_waited_on(
+    tmp_path: Path, kind: str
+) -> None:
+    target = tmp_path / "main.css"
+    if kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.mkdir()
+    with pytest.raises(InvalidInput, match=r"main\.css' exists and is not a regular file"):
+        write_output(target, CSS)
+
+
+def test_an_output_that_cannot_be_written_names_the_path(tmp_path: Path) -> None:
+    (tmp_path / "css").write_text("a file where the folder should be")
+    with pytest.raises(InvalidInput, match=r"cannot write output '.*css/main\.css'.*--out"):
+        write_output(tmp_path / "css" / "main.css", CSS)

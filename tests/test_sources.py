@@ -16,7 +16,7 @@ from compiler_tasks import signatures
 from compiler_tasks.bundle import Bundle, collect
 from compiler_tasks.errors import BundleError
 from compiler_tasks.signatures import local_devices
-from compiler_tasks.sources import SourceCache, Trail
+from compiler_tasks.sources import SourceCache, Trail, identities
 
 LIMITS = {"max_bytes": 1 << 20, "max_files": 100}
 #: Longer than any filesystem timestamp tick here (the kernel's coarse clock).
@@ -273,3 +273,94 @@ def test_a_collect_overtaken_by_another_of_the_same_root_leaves_no_memo(
     second(real, 1 << 20)
     cache.remember_tree(root, ("k",), bundle, trail, second, [real])
     assert cache.unchanged_tree(root, ("k",)) is bundle
+
+
+def _count_resolves(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record each path ``os.path.realpath`` resolves from now on."""
+    resolved: list[str] = []
+    realpath = os.path.realpath
+
+    def counting(path: object, *args: object, **kwargs: object) -> str:
+        resolved.append(str(path))
+        return realpath(path, *args, **kwargs)  # type: ignore[call-overload,no-any-return]
+
+    monkeypatch.setattr(os.path, "realpath", counting)
+    return resolved
+
+
+def test_an_unchanged_tree_is_answered_without_resolving_its_paths(
+    local_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tree(local_dir / "src")
+    out = local_dir / "dist"
+    cache = _settled_cache(local_dir / "src")
+    first = collect(local_dir / "src", exclude=[out], cache=cache, **LIMITS)
+    resolved = _count_resolves(monkeypatch)
+    assert collect(local_dir / "src", exclude=[out], cache=cache, **LIMITS) is first
+    assert resolved == [] and cache.tree_hits == 1
+    out.mkdir()  # the excluded path names a folder now: resolved again
+    assert collect(local_dir / "src", exclude=[out], cache=cache, **LIMITS) is first
+    assert resolved == [str(local_dir / "src"), str(out)]
+
+
+def test_a_src_link_pointed_at_another_tree_gives_that_tree(local_dir: Path) -> None:
+    _tree(local_dir / "one")
+    _tree(local_dir / "two")
+    (local_dir / "two" / "lib" / "_colors.scss").write_text("$c: #0000aa;\n")
+    src = local_dir / "src"
+    src.symlink_to(local_dir / "one")
+    cache = _settled_cache(local_dir / "one")
+    for _ in range(2):
+        assert collect(src, exclude=[], cache=cache, **LIMITS).files["lib/_colors.scss"] == (
+            b"$c: #aa0000;\n"
+        )
+    assert cache.tree_hits == 2
+    src.unlink()
+    src.symlink_to(local_dir / "two")
+    assert collect(src, exclude=[], cache=cache, **LIMITS).files["lib/_colors.scss"] == (
+        b"$c: #0000aa;\n"
+    )
+
+
+@pytest.mark.parametrize("was", ["nothing", "a folder outside the tree"])
+def test_an_excluded_link_pointed_into_the_tree_leaves_that_folder_out(
+    local_dir: Path, was: str
+) -> None:
+    """``--out`` through a link that now leads into ``--src``: nothing in the tree
+    changed, but one of its folders is the output folder now."""
+    _tree(local_dir / "src")
+    (local_dir / "elsewhere").mkdir()
+    if was != "nothing":
+        (local_dir / "elsewhere" / "lib").mkdir()
+    link = local_dir / "link"
+    link.symlink_to(local_dir / "elsewhere")
+    out = link / "lib"
+    cache = _settled_cache(local_dir / "src")
+    for _ in range(2):
+        bundle = collect(local_dir / "src", exclude=[out], cache=cache, **LIMITS)
+    assert "lib/_colors.scss" in bundle.files and cache.tree_hits == 1
+    link.unlink()
+    link.symlink_to(local_dir / "src")
+    bundle = collect(local_dir / "src", exclude=[out], cache=cache, **LIMITS)
+    assert "lib/_colors.scss" not in bundle.files and "main.scss" in bundle.files
+
+
+def test_paths_are_remembered_as_resolved_only_if_they_held_still(local_dir: Path) -> None:
+    """An alias is kept only when ``--src`` names the memo's root and no path named
+    something else by the end of the collect than at its start."""
+    src, out = local_dir / "src", local_dir / "dist"
+    _tree(src)
+    cache = _settled_cache(src)  # leaves the memo of the tree with nothing excluded
+    root = os.path.realpath(src)
+    key = ((), LIMITS["max_bytes"], LIMITS["max_files"])
+    other = (str(local_dir), (), LIMITS["max_bytes"], LIMITS["max_files"])
+    cache.alias(other, root, key, identities(other))  # names a folder that is not the root
+    assert cache.unchanged(other) is None
+    names = (f"{src}/.", (str(out),), LIMITS["max_bytes"], LIMITS["max_files"])
+    held = identities(names)
+    out.mkdir()  # --out named nothing when resolved, a folder by the end...
+    cache.alias(names, root, key, held)
+    out.rmdir()  # ...and nothing again
+    assert cache.unchanged(names) is None
+    cache.alias(names, root, key, identities(names))
+    assert cache.unchanged(names) is not None
