@@ -6,6 +6,7 @@ Shared by the full client (:mod:`cli.client`) and the cache-hit fast path
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Callable
@@ -14,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from compiler_tasks import presigned
-from compiler_tasks.errors import InvalidInput
+from compiler_tasks.errors import InfrastructureError, InvalidInput
+from compiler_tasks.fileio import OPEN_READ, read_fd
 from compiler_tasks.settings import Settings
-from compiler_tasks.sources import read_fd
 from compiler_tasks.storage import Store, get_verified, open_store, verified
 
 #: Reads one output of a result: (the output's manifest entry, "css" or "map") -> bytes,
@@ -68,8 +69,12 @@ def write_output(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` (making its folder); a regular file that already holds
     exactly ``data`` is only touched (its mtime set to now, as a write would, so
     make-style tools see it as new), not rewritten: file watchers see an attribute
-    change, not a modification. InvalidInput when ``path`` is something else than a
-    file (never waited on, e.g. a FIFO) or cannot be written."""
+    change, not a modification.
+
+    InvalidInput when ``path`` is a folder, FIFO or socket (never waited on), or
+    ``--out`` cannot hold it (not a folder, no permission, read-only); other write
+    failures (disk full, I/O error) are an InfrastructureError.
+    """
     try:
         if _holds(path, data):
             os.utime(path)
@@ -80,22 +85,40 @@ def write_output(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     except OSError as e:
-        raise InvalidInput(
-            f"cannot write output {str(path)!r}: {e.strerror or e}; check --out"
-        ) from e
+        message = f"cannot write output {str(path)!r}: {e.strerror or e}"
+        if e.errno in _OUT_ERRORS:
+            raise InvalidInput(f"{message}; check --out") from e
+        raise InfrastructureError(message) from e
+
+
+#: Write failures that say ``--out`` is not usable (rather than the machine failing).
+_OUT_ERRORS = frozenset(
+    {
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EEXIST,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENAMETOOLONG,
+        errno.ELOOP,
+    }
+)
 
 
 def _holds(path: Path, data: bytes) -> bool:
-    """Whether ``path`` is a regular file holding exactly ``data``."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    """Whether ``path`` is a regular file holding exactly ``data`` (a device, e.g.
+    /dev/null, is written to, not read)."""
+    fd = os.open(path, OPEN_READ)
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
+        if stat.S_ISDIR(st.st_mode) or stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode):
             raise InvalidInput(
-                f"output {str(path)!r} exists and is not a regular file; remove it or "
-                "choose another --out"
+                f"output {str(path)!r} exists and is not a file; remove it or choose another --out"
             )
-        return st.st_size == len(data) and read_fd(fd, st.st_size) == data
+        if not stat.S_ISREG(st.st_mode) or st.st_size != len(data):
+            return False
+        return read_fd(fd, st.st_size) == data
     finally:
         os.close(fd)
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # imported where used: a cache hit never builds or reads an a
 
 from .errors import BundleError, InvalidInput
 from .keys import content_digest, validate_relpath
-from .sources import Source, SourceCache, Trail, identities, read_source
+from .sources import Source, SourceCache, Trail, read_source, resolve
 
 SOURCE_SUFFIXES = (".scss", ".sass")
 #: Directories never bundled: version control metadata.
@@ -211,16 +211,12 @@ def collect(
         return known
     if not src.is_dir():
         raise BundleError(f"--src {str(src)!r} is not a directory; pass the bundle root")
-    before = identities(names) if cache is not None else None
-    root = os.path.realpath(src)
-    excluded = [os.path.realpath(p) for p in exclude]
-    tree_key = (tuple(excluded), max_bytes, max_files)
-    if cache is not None and (known := cache.unchanged_tree(root, tree_key)) is not None:
-        cache.alias(names, root, tree_key, before)
+    res = resolve(names, cache is not None)
+    if cache is not None and (known := cache.unchanged_tree(res)) is not None:
         return known
     trail = Trail() if cache is not None else None
-    candidates = _walk(root, excluded, trail)
-    reader = cache.reader(root) if cache is not None else None
+    candidates = _walk(res.root, list(res.excluded), trail)
+    reader = cache.reader(res.root) if cache is not None else None
     read = read_source if reader is None else reader
     sources: dict[str, Source] = {}
     reals: list[str] = []
@@ -243,8 +239,7 @@ def collect(
         raise BundleError(f"--src {str(src)!r} holds no .scss or .sass file")
     bundle = Bundle.from_sources(sources)
     if reader is not None and trail is not None:
-        reader.cache.remember_tree(root, tree_key, bundle, trail, reader, reals)
-        reader.cache.alias(names, root, tree_key, before)
+        reader.cache.remember_tree(res, bundle, trail, reader, reals)
     return bundle
 
 

@@ -21,11 +21,14 @@ is walked every time: a link's target can change with nothing in the tree changi
 
 A collect given the same ``--src`` and excluded paths as one that left a tree memo does
 not resolve them again (:meth:`SourceCache.unchanged`): one ``stat`` of each tells that
-each still names what it named then, by its :data:`Identity`. A folder has one parent,
-so ``--src`` naming the same folder as the memo's root is ``--src`` resolving to that
-root. An excluded path naming the same folder (or still nothing) leaves the same entries
-out: for what it names to have moved into or out of the tree, a folder of the tree must
-have gained or lost an entry, which changes that folder's signature.
+each still names the folder it named then, by its :data:`Identity`. This is kept only
+when every one of them named a folder (a path naming nothing can resolve, lexically, to
+anything: ``missing/../x``), the same one before and after it was resolved and the tree
+read, and ``--src`` named the memo's root. A folder has one parent (bind mounts aside:
+one folder mounted at two places counts as one), so ``--src`` naming the root folder
+resolves to the root, and an excluded path naming the same folder leaves the same
+entries out: for that folder to have moved into or out of the tree, a folder of the
+tree must have gained or lost an entry, which changes that folder's signature.
 
 A cache belongs to one thread at a time (a :class:`cli.client.Client` is not shared
 between threads).
@@ -40,8 +43,10 @@ import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from stat import S_ISDIR
 from typing import TYPE_CHECKING
 
+from .fileio import read_fd
 from .signatures import RACY_NS, FileSignature, file_signature, local_devices, settled
 
 if TYPE_CHECKING:
@@ -54,7 +59,7 @@ MAX_TREES = 4
 #: Collect arguments (``--src``, excluded paths, limits) remembered as resolved.
 MAX_ALIASES = MAX_ROOTS * MAX_TREES
 
-#: What a path names now: (device, inode) of what ``stat`` finds there, None if nothing.
+#: The folder a path names now: its (device, inode); None if it names no folder.
 Identity = tuple[int, int] | None
 #: A collect's arguments as given: ``--src``, the excluded paths, max bytes, max files.
 Names = tuple[str, tuple[str, ...], int, int]
@@ -94,25 +99,6 @@ def read_source(real: str, limit: int) -> Source:
         return Source.of(read_fd(fh.fileno(), os.fstat(fh.fileno()).st_size, limit))
 
 
-def read_fd(fd: int, size: int, limit: int | None = None) -> bytes:
-    """The bytes of the open file ``fd``, whose ``fstat`` gave ``size``, to its end or at
-    most ``limit`` + 1 (the caller checks its limit).
-
-    Sized to the file (reading ``limit`` would allocate it for every file): one ``read``
-    when the file is as long as ``size`` said; more when it is shorter (a read cut short)
-    or longer (growing, or procfs) than that.
-    """
-    cap = (1 << 62) if limit is None else limit + 1
-    data = os.read(fd, min(size + 1, cap))
-    if len(data) == size or len(data) >= cap:
-        return data
-    parts, total = [data], len(data)
-    while total < cap and (chunk := os.read(fd, min(1 << 20, cap - total))):
-        parts.append(chunk)
-        total += len(chunk)
-    return b"".join(parts)
-
-
 @dataclass(frozen=True)
 class _Memo:
     signature: FileSignature
@@ -148,29 +134,49 @@ class _Root:
 
 @dataclass(frozen=True)
 class _Alias:
-    """Where a collect's arguments led: its root and tree key, and the :data:`Identity`
-    of ``--src`` and of each excluded path when they were resolved."""
+    """Where a collect's arguments led: the tree memo of their resolution, and the
+    :data:`Identity` of ``--src`` and of each excluded path then."""
 
     root: str
-    key: tuple[object, ...]
+    tree: _Tree
     identities: tuple[Identity, ...]
 
 
+@dataclass(frozen=True)
+class Resolution:
+    """One collect's arguments as given (``names``), what they named before they were
+    resolved (None: not asked), and what they resolved to (real paths)."""
+
+    names: Names
+    before: tuple[Identity, ...] | None
+    root: str
+    excluded: tuple[str, ...]
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """The tree memo's key: the excluded folders and the limits."""
+        return (self.excluded, self.names[2], self.names[3])
+
+
+def resolve(names: Names, ask: bool) -> Resolution:
+    """Resolve ``--src`` and the excluded paths; ``ask``: take their identities first."""
+    before = identities(names) if ask else None
+    root = os.path.realpath(names[0])
+    return Resolution(names, before, root, tuple(map(os.path.realpath, names[1])))
+
+
 def identity(path: str) -> Identity:
-    """What ``path`` names now; raises OSError other than "not found"."""
+    """The folder ``path`` names now; None if it names none (or cannot be told)."""
     try:
         st = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    return (st.st_dev, st.st_ino)
-
-
-def identities(names: Names) -> tuple[Identity, ...] | None:
-    """The identity of ``--src`` and each excluded path; None if one cannot be told."""
-    try:
-        return (identity(names[0]), *map(identity, names[1]))
     except OSError:
         return None
+    return (st.st_dev, st.st_ino) if S_ISDIR(st.st_mode) else None
+
+
+def identities(names: Names) -> tuple[Identity, ...]:
+    """The identity of ``--src`` and of each excluded path."""
+    return (identity(names[0]), *map(identity, names[1]))
 
 
 def for_this_platform() -> SourceCache | None:
@@ -204,38 +210,28 @@ class SourceCache:
 
     def unchanged(self, names: Names) -> Bundle | None:
         """The bundle of an earlier collect with the same arguments, if they still name
-        what they named then and nothing in the tree changed; no path is resolved."""
+        the folders they named then and nothing in the tree changed; nothing resolved."""
         alias = self._aliases.get(names)
-        if alias is None or identities(names) != alias.identities:
+        if alias is None:
             return None
-        return self.unchanged_tree(alias.root, alias.key)
-
-    def alias(
-        self, names: Names, root: str, key: tuple[object, ...], before: tuple[Identity, ...] | None
-    ) -> None:
-        """Remember that ``names`` resolved to ``root`` and ``key``, whose tree has a memo.
-
-        ``before``: their identities taken before they were resolved; kept only if they
-        are the same now, and ``--src`` names the memo's root folder.
-        """
-        known = self._roots.get(root)
-        tree = known.trees.get(key) if known is not None else None
-        if tree is None or before is None or tree.paths[0] != root:
-            return
-        if before[0] != tree.signatures[0][:2]:  # the walk's first folder: the root
-            return
-        if identities(names) != before:
-            return  # a path changed while the tree was read: resolve again next time
-        if len(self._aliases) >= MAX_ALIASES and names not in self._aliases:
-            self._aliases.clear()
-        self._aliases[names] = _Alias(root, key, before)
-
-    def unchanged_tree(self, root: str, key: tuple[object, ...]) -> Bundle | None:
-        """The previous bundle of ``root`` (collected with ``key``) if nothing in it changed."""
-        known = self._roots.get(root)
-        tree = known.trees.get(key) if known is not None else None
-        if tree is None:
+        known = self._roots.get(alias.root)
+        if known is None or known.trees.get(alias.tree.key) is not alias.tree:
+            return None  # dropped or replaced since (its own signatures would tell too)
+        if identities(names) != alias.identities:
             return None
+        return self._unchanged(alias.root, alias.tree)
+
+    def unchanged_tree(self, res: Resolution) -> Bundle | None:
+        """The previous bundle of ``res``'s tree (collected with ``res.key``) if nothing in
+        it changed."""
+        known = self._roots.get(res.root)
+        tree = known.trees.get(res.key) if known is not None else None
+        bundle = None if tree is None else self._unchanged(res.root, tree)
+        if tree is not None and bundle is not None:
+            self._alias(res, tree)
+        return bundle
+
+    def _unchanged(self, root: str, tree: _Tree) -> Bundle | None:
         try:  # file_signature of each, inline: this loop is most of a warm hit's time
             now = [
                 (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
@@ -249,18 +245,28 @@ class SourceCache:
         self.tree_hits += 1
         return tree.bundle
 
+    def _alias(self, res: Resolution, tree: _Tree) -> None:
+        """Remember that ``res.names`` resolve to ``tree``'s root and key, if each named a
+        folder before it was resolved (a path naming nothing may resolve, lexically, to
+        anything: ``missing/../x``), still names it, and resolved to it."""
+        before = res.before
+        if before is None or None in before:
+            return
+        if before[0] != tree.signatures[0][:2]:  # the walk's first folder: the root
+            return
+        if tuple(map(identity, res.excluded)) != before[1:] or identities(res.names) != before:
+            return  # a path changed while it was resolved or the tree read
+        if len(self._aliases) >= MAX_ALIASES and res.names not in self._aliases:
+            self._aliases.clear()
+        self._aliases[res.names] = _Alias(res.root, tree, before)
+
     def remember_tree(
-        self,
-        root: str,
-        key: tuple[object, ...],
-        bundle: Bundle,
-        trail: Trail,
-        reader: CachedReader,
-        reals: list[str],
+        self, res: Resolution, bundle: Bundle, trail: Trail, reader: CachedReader, reals: list[str]
     ) -> None:
         """Keep ``bundle`` (read by ``reader`` from the files ``reals``, found by the walk
-        ``trail``) as the tree's memo if the walk and every file read are settled."""
-        known = self._roots.get(root)
+        ``trail``) as the memo of ``res``'s tree if the walk and every file read are
+        settled."""
+        known = self._roots.get(res.root)
         if known is None or known.files is not reader.seen or trail.linked:
             return  # another collect of the root started since, or a link was met
         signed = [reader.seen[real].signature for real in reals if real in reader.seen]
@@ -270,10 +276,11 @@ class SourceCache:
             return
         signatures = (*(file_signature(st) for _path, st in trail.dirs), *signed)
         if local_devices({signature[0] for signature in signatures}):
-            if len(known.trees) >= MAX_TREES and key not in known.trees:
+            if len(known.trees) >= MAX_TREES and res.key not in known.trees:
                 known.trees.clear()
             paths = (*(path for path, _st in trail.dirs), *reals)
-            known.trees[key] = _Tree(key, bundle, paths, signatures)
+            tree = known.trees[res.key] = _Tree(res.key, bundle, paths, signatures)
+            self._alias(res, tree)
 
 
 class CachedReader:

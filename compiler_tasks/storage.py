@@ -6,9 +6,10 @@ here, so no store reads or writes outside its root directory or key prefix.
 
 * :class:`FileStore`, ``file:///abs/dir`` (the default): ``put`` renames a temporary file
   over the target; ``put_once`` hard-links one to it (fails if it exists).
-* :class:`S3Store`, ``s3://bucket/optional/prefix``: boto3 configured by the standard AWS
-  chain (``AWS_ENDPOINT_URL``, ...); ``put_once`` is PutObject with ``If-None-Match: *``.
-  boto3 is imported only when an S3 store is opened.
+* :class:`compiler_tasks.s3store.S3Store`, ``s3://bucket/optional/prefix``: boto3
+  configured by the standard AWS chain (``AWS_ENDPOINT_URL``, ...); ``put_once`` is
+  PutObject with ``If-None-Match: *``. Its module (and boto3) is imported only when an
+  S3 store is opened.
 
 Readers never see a partial object. Failures raise ArtifactMissing (absent) or StoreError
 (anything else) with a message naming the store and never a credential.
@@ -23,17 +24,14 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from .errors import ArtifactMissing, ConfigError, InvalidInput, StoreError
+from .fileio import NOFOLLOW, OPEN_READ, read_fd
 from .keys import validate_relpath
 from .settings import redact_url
 from .signatures import RACY_NS, FileSignature, file_signature, settled
-from .sources import read_fd
-
-T = TypeVar("T")
 
 #: Mode of stored files: readable by other users of the machine (e.g. a web server).
 FILE_MODE = 0o644
@@ -41,15 +39,9 @@ FILE_MODE = 0o644
 #: part, so no caller can name (read, overwrite, delete) a half-written temporary file.
 _TMP_PREFIX = ".scssq-tmp:"
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
-#: S3 answers a conditional write racing another one with 409; it is worth retrying.
-_CONFLICT_RETRIES = 3
 
 #: Objects a :class:`FileStore` remembers as checked (then it starts over).
 MAX_VERIFIED = 4096
-#: How a :class:`FileStore` opens an object: a FIFO put in its place does not block.
-_OPEN_READ = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
-#: No link followed as the last component (:meth:`FileStore._known`).
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 class Store(Protocol):
@@ -97,10 +89,14 @@ class FileStore:
         except OSError as e:
             raise StoreError(f"store {self.url}: cannot create its directory: {e}") from e
 
+    def _path(self, path: str) -> str:
+        """The file for ``path`` (a valid relative path), not resolved."""
+        validate_relpath(path, "store path")
+        return os.path.join(self.root, *path.split("/"))
+
     def _target(self, path: str) -> str:
         """The file for ``path``; refuses bad paths and symlinks leading out of the root."""
-        validate_relpath(path, "store path")
-        target = os.path.join(self.root, *path.split("/"))
+        target = self._path(path)
         if not os.path.realpath(target).startswith(self._real_root + os.sep):
             raise StoreError(f"store {self.url}: {path!r} leads outside the store (symlink)")
         return target
@@ -148,7 +144,7 @@ class FileStore:
 
     def get(self, path: str, limit: int | None = None) -> bytes:
         data, _st, _at = self._read(self._target(path), path, limit)
-        return _within(data, limit, self.url, path)
+        return within_limit(data, limit, self.url, path)
 
     def _read(
         self, target: str, path: str, limit: int | None = None
@@ -156,7 +152,7 @@ class FileStore:
         """The file's bytes (at most ``limit`` + 1), its ``fstat`` and when it was taken
         (time.time_ns). Anything but a regular file is refused, never waited on (FIFO)."""
         try:
-            fd = os.open(target, _OPEN_READ)
+            fd = os.open(target, OPEN_READ)
             try:
                 st = os.fstat(fd)
                 if stat.S_ISDIR(st.st_mode):
@@ -194,28 +190,30 @@ class FileStore:
 
     def _known(self, path: str, sha256: str) -> bytes | None:
         """The object if the file at ``path`` is one this store checked against
-        ``sha256`` and it did not change since, else None.
+        ``sha256`` (inside the store: :meth:`_target`) and it did not change since, else
+        None (the caller takes the long way).
 
-        The path is not resolved: the file opened is checked by its signature, which
-        names the file checked then, inside the store (``_target``). A link as the last
-        component is not followed.
+        The path is not resolved again: ``stat`` must find the checked file there before
+        it is opened, and the file opened must still be it (``fstat``; a link swapped in
+        as the last component in between is not followed).
         """
-        validate_relpath(path, "store path")
-        target = os.path.join(self.root, *path.split("/"))
+        target = self._path(path)
         remembered = self._verified.get(target)
         if remembered is None or remembered[1] != sha256:
             return None
         try:
-            fd = os.open(target, _OPEN_READ | _NOFOLLOW)
+            if file_signature(os.stat(target)) != remembered[0]:
+                return None
+            fd = os.open(target, OPEN_READ | NOFOLLOW)
+            try:
+                st = os.fstat(fd)
+                if file_signature(st) != remembered[0]:
+                    return None
+                data = read_fd(fd, st.st_size)
+            finally:
+                os.close(fd)
         except OSError:
             return None
-        try:
-            st = os.fstat(fd)
-            if file_signature(st) != remembered[0]:
-                return None
-            data = read_fd(fd, st.st_size)
-        finally:
-            os.close(fd)
         return data if len(data) == st.st_size else None
 
     def exists(self, path: str) -> bool:
@@ -261,158 +259,20 @@ def get_verified(store: Store, path: str, sha256: str) -> bytes:
     return verified(store.get(path), sha256, path)
 
 
-def _within(data: bytes, limit: int | None, url: str, path: str) -> bytes:
+def within_limit(data: bytes, limit: int | None, url: str, path: str) -> bytes:
     """``data`` if it fits ``limit``; else InvalidInput naming the object."""
     if limit is not None and len(data) > limit:
-        raise _too_large(url, path, limit)
+        raise too_large(url, path, limit)
     return data
 
 
-def _too_large(url: str, path: str, limit: int) -> InvalidInput:
+def too_large(url: str, path: str, limit: int) -> InvalidInput:
     return InvalidInput(f"store {url}: object {path!r} is larger than {limit} bytes")
 
 
 def _unlink_quietly(path: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
-
-
-class S3Store:
-    """Artifacts in an S3 bucket (or any S3-compatible server), under an optional prefix."""
-
-    def __init__(
-        self,
-        bucket: str,
-        prefix: str = "",
-        *,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 30.0,
-        retries: int = 2,
-    ) -> None:
-        import boto3  # lazily: a local store must not pay for importing boto3
-        from botocore.config import Config
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        self.bucket = bucket
-        self.prefix = prefix
-        self.url = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
-        self._errors: tuple[type[Exception], ...] = (BotoCoreError, ClientError, OSError)
-        config = Config(
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            # botocore's max_attempts counts retries, not the first attempt.
-            retries={"max_attempts": retries, "mode": "standard"},
-        )
-        try:
-            # A private session: boto3's default session is not thread-safe to build.
-            self._client: Any = boto3.session.Session().client("s3", config=config)
-        except self._errors as e:
-            raise StoreError(f"store {self.url}: cannot configure the S3 client: {e}") from e
-        endpoint = getattr(self._client.meta, "endpoint_url", None) or "AWS"
-        self._where = f"store {self.url} (endpoint {redact_url(str(endpoint))})"
-
-    def _key(self, path: str) -> str:
-        validate_relpath(path, "store path")
-        return f"{self.prefix}/{path}" if self.prefix else path
-
-    @staticmethod
-    def _code(e: Exception) -> tuple[str, int]:
-        response = getattr(e, "response", None) or {}
-        code = str(response.get("Error", {}).get("Code", ""))
-        status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        return code, status
-
-    def _call(self, action: str, path: str, fn: Callable[..., T], **kwargs: Any) -> T:
-        """``fn(Bucket=..., **kwargs)``; a missing object is ArtifactMissing, other failures
-        StoreError."""
-        try:
-            return fn(Bucket=self.bucket, **kwargs)
-        except self._errors as e:
-            code, status = self._code(e)
-            if code in ("NoSuchKey", "404", "NotFound") or (
-                status == 404 and code != "NoSuchBucket"
-            ):
-                raise ArtifactMissing(f"{self._where} has no object {path!r}") from e
-            raise StoreError(f"{self._where}: cannot {action} {path!r}: {e}") from e
-
-    def put(self, path: str, data: bytes) -> None:
-        key = self._key(path)
-        self._call("write", path, self._client.put_object, Key=key, Body=data)
-
-    def put_once(self, path: str, data: bytes) -> bool:
-        key = self._key(path)
-        attempt = 0
-        while True:
-            try:
-                self._client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*")
-                return True
-            except self._errors as e:
-                code, status = self._code(e)
-                if code == "PreconditionFailed" or status == 412:
-                    return False
-                # 409: a concurrent conditional write of this key is in flight and may still
-                # fail; AWS says retry. The retry answers 412 once that write has landed.
-                conflict = code == "ConditionalRequestConflict" or status == 409
-                if not conflict or attempt >= _CONFLICT_RETRIES:
-                    raise StoreError(f"{self._where}: cannot create {path!r}: {e}") from e
-            time.sleep(0.05 * 2**attempt)
-            attempt += 1
-
-    def get(self, path: str, limit: int | None = None) -> bytes:
-        key = self._key(path)
-
-        def read(**kwargs: Any) -> bytes:
-            response = self._client.get_object(**kwargs)
-            body = response["Body"]
-            try:
-                if limit is None:
-                    return bytes(body.read())
-                if int(response.get("ContentLength") or 0) > limit:
-                    raise _too_large(self.url, path, limit)  # refused before reading the body
-                return _within(bytes(body.read(limit + 1)), limit, self.url, path)
-            finally:
-                body.close()
-
-        return self._call("read", path, read, Key=key)
-
-    def presign_get(self, path: str, seconds: int) -> str | None:
-        """A URL that GETs ``path`` for ``seconds`` without credentials (signed here, no
-        request made), or None when this client cannot sign. See :mod:`.presigned`."""
-        try:
-            url = self._client.generate_presigned_url(
-                "get_object",
-                Params={"Bucket": self.bucket, "Key": self._key(path)},
-                ExpiresIn=seconds,
-            )
-        except self._errors:
-            return None
-        return str(url)
-
-    def exists(self, path: str) -> bool:
-        key = self._key(path)
-        try:
-            self._call("look up", path, self._client.head_object, Key=key)
-        except ArtifactMissing:
-            return False
-        return True
-
-    def delete(self, path: str) -> None:
-        key = self._key(path)
-        self._call("delete", path, self._client.delete_object, Key=key)
-
-    def check(self) -> str:
-        try:
-            self._client.head_bucket(Bucket=self.bucket)
-        except self._errors as e:
-            code, status = self._code(e)
-            if status == 404 or code in ("404", "NoSuchBucket", "NotFound"):
-                cause = f"bucket {self.bucket!r} does not exist"
-            elif status == 403 or code in ("403", "AccessDenied", "Forbidden"):
-                cause = f"access to bucket {self.bucket!r} denied (check the AWS_* credentials)"
-            else:
-                cause = str(e)
-            raise StoreError(f"{self._where} is not usable: {cause}") from e
-        return f"S3 bucket {self.bucket!r} reachable ({self._where})"
 
 
 def open_store(
@@ -453,6 +313,8 @@ def open_store(
                 validate_relpath(prefix, "S3 prefix")
             except InvalidInput as e:
                 raise ConfigError(f"store URL {shown!r}: {e}") from e
+        from .s3store import S3Store  # imports boto3: only for an S3 store
+
         return S3Store(
             bucket,
             prefix,

@@ -14,11 +14,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import redis
 
 from cli.client import Client, submit
 from cli.config import SubmitConfig
 from cli.lookup import REPLY_WAIT
-from compiler_tasks import stats
+from compiler_tasks import resp, stats
 from compiler_tasks.errors import BundleError, NoWorkers
 from compiler_tasks.keys import CompileOptions, compile_key
 from compiler_tasks.settings import Settings
@@ -237,3 +238,11 @@ def test_counts_sent_at_close_never_hold_it_up(redis_server, tmp_path: Path) -> 
         assert time.monotonic() - started < REPLY_WAIT + 2
     finally:
         admin.execute_command("CLIENT", "UNPAUSE")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("GET", "k"), ("HGET", "scssq:commit:projé:" + "c" * 40, "0123abcd"), ("INCR", "")],
+)
+def test_a_lookup_is_packed_as_redis_py_packs_it(command: tuple[str, ...]) -> None:
+    assert resp.encode(command) == b"".join(redis.Connection().pack_command(*command))

@@ -12,7 +12,7 @@ import pytest
 
 from cli.outputs import write_output
 from compiler_tasks import storage
-from compiler_tasks.errors import InvalidInput, StoreError
+from compiler_tasks.errors import InfrastructureError, InvalidInput, StoreError
 from compiler_tasks.storage import FileStore, get_verified
 
 CSS = b".a { color: red; }\n"
@@ -175,7 +175,7 @@ def test_an_output_path_that_is_not_a_file_is_refused_not_waited_on(
         os.mkfifo(target)
     else:
         target.mkdir()
-    with pytest.raises(InvalidInput, match=r"main\.css' exists and is not a regular file"):
+    with pytest.raises(InvalidInput, match=r"main\.css' exists and is not a file"):
         write_output(target, CSS)
 
 
@@ -183,3 +183,15 @@ def test_an_output_that_cannot_be_written_names_the_path(tmp_path: Path) -> None
     (tmp_path / "css").write_text("a file where the folder should be")
     with pytest.raises(InvalidInput, match=r"cannot write output '.*css/main\.css'.*--out"):
         write_output(tmp_path / "css" / "main.css", CSS)
+
+
+def test_an_output_linked_to_a_device_is_written_to_not_read(tmp_path: Path) -> None:
+    (tmp_path / "main.css").symlink_to("/dev/null")
+    write_output(tmp_path / "main.css", CSS)
+
+
+def test_a_full_disk_is_an_infrastructure_error_naming_the_output(tmp_path: Path) -> None:
+    (tmp_path / "main.css").symlink_to("/dev/full")  # every write: ENOSPC
+    with pytest.raises(InfrastructureError, match=r"cannot write output '.*main\.css'") as e:
+        write_output(tmp_path / "main.css", CSS)
+    assert not isinstance(e.value, InvalidInput)

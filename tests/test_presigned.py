@@ -12,8 +12,9 @@ from cli.client import Client
 from cli.outputs import Artifacts
 from compiler_tasks import presigned
 from compiler_tasks.errors import ArtifactMissing
+from compiler_tasks.s3store import S3Store
 from compiler_tasks.settings import Settings
-from compiler_tasks.storage import S3Store, open_store
+from compiler_tasks.storage import open_store
 
 STORE = "s3://bucket/pre/fix"
 PATH = "artifacts/ab/cd/main.css"

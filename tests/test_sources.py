@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from compiler_tasks import signatures
 from compiler_tasks.bundle import Bundle, collect
 from compiler_tasks.errors import BundleError
 from compiler_tasks.signatures import local_devices
-from compiler_tasks.sources import SourceCache, Trail, identities
+from compiler_tasks.sources import Names, Resolution, SourceCache, Trail, identities, resolve
 
 LIMITS = {"max_bytes": 1 << 20, "max_files": 100}
 #: Longer than any filesystem timestamp tick here (the kernel's coarse clock).
@@ -263,16 +264,16 @@ def test_a_collect_overtaken_by_another_of_the_same_root_leaves_no_memo(
     _tree(tmp_path)
     time.sleep(TICK * 2)
     cache = SourceCache(racy_ns=int(TICK * 1e9))
-    root = os.path.realpath(tmp_path)
-    first, second = cache.reader(root), cache.reader(root)
-    trail = Trail(dirs=[(root, os.stat(root))])
-    real = os.path.join(root, "main.scss")
+    res = resolve((str(tmp_path), (), 1 << 20, 100), True)
+    first, second = cache.reader(res.root), cache.reader(res.root)
+    trail = Trail(dirs=[(res.root, os.stat(res.root))])
+    real = os.path.join(res.root, "main.scss")
     bundle = Bundle.from_sources({"main.scss": first(real, 1 << 20)})
-    cache.remember_tree(root, ("k",), bundle, trail, first, [real])
-    assert cache.unchanged_tree(root, ("k",)) is None
+    cache.remember_tree(res, bundle, trail, first, [real])
+    assert cache.unchanged_tree(res) is None
     second(real, 1 << 20)
-    cache.remember_tree(root, ("k",), bundle, trail, second, [real])
-    assert cache.unchanged_tree(root, ("k",)) is bundle
+    cache.remember_tree(res, bundle, trail, second, [real])
+    assert cache.unchanged_tree(res) is bundle
 
 
 def _count_resolves(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -293,14 +294,16 @@ def test_an_unchanged_tree_is_answered_without_resolving_its_paths(
 ) -> None:
     _tree(local_dir / "src")
     out = local_dir / "dist"
+    out.mkdir()
     cache = _settled_cache(local_dir / "src")
     first = collect(local_dir / "src", exclude=[out], cache=cache, **LIMITS)
     resolved = _count_resolves(monkeypatch)
     assert collect(local_dir / "src", exclude=[out], cache=cache, **LIMITS) is first
     assert resolved == [] and cache.tree_hits == 1
-    out.mkdir()  # the excluded path names a folder now: resolved again
-    assert collect(local_dir / "src", exclude=[out], cache=cache, **LIMITS) is first
-    assert resolved == [str(local_dir / "src"), str(out)]
+    out.rmdir()  # an excluded path naming nothing is resolved every time
+    for _ in range(2):
+        assert collect(local_dir / "src", exclude=[out], cache=cache, **LIMITS) is first
+    assert resolved == [str(local_dir / "src"), str(out)] * 2 and cache.tree_hits == 3
 
 
 def test_a_src_link_pointed_at_another_tree_gives_that_tree(local_dir: Path) -> None:
@@ -345,22 +348,101 @@ def test_an_excluded_link_pointed_into_the_tree_leaves_that_folder_out(
     assert "lib/_colors.scss" not in bundle.files and "main.scss" in bundle.files
 
 
-def test_paths_are_remembered_as_resolved_only_if_they_held_still(local_dir: Path) -> None:
-    """An alias is kept only when ``--src`` names the memo's root and no path named
-    something else by the end of the collect than at its start."""
-    src, out = local_dir / "src", local_dir / "dist"
+def _two_folders(local_dir: Path) -> tuple[Path, SourceCache, Path]:
+    """A tree with folders a/ and b/, a settled cache of it, and a link to a/ outside it."""
+    src = local_dir / "src"
     _tree(src)
-    cache = _settled_cache(src)  # leaves the memo of the tree with nothing excluded
-    root = os.path.realpath(src)
-    key = ((), LIMITS["max_bytes"], LIMITS["max_files"])
-    other = (str(local_dir), (), LIMITS["max_bytes"], LIMITS["max_files"])
-    cache.alias(other, root, key, identities(other))  # names a folder that is not the root
-    assert cache.unchanged(other) is None
-    names = (f"{src}/.", (str(out),), LIMITS["max_bytes"], LIMITS["max_files"])
-    held = identities(names)
-    out.mkdir()  # --out named nothing when resolved, a folder by the end...
-    cache.alias(names, root, key, held)
-    out.rmdir()  # ...and nothing again
+    (src / "a").mkdir()
+    (src / "b").mkdir()
+    (local_dir / "link").symlink_to(src / "a")
+    return src, _settled_cache(src), local_dir / "link"
+
+
+def _names(src: Path, *exclude: Path) -> Names:
+    return (str(src), tuple(map(str, exclude)), LIMITS["max_bytes"], LIMITS["max_files"])
+
+
+def test_src_naming_another_folder_than_the_root_is_not_remembered(local_dir: Path) -> None:
+    src, cache, _link = _two_folders(local_dir)
+    other = _names(local_dir)
+    res = replace(resolve(_names(src), True), names=other, before=identities(other))
+    assert cache.unchanged_tree(res) is not None  # the tree's memo holds...
+    assert cache.unchanged(other) is None  # ...but not for a --src naming another folder
+
+
+def test_an_excluded_path_resolved_elsewhere_than_it_named_is_not_remembered(
+    local_dir: Path,
+) -> None:
+    """The link moved between the identities and the resolving: excluded is b/, while
+    the identity is a/'s; once it leads to a/ again, b/'s bundle must not answer."""
+    src, cache, link = _two_folders(local_dir)
+    names = _names(src, link)
+    before = identities(names)
+    link.unlink()
+    link.symlink_to(src / "b")
+    collect(src, exclude=[src / "b"], cache=cache, **LIMITS)  # the memo leaving b/ out
+    res = Resolution(names, before, os.path.realpath(src), (os.path.realpath(link),))
+    link.unlink()
+    link.symlink_to(src / "a")
+    assert cache.unchanged_tree(res) is not None
     assert cache.unchanged(names) is None
-    cache.alias(names, root, key, identities(names))
-    assert cache.unchanged(names) is not None
+
+
+def test_a_path_that_moved_while_the_tree_was_read_is_not_remembered(local_dir: Path) -> None:
+    src, cache, link = _two_folders(local_dir)
+    names = _names(src, link)
+    res = resolve(names, True)  # a/
+    collect(src, exclude=[src / "a"], cache=cache, **LIMITS)  # the memo leaving a/ out
+    link.unlink()
+    link.symlink_to(src / "b")  # while the tree is read
+    assert cache.unchanged_tree(res) is not None
+    link.unlink()
+    link.symlink_to(src / "a")
+    assert cache.unchanged(names) is None
+
+
+def test_a_memo_replaced_under_the_same_root_path_does_not_answer_an_old_alias(
+    local_dir: Path,
+) -> None:
+    """``cur/src`` is remembered as ``v1/src``; v1 is renamed v0 (``cur`` follows it), a
+    new v1/src is collected: the memo of the path v1/src is now another folder's."""
+    for version in ("v1", "v2"):
+        _tree(local_dir / version / "src")
+    (local_dir / "v2" / "src" / "main.scss").write_text(".new { a: b; }\n")
+    cur = local_dir / "cur"
+    cur.symlink_to(local_dir / "v1")
+    cache = _settled_cache(cur / "src")
+    old = collect(cur / "src", exclude=[], cache=cache, **LIMITS)
+    assert collect(cur / "src", exclude=[], cache=cache, **LIMITS) is old  # aliased
+    (local_dir / "v1").rename(local_dir / "v0")
+    cur.unlink()
+    cur.symlink_to(local_dir / "v0")  # cur/src: the same folder as before
+    (local_dir / "v2").rename(local_dir / "v1")
+    time.sleep(TICK * 2)
+    for _ in range(2):  # the memo of the path v1/src: the new folder's
+        new = collect(local_dir / "v1" / "src", exclude=[], cache=cache, **LIMITS)
+    assert new.files["main.scss"] == b".new { a: b; }\n"
+    again = collect(cur / "src", exclude=[], cache=cache, **LIMITS)
+    assert again.files == old.files
+
+
+def test_an_excluded_file_is_resolved_every_time(local_dir: Path) -> None:
+    """A file can have two names in the tree (hard links); only a folder has one."""
+    src = local_dir / "src"
+    _tree(src)
+    (src / "d1").mkdir()
+    (src / "d2").mkdir()
+    (src / "d1" / "x.scss").write_text(".x { y: z; }\n")
+    os.link(src / "d1" / "x.scss", src / "d2" / "x.scss")
+    link = local_dir / "link"
+    link.symlink_to(src / "d1")
+    time.sleep(TICK * 2)
+    cache = SourceCache(racy_ns=int(TICK * 1e9))
+    for _ in range(3):
+        assert (
+            "d1/x.scss" not in collect(src, exclude=[link / "x.scss"], cache=cache, **LIMITS).files
+        )
+    link.unlink()
+    link.symlink_to(src / "d2")
+    bundle = collect(src, exclude=[link / "x.scss"], cache=cache, **LIMITS)
+    assert "d1/x.scss" in bundle.files and "d2/x.scss" not in bundle.files
