@@ -122,7 +122,8 @@ class _Tree:
 
     key: tuple[object, ...]
     bundle: Bundle
-    paths: tuple[str, ...]
+    #: As bytes: ``os.stat`` then skips encoding each path on every check.
+    paths: tuple[bytes, ...]
     signatures: tuple[FileSignature, ...]
 
 
@@ -278,7 +279,7 @@ class SourceCache:
         if local_devices({signature[0] for signature in signatures}):
             if len(known.trees) >= MAX_TREES and res.key not in known.trees:
                 known.trees.clear()
-            paths = (*(path for path, _st in trail.dirs), *reals)
+            paths = tuple(map(os.fsencode, (*(path for path, _st in trail.dirs), *reals)))
             tree = known.trees[res.key] = _Tree(res.key, bundle, paths, signatures)
             self._alias(res, tree)
 
