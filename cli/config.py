@@ -156,8 +156,18 @@ def resolve(
             raise UsageError(f"load path {lp!r} is not a directory under {src_dir}")
     name = _pick(project, data, "project", None)
     project_name = validate_project(str(name)) if name else default_project(src_dir)
-    out_dir = (cwd / str(_pick(out, data, "out", DEFAULT_OUT))).resolve()
+    out_dir = out_folder(cwd / str(_pick(out, data, "out", DEFAULT_OUT)))
     return SubmitConfig(project=project_name, src=src_dir, out=out_dir, options=options)
+
+
+def out_folder(path: Path) -> Path:
+    """``--out`` resolved; UsageError when it names something that is not a folder."""
+    out_dir = path.resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(
+            f"--out {str(out_dir)!r} is not a directory; pass the folder the CSS is written to"
+        )
+    return out_dir
 
 
 def file_timeout(cwd: Path) -> float | None:

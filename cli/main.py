@@ -335,7 +335,7 @@ def fetch(hash_: str, **flags: Any) -> None:
             if flags.get("entries"):
                 raise
             project = flags.get("project") or cfg.default_project(Path.cwd())
-            out = Path(flags.get("out") or cfg.DEFAULT_OUT).resolve()
+            out = cfg.out_folder(Path(flags.get("out") or cfg.DEFAULT_OUT))
         client = Client(settings)
         variant = choose(variants(client, project, commit), wanted)
         if variant.conflict_digest:
