@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,12 +162,18 @@ def resolve(
 
 
 def out_folder(path: Path) -> Path:
-    """``--out`` resolved; UsageError when it names something that is not a folder."""
+    """``--out`` resolved; UsageError when it names something that is not a folder, or
+    lies under a file or a folder that cannot be read."""
     out_dir = path.resolve()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(
-            f"--out {str(out_dir)!r} is not a directory; pass the folder the CSS is written to"
-        )
+    try:
+        if not stat.S_ISDIR(os.stat(out_dir).st_mode):
+            raise UsageError(
+                f"--out {str(out_dir)!r} is not a directory; pass the folder the CSS is written to"
+            )
+    except FileNotFoundError:
+        pass  # made when the CSS is written
+    except OSError as e:
+        raise UsageError(f"--out {str(out_dir)!r} cannot be used: {e.strerror or e}") from e
     return out_dir
 
 

@@ -107,18 +107,18 @@ _OUT_ERRORS = frozenset(
 
 
 def _holds(path: Path, data: bytes) -> bool:
-    """Whether ``path`` is a regular file holding exactly ``data`` (a device, e.g.
-    /dev/null, is written to, not read)."""
-    fd = os.open(path, OPEN_READ)
+    """Whether ``path`` is a regular file holding exactly ``data`` (only a regular file of
+    that size is opened: a device, e.g. /dev/null, is written to, never read)."""
+    st = os.stat(path)
+    if stat.S_ISDIR(st.st_mode) or stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+        raise InvalidInput(
+            f"output {str(path)!r} exists and is not a file; remove it or choose another --out"
+        )
+    if not stat.S_ISREG(st.st_mode) or st.st_size != len(data):
+        return False
+    fd = os.open(path, OPEN_READ)  # a FIFO swapped in since the stat does not block it
     try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode) or stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode):
-            raise InvalidInput(
-                f"output {str(path)!r} exists and is not a file; remove it or choose another --out"
-            )
-        if not stat.S_ISREG(st.st_mode) or st.st_size != len(data):
-            return False
-        return read_fd(fd, st.st_size) == data
+        return read_fd(fd, len(data)) == data
     finally:
         os.close(fd)
 

@@ -24,11 +24,13 @@ not resolve them again (:meth:`SourceCache.unchanged`): one ``stat`` of each tel
 each still names the folder it named then, by its :data:`Identity`. This is kept only
 when every one of them named a folder (a path naming nothing can resolve, lexically, to
 anything: ``missing/../x``), the same one before and after it was resolved and the tree
-read, and ``--src`` named the memo's root. A folder has one parent (bind mounts aside:
-one folder mounted at two places counts as one), so ``--src`` naming the root folder
-resolves to the root, and an excluded path naming the same folder leaves the same
-entries out: for that folder to have moved into or out of the tree, a folder of the
-tree must have gained or lost an entry, which changes that folder's signature.
+read, and ``--src`` named the memo's root. A folder has one parent, so ``--src`` naming
+the root folder resolves to the root, and an excluded path naming the same folder leaves
+the same entries out: for that folder to have moved into or out of the tree, a folder of
+the tree must have gained or lost an entry, which changes that folder's signature.
+Bind mounts are the exception: one folder mounted at two places has one identity and
+two real paths, and an excluded path whose link is moved from one to the other is not
+seen (exclusion compares real paths) until something in the tree changes.
 
 A cache belongs to one thread at a time (a :class:`cli.client.Client` is not shared
 between threads).
@@ -207,6 +209,7 @@ class SourceCache:
         self._roots[root] = _Root({}, previous.trees)
         while len(self._roots) > self.max_roots:
             self._roots.popitem(last=False)
+            self._prune()
         return CachedReader(self, previous.files, self._roots[root].files)
 
     def unchanged(self, names: Names) -> Bundle | None:
@@ -215,9 +218,9 @@ class SourceCache:
         alias = self._aliases.get(names)
         if alias is None:
             return None
-        known = self._roots.get(alias.root)
-        if known is None or known.trees.get(alias.tree.key) is not alias.tree:
-            return None  # dropped or replaced since (its own signatures would tell too)
+        if not self._current(alias):
+            del self._aliases[names]  # its memo was dropped or replaced since
+            return None
         if identities(names) != alias.identities:
             return None
         return self._unchanged(alias.root, alias.tree)
@@ -245,6 +248,16 @@ class SourceCache:
         self._roots.move_to_end(root)
         self.tree_hits += 1
         return tree.bundle
+
+    def _current(self, alias: _Alias) -> bool:
+        """Whether ``alias``'s tree is still its root's memo (its own signatures would
+        tell a replaced one too; this keeps a dropped bundle from being held)."""
+        known = self._roots.get(alias.root)
+        return known is not None and known.trees.get(alias.tree.key) is alias.tree
+
+    def _prune(self) -> None:
+        """Forget the aliases of memos dropped or replaced (at most MAX_ALIASES)."""
+        self._aliases = {k: a for k, a in self._aliases.items() if self._current(a)}
 
     def _alias(self, res: Resolution, tree: _Tree) -> None:
         """Remember that ``res.names`` resolve to ``tree``'s root and key, if each named a
@@ -281,6 +294,7 @@ class SourceCache:
                 known.trees.clear()
             paths = tuple(map(os.fsencode, (*(path for path, _st in trail.dirs), *reals)))
             tree = known.trees[res.key] = _Tree(res.key, bundle, paths, signatures)
+            self._prune()
             self._alias(res, tree)
 
 

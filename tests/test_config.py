@@ -49,3 +49,9 @@ def test_the_cli_refuses_such_an_out_before_reaching_redis(tmp_path: Path, comma
     done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "--out '" in done.stderr and "dist' is not a directory" in done.stderr
+
+
+def test_out_under_a_file_is_refused(tmp_path: Path) -> None:
+    (_site(tmp_path) / "dist").write_text("a file, not a folder")
+    with pytest.raises(UsageError, match=r"--out '.*dist/css' cannot be used: Not a directory"):
+        resolve(tmp_path, src="scss", entries=("main.scss",), out="dist/css", project="site")

@@ -446,3 +446,15 @@ def test_an_excluded_file_is_resolved_every_time(local_dir: Path) -> None:
     link.symlink_to(src / "d2")
     bundle = collect(src, exclude=[link / "x.scss"], cache=cache, **LIMITS)
     assert "d1/x.scss" in bundle.files and "d2/x.scss" not in bundle.files
+
+
+def test_the_aliases_of_a_dropped_root_are_forgotten(local_dir: Path) -> None:
+    """An alias holds its tree's bundle: it must not outlive the memo it stands for."""
+    for name in ("one", "two"):
+        _tree(local_dir / name)
+    time.sleep(TICK * 2)
+    cache = SourceCache(max_roots=1, racy_ns=int(TICK * 1e9))
+    collect(local_dir / "one", exclude=[], cache=cache, **LIMITS)
+    assert [names[0] for names in cache._aliases] == [str(local_dir / "one")]
+    collect(local_dir / "two", exclude=[], cache=cache, **LIMITS)  # "one" dropped
+    assert [names[0] for names in cache._aliases] == [str(local_dir / "two")]
