@@ -1,8 +1,9 @@
 """Reading files by descriptor: reads sized to the file, and opens that never wait.
 
 The warm cache-hit path reads an artifact and compares an output with as few system calls
-as it can (``open``, ``fstat``, one ``read``, ``close``); Python's buffered ``open()``
-adds a few per file. A FIFO put where a file should be must fail, not hang a reader.
+as it can (a ``stat`` or ``fstat``, ``open``, one ``read``, ``close``); Python's buffered
+``open()`` adds an ``ioctl``, two ``lseek`` calls and more ``fstat`` calls per file. A
+FIFO put where a file should be must fail, not hang a reader.
 """
 
 from __future__ import annotations
