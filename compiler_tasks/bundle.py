@@ -1,28 +1,22 @@
 """Bundles: the set of source files one submit sends to the fleet.
 
-The client collects a bundle from a directory (what goes in, what stays out),
-packs it as a deterministic tar.gz for transport, and computes the content
-digest. The worker reads an archive back, validating every entry while it
-streams (regular files with plain relative names only, bounded count and
-size, no duplicates), checks the digest, and writes the files into a fresh
-per-task directory. The tar archive is only transport: the digest is over
-(path, sha256) pairs, see :func:`keys.content_digest`.
+The client collects a bundle from a directory (what goes in, what stays out)
+and computes the content digest; :mod:`archive` packs it as a deterministic
+tar.gz for transport. The worker reads an archive back (:func:`read_archive`:
+regular files with plain relative names only, bounded count and size, no
+duplicates), checks the digest, and writes the files into a fresh per-task
+directory. The tar archive is only transport: the digest is over (path,
+sha256) pairs, see :func:`keys.content_digest`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import struct
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # imported where used: a cache hit never builds or reads an archive
-    import gzip
 
 from .errors import BundleError, InvalidInput
 from .keys import content_digest, validate_relpath
@@ -31,18 +25,6 @@ from .sources import Source, SourceCache, Trail, read_source, resolve
 SOURCE_SUFFIXES = (".scss", ".sass")
 #: Directories never bundled: version control metadata.
 SKIPPED_DIRS = frozenset({".git", ".hg", ".svn"})
-#: gzip level of the bundle archive: level 1 compresses Bootstrap's 330 KB of Sass to
-#: 82 KB in 2 ms, level 6 to 65 KB in 7.5 ms; on a miss the client's CPU time counts and
-#: the archive is only transport (the digest is over the files).
-GZIP_LEVEL = 1
-#: Tar bytes a bundle may carry per file beyond the file's content: a header block, a pax
-#: header for a long name, padding. tarfile reads pax and GNU long-name headers whole,
-#: before the member is seen, so the decompressed stream itself is bounded with this.
-TAR_OVERHEAD_PER_FILE = 3072
-#: Tar bytes beyond all files: end-of-archive blocks and record padding.
-TAR_OVERHEAD = 20480
-#: Longest name of one file or folder most filesystems take (Linux NAME_MAX), in bytes.
-NAME_MAX = 255
 
 
 @dataclass(frozen=True)
@@ -69,82 +51,10 @@ class Bundle:
         return sum(len(data) for data in self.files.values())
 
     def archive(self) -> bytes:
-        """A deterministic tar.gz of the files (same files, same bytes).
+        """A deterministic tar.gz of the files (same files, same bytes), for transport."""
+        from . import archive
 
-        Names of at most 100 ASCII bytes (nearly every stylesheet) get plain ustar
-        headers written here, as tarfile (3.11) writes them, at a fraction of its
-        cost; any other name makes tarfile write the whole archive (pax headers).
-        """
-        import zlib
-
-        paths = sorted(self.files)
-        if not all(_plain_name(path, len(self.files[path])) for path in paths):
-            return self._tarfile_archive()
-        parts = []
-        for path in paths:
-            data = self.files[path]
-            parts += [_ustar_header(path.encode("ascii"), len(data)), data]
-            parts.append(b"\0" * (-len(data) % _BLOCK))
-        parts.append(b"\0" * (2 * _BLOCK))
-        tar = b"".join(parts)
-        tar += b"\0" * (-len(tar) % _RECORD)
-        deflate = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
-        body = deflate.compress(tar) + deflate.flush()
-        trailer = struct.pack("<II", zlib.crc32(tar), len(tar) & 0xFFFFFFFF)
-        return _GZIP_HEADER + body + trailer
-
-    def _tarfile_archive(self) -> bytes:
-        import gzip
-        import tarfile
-
-        buf = io.BytesIO()
-        with (
-            gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=GZIP_LEVEL) as gz,
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
-        ):
-            for path in sorted(self.files):
-                data = self.files[path]
-                info = tarfile.TarInfo(path)
-                info.size = len(data)
-                info.mode = 0o644
-                info.mtime = 0
-                tar.addfile(info, io.BytesIO(data))
-        return buf.getvalue()
-
-
-_BLOCK = 512
-#: tarfile pads an archive to whole records of 20 blocks.
-_RECORD = 20 * _BLOCK
-#: What ``gzip.GzipFile(mtime=0, compresslevel=1)`` writes first: magic, deflate, no
-#: flags, mtime 0, "fastest" (xfl 4), unknown OS (255).
-_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"
-
-
-def _plain_name(path: str, size: int) -> bool:
-    """Whether a plain ustar header holds this member (else tarfile writes pax headers)."""
-    return path.isascii() and len(path) <= 100 and size < 8**11
-
-
-def _ustar_header(name: bytes, size: int) -> bytes:
-    """tarfile's ustar header of a regular file: mode 0644, uid/gid 0, mtime 0, no owner."""
-    head = b"".join(
-        [
-            name.ljust(100, b"\0"),
-            b"0000644\0",  # mode
-            b"0000000\0" * 2,  # uid, gid
-            b"%011o\0" % size,
-            b"00000000000\0",  # mtime
-            b" " * 8,  # checksum, counted as spaces
-            b"0",  # regular file
-            b"\0" * 100,  # link name
-            b"ustar\x0000",
-            b"\0" * 64,  # owner and group names
-            b"\0" * 16,  # device numbers: none for a regular file
-            b"\0" * 167,  # name prefix, padding
-        ]
-    )
-    checksum = b"%06o\0 " % sum(head)
-    return head[:148] + checksum + head[156:]
+        return archive.pack(self.files)
 
 
 def _inside(path: str, root: str) -> bool:
@@ -270,93 +180,12 @@ def _add(
     return len(source.data)
 
 
-def archive_limit(max_bytes: int, max_files: int) -> int:
-    """The most bytes the tar stream of a bundle within the limits can hold."""
-    return max_bytes + TAR_OVERHEAD_PER_FILE * max_files + TAR_OVERHEAD
-
-
-class _BoundedStream:
-    """The decompressed tar stream, cut off once it is longer than any bundle within limits.
-
-    Member sizes are checked from their headers, but tarfile reads pax and GNU
-    long-name headers whole into memory: without this bound, a 200 KB archive
-    holding one 200 MB pax header would make the worker allocate it.
-    """
-
-    def __init__(self, stream: gzip.GzipFile, limit: int) -> None:
-        self.stream = stream
-        self.limit = limit
-        self.total = 0
-
-    def read(self, size: int = -1) -> bytes:
-        want = self.limit - self.total + 1
-        data = self.stream.read(want if size < 0 else min(size, want))
-        self.total += len(data)
-        if self.total > self.limit:
-            raise BundleError(
-                f"archive expands beyond {self.limit} bytes of tar data "
-                "(SCSSQ_MAX_BUNDLE_BYTES plus headers)"
-            )
-        return data
-
-
 def read_archive(data: bytes, *, max_bytes: int, max_files: int) -> Bundle:
-    """Read a tar.gz bundle, refusing anything but plain relative regular files.
+    """The bundle a tar.gz holds, refusing anything but plain relative regular files
+    within the limits (see :func:`archive.unpack`)."""
+    from . import archive
 
-    Checks happen while streaming: a header is judged before its data is read,
-    the running total of file sizes is bounded, and so is the decompressed
-    stream itself (tar metadata included), so a decompression bomb or a
-    file-count bomb stops early.
-    """
-    import gzip
-    import tarfile
-    import zlib
-
-    files: dict[str, bytes] = {}
-    total = 0
-    try:
-        gz = gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb")
-        stream = _BoundedStream(gz, archive_limit(max_bytes, max_files))
-        with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
-            for member in tar:
-                name = member.name
-                if not member.isreg():
-                    raise BundleError(f"archive entry {name!r} is not a regular file")
-                try:
-                    validate_relpath(name, "archive entry")
-                except InvalidInput as e:
-                    raise BundleError(str(e)) from None
-                if name in files:
-                    raise BundleError(f"archive entry {name!r} appears twice")
-                if len(files) >= max_files:
-                    raise BundleError(f"archive holds more than {max_files} files")
-                total += member.size
-                if total > max_bytes:
-                    raise BundleError(f"archive expands beyond {max_bytes} bytes")
-                fh = tar.extractfile(member)
-                content = fh.read(member.size + 1) if fh else b""
-                if len(content) != member.size:
-                    raise BundleError(f"archive entry {name!r} is truncated or oversized")
-                files[name] = content
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-        raise BundleError(f"bundle archive is unreadable: {e}") from e
-    _check_layout(files)
-    return Bundle.from_files(files)
-
-
-def _check_layout(names: Collection[str]) -> None:
-    """Refuse names no folder can hold, so that writing the tree fails only for the
-    worker's own reasons: a name part over NAME_MAX bytes, or a name that is a file and
-    also a folder of another entry (``a`` and ``a/b.scss``)."""
-    folders: set[str] = set()
-    for name in names:
-        parts = name.split("/")
-        if any(len(part.encode()) > NAME_MAX for part in parts):
-            raise BundleError(f"archive entry {name!r} has a name part over {NAME_MAX} bytes")
-        folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
-    clash = folders.intersection(names)
-    if clash:
-        raise BundleError(f"archive entry {min(clash)!r} is both a file and a folder")
+    return Bundle.from_files(archive.unpack(data, max_bytes=max_bytes, max_files=max_files))
 
 
 def write_tree(bundle: Bundle, root: Path) -> None:

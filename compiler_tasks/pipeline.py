@@ -20,7 +20,8 @@ from typing import Any
 import redis
 
 from . import commits, metrics, presigned
-from .bundle import Bundle, archive_limit, read_archive, write_tree
+from .archive import archive_limit
+from .bundle import Bundle, read_archive, write_tree
 from .engine_api import request_for
 from .engines import EngineAborted, EngineOutput
 from .errors import (

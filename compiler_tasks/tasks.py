@@ -177,9 +177,9 @@ def _compile_holding(
             root = workdir / "src"
             with instrument.span("scss.compile"):
                 result = pipeline.compile_entries(ctx, job, root, lock)
-        finally:
+            return pipeline.finish(ctx, job, lock, result, mapped=mapped)
+        finally:  # after the waiters are woken: they need none of these files
             shutil.rmtree(workdir, ignore_errors=True)
-        return pipeline.finish(ctx, job, lock, result, mapped=mapped)
     finally:  # this process lived to see the attempt end: it was no crash of the worker
         with contextlib.suppress(redis.RedisError):
             ctx.redis.delete(attempts)

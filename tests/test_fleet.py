@@ -233,7 +233,7 @@ def test_work_dir_holds_bundles_only_while_they_compile(make_fleet, tmp_path: Pa
     src = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"})
     ok(fleet.scssq("submit", HASH1, *submit_args(src, tmp_path / "o"), cwd=tmp_path), fleet)
     assert (tmp_path / "o" / "main.css").read_text() == ".a {\n  b: c;\n}\n"
-    assert list(scratch.iterdir()) == []
+    wait_until(lambda: list(scratch.iterdir()) == [])  # removed just after the wake-up
     scratch.rmdir()
     (src / "main.scss").write_text(".a { b: d; }\n")
     proc = fleet.scssq("submit", HASH2, *submit_args(src, tmp_path / "o"), "--json", cwd=tmp_path)
