@@ -48,6 +48,26 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values)) if values else math.nan
 
 
+def median_interval(
+    values: Sequence[float], level: float = 0.95, resamples: int = 4000
+) -> tuple[float, float]:
+    """A bootstrap ``level`` confidence interval of the median of ``values``.
+
+    How far a p50 of a few dozen noisy samples may be from the machine's true median:
+    the spread of medians of ``resamples`` resamplings (fixed seed: the same values give
+    the same interval).
+    """
+    if len(values) < 2:
+        return math.nan, math.nan
+    import random
+
+    rng = random.Random(0)
+    data = list(values)
+    medians = sorted(statistics.median(rng.choices(data, k=len(data))) for _ in range(resamples))
+    tail = (1 - level) / 2
+    return percentile(medians, 100 * tail), percentile(medians, 100 * (1 - tail))
+
+
 def summary(values: Sequence[float]) -> dict[str, float]:
     """p50, p90, p99, min, max and count of ``values``."""
     return {
