@@ -6,7 +6,8 @@ cannot hold makes tarfile write the whole archive with pax headers instead.
 
 :func:`unpack` refuses anything but plain relative regular files, with bounded count and
 size, no duplicates, and names a folder can hold. It first tries the one layout
-:func:`pack` writes: the gzip stream is inflated at once (bounded), and each header must
+:func:`pack` writes: the gzip stream is inflated at once (up to ``FAST_MAX_TAR``
+bytes), and each header must
 be byte for byte what :func:`pack` writes for its name and size. That reads Bootstrap's
 93 files in about 1 ms instead of tarfile's 7. Any other archive (pax headers, another
 writer's fields, a truncated or oversized stream, anything odd) is read again by tarfile,
@@ -44,6 +45,11 @@ TAR_OVERHEAD_PER_FILE = 3072
 TAR_OVERHEAD = 20480
 #: Longest name of one file or folder most filesystems take (Linux NAME_MAX), in bytes.
 NAME_MAX = 255
+
+#: Largest tar stream read in one piece (the fast path); a bigger one streams through
+#: tarfile. Bootstrap 5's is 0.4 MB. It bounds what a hostile archive with pack's header
+#: makes a worker inflate before a header is judged (tarfile judges each as it streams).
+FAST_MAX_TAR = 8 * 1024 * 1024
 
 _BLOCK = 512
 #: tarfile pads an archive to whole records of 20 blocks.
@@ -131,7 +137,7 @@ def unpack(data: bytes, *, max_bytes: int, max_files: int) -> dict[str, bytes]:
     Raises BundleError naming the offending entry (or the stream) otherwise.
     """
     limit = archive_limit(max_bytes, max_files)
-    tar = _inflate(data, limit)
+    tar = _inflate(data, min(limit, FAST_MAX_TAR))
     files = None if tar is None else _plain_members(tar, max_bytes, max_files)
     if files is None:
         files = _tarfile_members(data, limit, max_bytes, max_files)

@@ -81,6 +81,20 @@ def test_an_archive_inflating_past_the_limit_goes_to_tarfile() -> None:
         archive.unpack(packed, **LIMITS)
 
 
+def test_a_tar_stream_over_the_fast_bound_streams_through_tarfile(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A hostile archive with pack's header inflates no further than FAST_MAX_TAR at once."""
+    files = {"a.scss": b"a" * 3000, "b.scss": b"b" * 3000}
+    monkeypatch.setattr(archive, "FAST_MAX_TAR", 4096)
+    calls = []
+    read = archive._tarfile_members
+    monkeypatch.setattr(archive, "_tarfile_members", lambda *a: calls.append(1) or read(*a))
+    assert archive.unpack(archive.pack(files), max_bytes=1 << 20, max_files=9) == files
+    assert calls == [1]
+    bomb = archive.pack({"big.scss": b"\0" * (1 << 20)})
+    with pytest.raises(BundleError, match="expands beyond 4096 bytes"):
+        archive.unpack(bomb, max_bytes=4096, max_files=9)
+
+
 @pytest.mark.parametrize(
     "edit,why",
     [
