@@ -55,9 +55,10 @@ def median_interval(
 
     How far a p50 of a few dozen noisy samples may be from the machine's true median:
     the spread of medians of ``resamples`` resamplings (fixed seed: the same values give
-    the same interval).
+    the same interval). NaN below 10 values, where a resampled median cannot reach 95 %
+    coverage (with 4, even the minimum to the maximum covers only 87.5 %).
     """
-    if len(values) < 2:
+    if len(values) < 10:
         return math.nan, math.nan
     import random
 

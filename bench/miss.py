@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -41,7 +42,7 @@ from cli.client import submit
 SCSSQ = str(Path(sys.executable).parent / "scssq")
 CORPUS = ("bootstrap", "bootstrap4")
 #: Runs per bundle. One compile here varies by up to 30 % from one second to the next,
-#: so a pair's ratio does too; with 30 pairs the p50's 95 % interval is about ±0.04.
+#: so a pair's ratio does too; with 30 pairs the p50's 95 % interval is about ±0.03-0.06.
 RUNS = 30
 
 
@@ -118,7 +119,7 @@ def measure(fleet: BenchFleet, name: str, runs: int, tmp: Path) -> dict[str, Any
 
 def _interval(row: dict[str, Any]) -> str:
     low, high = row["ratio_p50_interval"]
-    return f"{low:.2f} to {high:.2f}"
+    return "too few runs" if math.isnan(low) else f"{low:.2f} to {high:.2f}"
 
 
 def main() -> int:

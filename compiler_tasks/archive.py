@@ -25,6 +25,7 @@ import io
 import struct
 import zlib
 from collections.abc import Collection, Mapping
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from .errors import BundleError, InvalidInput
@@ -45,6 +46,8 @@ TAR_OVERHEAD_PER_FILE = 3072
 TAR_OVERHEAD = 20480
 #: Longest name of one file or folder most filesystems take (Linux NAME_MAX), in bytes.
 NAME_MAX = 255
+#: Folders a bundle may make a worker create, per file SCSSQ_MAX_BUNDLE_FILES allows.
+FOLDERS_PER_FILE = 4
 
 #: Largest tar stream read in one piece (the fast path); a bigger one streams through
 #: tarfile. Bootstrap 5's is 0.4 MB. It bounds what a hostile archive with pack's header
@@ -137,12 +140,19 @@ def unpack(data: bytes, *, max_bytes: int, max_files: int) -> dict[str, bytes]:
     Raises BundleError naming the offending entry (or the stream) otherwise.
     """
     limit = archive_limit(max_bytes, max_files)
-    tar = _inflate(data, min(limit, FAST_MAX_TAR))
-    files = None if tar is None else _plain_members(tar, max_bytes, max_files)
-    if files is None:
+    files = _read_packed(data, min(limit, FAST_MAX_TAR), max_bytes, max_files)
+    if files is None:  # the inflated stream is gone by now: tarfile streams its own
         files = _tarfile_members(data, limit, max_bytes, max_files)
-    check_layout(files)
+    check_layout(files, max_files)
     return files
+
+
+def _read_packed(
+    data: bytes, bound: int, max_bytes: int, max_files: int
+) -> dict[str, bytes] | None:
+    """The files of an archive :func:`pack` wrote, inflated in one piece; else None."""
+    tar = _inflate(data, bound)
+    return None if tar is None else _plain_members(tar, max_bytes, max_files)
 
 
 def _inflate(data: bytes, limit: int) -> bytes | None:
@@ -283,16 +293,43 @@ def _tarfile_members(data: bytes, limit: int, max_bytes: int, max_files: int) ->
     return files
 
 
-def check_layout(names: Collection[str]) -> None:
+def check_layout(names: Collection[str], max_files: int) -> None:
     """Refuse names no folder can hold, so that writing the tree fails only for the
-    worker's own reasons: a name part over NAME_MAX bytes, or a name that is a file and
-    also a folder of another entry (``a`` and ``a/b.scss``)."""
-    folders: set[str] = set()
+    worker's own reasons: a name part over NAME_MAX bytes, a name that is a file and
+    also a folder of another entry (``a`` and ``a/b.scss``), or more than
+    ``FOLDERS_PER_FILE * max_files`` folders to create.
+
+    Linear in the names' total length plus a sort, whatever their depth: with ``/`` as
+    the lowest character (names never hold a NUL), every name below a folder ``N``
+    sorts right after ``N``, so neighbours show every such ``N`` and every folder a
+    name shares with the one before it. (Collecting every folder of every name took
+    11 s and 1.7 GB for 20,000 names 250 folders deep, and writing them 5 million
+    folders.)
+    """
     for name in names:
-        parts = name.split("/")
-        if any(len(part.encode()) > NAME_MAX for part in parts):
+        if any(len(part.encode()) > NAME_MAX for part in name.split("/")):
             raise BundleError(f"archive entry {name!r} has a name part over {NAME_MAX} bytes")
-        folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
-    clash = folders.intersection(names)
+    keys = sorted(name.replace("/", "\0") for name in names)
+    clash = [key for key, after in pairwise(keys) if after.startswith(key + "\0")]
     if clash:
-        raise BundleError(f"archive entry {min(clash)!r} is both a file and a folder")
+        first = min(key.replace("\0", "/") for key in clash)
+        raise BundleError(f"archive entry {first!r} is both a file and a folder")
+    limit = FOLDERS_PER_FILE * max_files
+    folders = sum(_new_folders(key, before) for before, key in pairwise(["", *keys]))
+    if folders > limit:
+        raise BundleError(
+            f"archive holds {folders} folders, more than {limit} "
+            f"({FOLDERS_PER_FILE} per file of SCSSQ_MAX_BUNDLE_FILES)"
+        )
+
+
+def _new_folders(key: str, before: str) -> int:
+    """How many folders of ``key`` are not folders of ``before`` (its sorted neighbour)."""
+    low, high = 0, min(len(key), len(before))
+    while low < high:  # the longest common prefix, compared at C speed
+        middle = (low + high + 1) // 2
+        if key.startswith(before[:middle]):
+            low = middle
+        else:
+            high = middle - 1
+    return key.count("\0") - key.count("\0", 0, low)

@@ -186,3 +186,51 @@ def test_no_tarfile_import_for_a_packed_archive() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _layout_by_sets(names: list[str], max_files: int) -> str | None:
+    """check_layout's rules, spelled out with a set of every folder of every name."""
+    folders = {"/".join(n.split("/")[:i]) for n in names for i in range(1, n.count("/") + 1)}
+    clash = folders.intersection(names)
+    if clash:
+        return f"archive entry {min(clash)!r} is both a file and a folder"
+    if len(folders) > archive.FOLDERS_PER_FILE * max_files:
+        return f"archive holds {len(folders)} folders"
+    return None
+
+
+@EVERYWHERE
+@given(
+    st.lists(
+        st.lists(st.sampled_from(["a", "b", "a-b", "a.b", "a b", "c"]), min_size=1, max_size=4),
+        min_size=1,
+        max_size=12,
+    ).map(lambda paths: sorted({"/".join(p) for p in paths})),
+    st.integers(1, 4),
+)
+def test_layout_check_agrees_with_the_set_of_all_folders(names: list[str], max_files: int) -> None:
+    try:
+        archive.check_layout(names, max_files)
+        outcome = None
+    except BundleError as e:
+        outcome = str(e)
+    expected = _layout_by_sets(names, max_files)
+    assert (outcome is None) == (expected is None), (outcome, expected)
+    if expected is not None:
+        assert outcome is not None and outcome.startswith(expected)
+
+
+def test_deep_names_are_refused_without_building_every_folder() -> None:
+    """20,000 names 251 folders deep: 5 million folders to write. Refused by count,
+    and the check never holds more than the names themselves (it held 1.7 GB)."""
+    import tracemalloc
+
+    names = [f"{i:05d}/" + "a/" * 250 + "x.scss" for i in range(20_000)]
+    tracemalloc.start()
+    try:
+        with pytest.raises(BundleError, match="holds 5020000 folders, more than 80000"):
+            archive.check_layout(names, 20_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, peak

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from compiler_tasks import archive as archive_format
 from compiler_tasks.keys import bundle_path
 from tests.hostile import forge
 from tests.hostile.forge import regular, special
@@ -77,6 +78,14 @@ def test_hostile_archives_are_refused_by_a_real_worker(make_fleet, tmp_path: Pat
         "file-count bomb": (
             forge.targz([regular(f"f{i}.scss") for i in range(MAX_FILES + 1)]),
             f"more than {MAX_FILES} files",
+        ),
+        "folder bomb": (
+            forge.targz([regular(f"d{i}/" + "a/" * 9 + "x.scss") for i in range(MAX_FILES)]),
+            f"holds {MAX_FILES * 10} folders, more than {4 * MAX_FILES}",
+        ),
+        "decompression bomb in the client's own layout": (
+            archive_format.pack({"main.scss": b"\0" * (16 * MAX_BYTES)}),
+            f"expands beyond {MAX_BYTES} bytes",
         ),
         "garbage": (b"\x1f\x8b not really gzip", "unreadable"),
     }
