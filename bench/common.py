@@ -186,9 +186,23 @@ class Report:
     load_before: tuple[float, float, float] = field(default_factory=os.getloadavg)
 
     def goal(
-        self, goal: str, value: float, limit: float, *, at_most: bool = True, note: str = ""
+        self,
+        goal: str,
+        value: float,
+        limit: float,
+        *,
+        at_most: bool = True,
+        exactly: bool = False,
+        note: str = "",
     ) -> None:
-        met = (value <= limit) if at_most else (value >= limit)
+        """Record a goal: met when ``value`` is at most ``limit`` (at least, with
+        ``at_most=False``; equal to it, with ``exactly``); a NaN value is never met."""
+        if exactly:
+            met = value == limit
+        elif at_most:
+            met = value <= limit
+        else:
+            met = value >= limit
         self.goals.append(Goal(goal, value, limit, bool(met and not math.isnan(value)), note))
 
     def write(self, text: str) -> Path:

@@ -32,7 +32,6 @@ before the next round, which waits until the fleet is idle.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import multiprocessing
 import os
@@ -46,17 +45,17 @@ from typing import Any
 import redis
 
 from bench import bundles
-from bench.common import Report, ms, percentile, summary, table
+from bench.common import Report, ms
 from bench.fleet import BenchFleet, redis_server
 from bench.herd_runner import serve
-from bench.monitor import Recorder, by_name, kinds, publish_time, script_publish
+from bench.herd_stats import VARIANTS, goals, round_measures, rows, tables
+from bench.monitor import Recorder, publish_time, script_publish
 from compiler_tasks.bundle import collect
 from compiler_tasks.keys import RedisKeys, compile_key
 from compiler_tasks.storage import open_store
 
 PROCESSES = 4
 LOCK_TTL = 10
-VARIANTS = ("scssq", "poll-2s", "poll-100ms", "raw")
 INTERVALS = {"poll-2s": 2.0, "poll-100ms": 0.1}
 #: Seconds between sending a round and its start: every thread is up and connected by then.
 LEAD = 1.5
@@ -161,54 +160,15 @@ def _round(
     completed = (
         publish_time(commands, channel) if variant == "raw" else script_publish(commands, channel)
     )
-    errors = [r["error"] for r in records if "error" in r]
-    per_waiter = by_name(commands, tag + "-")
-    counts = [len(per_waiter.get(r["name"], [])) for r in records]
-    during = [
-        sum(1 for c in per_waiter.get(r["name"], []) if r["wait"] < c.time < r["wake"])
-        for r in records
-        if r.get("wait") and r.get("wake")
-    ]
-    all_kinds = kinds([c for cmds in per_waiter.values() for c in cmds])
-    # Wake-up latency of the waiters that were waiting when the compile completed; one
-    # that reached its wait later (slowed by the herd's own CPU load) found the message
-    # already buffered on its subscription: counted apart as a late arrival.
-    wakes = [
-        r["wake"] - completed
-        for r in records
-        if r.get("wake") and completed and r["wait"] <= completed
-    ]
-    late = sum(1 for r in records if r.get("wake") and completed and r["wait"] > completed)
-    done = [r["done"] for r in records if "done" in r]
+    measured = round_measures(records, commands, completed, start_at, tag)
     fleet.wait_idle(timeout=LOCK_TTL * 4 + 60)
     shutil.rmtree(tmp / tag, ignore_errors=True)
     return {
         "variant": variant,
         "n": n,
         "target_wait_s": wait,
-        "wait_s": (completed - start_at) if completed else None,
         "compiles": fleet.engine_runs() - runs_before,
-        "errors": errors[:5],
-        "error_count": len(errors),
-        "outcomes": dict(_count(r.get("outcome") for r in records if r.get("outcome"))),
-        "tasks_sent": sum(r.get("sends", 0) for r in records),
-        "last_css_s": (max(done) - start_at) if done else None,
-        "last_css_after_completion_s": (max(done) - completed) if done and completed else None,
-        "late_arrivals": late,
-        "records": [
-            {
-                k: round(r[k] - start_at, 4) if isinstance(r.get(k), float) else r.get(k)
-                for k in ("start", "wait", "wake", "done", "outcome", "polls", "error")
-                if r.get(k) is not None
-            }
-            for r in records
-        ],
-        "wake_s": summary(wakes),
-        "wakes": [round(w, 6) for w in wakes],
-        "commands": summary(counts),
-        "commands_during_wait": summary(during),
-        "command_kinds": dict(all_kinds),
-        "polls": summary([r["polls"] for r in records if "polls" in r]),
+        **measured,
     }
 
 
@@ -228,13 +188,6 @@ def _descendants(pid: int) -> list[int]:
         found += kids
         frontier = kids
     return found
-
-
-def _count(values: Any) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for v in values:
-        out[v] = out.get(v, 0) + 1
-    return out
 
 
 def _key_of(fleet: BenchFleet, src: Path) -> str:
@@ -289,82 +242,6 @@ def _with_trigger(
     if failure:
         raise failure[0]
     return records
-
-
-def _rows(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Medians over the repetitions of each (N, wait, variant)."""
-    rows = []
-    keyfn = lambda r: (r["n"], r["target_wait_s"], VARIANTS.index(r["variant"]))  # noqa: E731
-    for (n, wait, v), group in itertools.groupby(sorted(rounds, key=keyfn), key=keyfn):
-        g = list(group)
-        wakes = [w for r in g for w in r["wakes"]]
-        rows.append(
-            {
-                "n": n,
-                "target_wait_s": wait,
-                "variant": VARIANTS[v],
-                "reps": len(g),
-                "wait_s": percentile([r["wait_s"] or 0 for r in g], 50),
-                "compiles_max": max(r["compiles"] for r in g),
-                "compiles": [r["compiles"] for r in g],
-                "errors": sum(r["error_count"] for r in g),
-                "last_css_s": percentile([r["last_css_s"] or 0 for r in g], 50),
-                "tail_s": percentile([r["last_css_after_completion_s"] or 0 for r in g], 50),
-                "late": sum(r["late_arrivals"] for r in g),
-                "wake_p50": percentile(wakes, 50),
-                "wake_p99": percentile(wakes, 99),
-                "commands_p50": percentile([r["commands"]["p50"] for r in g], 50),
-                "commands_max": max(r["commands"]["max"] for r in g),
-                "during_wait_max": max(
-                    (r["commands_during_wait"]["max"] for r in g if r["commands_during_wait"]["n"]),
-                    default=0,
-                ),
-                "tasks_sent": percentile([r["tasks_sent"] for r in g], 50),
-            }
-        )
-    return rows
-
-
-def _tables(rows: list[dict[str, Any]]) -> str:
-    label = {
-        "scssq": "scssq",
-        "poll-2s": "poll 2 s",
-        "poll-100ms": "poll 100 ms",
-        "raw": "raw floor",
-    }
-    body = []
-    for r in rows:
-        body.append(
-            (
-                r["n"],
-                f"{r['wait_s']:.1f} s",
-                label[r["variant"]],
-                "-" if r["variant"] == "raw" else f"{r['compiles_max']}",
-                "-" if r["variant"] == "raw" else f"{r['last_css_s']:.2f} s (+{r['tail_s']:.2f})",
-                ms(r["wake_p50"]),
-                ms(r["wake_p99"]),
-                f"{r['commands_p50']:.0f} (max {r['commands_max']:.0f})",
-                f"{r['during_wait_max']:.0f}" if r["variant"] == "scssq" else "-",
-                r["late"] if r["variant"] == "scssq" else "-",
-                r["errors"],
-            )
-        )
-    return table(
-        [
-            "N",
-            "wait",
-            "variant",
-            "compiles",
-            "last has the CSS (after completion)",
-            "wake p50",
-            "wake p99",
-            "cmds/waiter",
-            "cmds in wait",
-            "late",
-            "errors",
-        ],
-        body,
-    )
 
 
 def main() -> int:
@@ -434,47 +311,17 @@ def main() -> int:
         finally:
             runners.close()
             fleet.stop()
-    rows = _rows(rounds)
-    report.data = {"rounds": rounds, "rows": rows}
+    pooled = rows(rounds)
+    report.data = {"rounds": rounds, "rows": pooled}
     label = "herd (pinned)" if args.pin else "herd"
-    _goals(report, rows, sizes, label)
+    goals(report, pooled, sizes, label)
     title = (
         "### Herd, pinned (diagnostic): fleet, Redis and MONITOR on CPU 0, waiters on CPU 1"
         if args.pin
         else "### Herd"
     )
-    report.write(f"{title}\n\n" + _tables(rows))
+    report.write(f"{title}\n\n" + tables(pooled))
     return 0
-
-
-def _goals(report: Report, rows: list[dict[str, Any]], sizes: list[int], label: str) -> None:
-    find = {(r["n"], r["target_wait_s"], r["variant"]): r for r in rows}
-    scssq = [r for r in rows if r["variant"] == "scssq"]
-    report.goal(
-        f"{label}: compiles per key (every N, every wait)",
-        max(r["compiles_max"] for r in scssq),
-        1,
-        note=f"N = {', '.join(map(str, sizes))}",
-    )
-    for r in scssq:
-        raw = find.get((r["n"], r["target_wait_s"], "raw"))
-        if raw is None:
-            continue
-        report.goal(
-            f"{label} N={r['n']}, wait {r['wait_s']:.1f} s: p99 wake-up ÷ raw floor p99",
-            r["wake_p99"] / raw["wake_p99"],
-            1.2,
-            note=f"{ms(r['wake_p99'])} vs {ms(raw['wake_p99'])}",
-        )
-    for n in sizes:
-        cmds = [r["commands_max"] for r in scssq if r["n"] == n]
-        if len(cmds) > 1:
-            report.goal(
-                f"{label} N={n}: commands per waiter, longest wait - shortest (max)",
-                cmds[-1] - cmds[0],
-                0,
-                note="independent of the wait: " + " vs ".join(f"{c:.0f}" for c in cmds),
-            )
 
 
 if __name__ == "__main__":
