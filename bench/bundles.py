@@ -25,9 +25,18 @@ ENTRY = "main.scss"
 STYLE = "expanded"
 
 
-def bootstrap_label(name: str = "bootstrap") -> str:
-    major = "Bootstrap" if name.startswith("bootstrap") else name
-    return f"{major} {PACKAGES[name][0]}"
+#: How each corpus package is called in tables.
+TITLES = {
+    "bootstrap": "Bootstrap",
+    "bootstrap4": "Bootstrap",
+    "bulma": "Bulma",
+    "foundation-sites": "Foundation",
+}
+
+
+def label(name: str = "bootstrap") -> str:
+    """``Bootstrap 5.3.3``: a corpus package's title and pinned version."""
+    return f"{TITLES.get(name, name)} {PACKAGES[name][0]}"
 
 
 def primary(i: int) -> str:
@@ -44,6 +53,48 @@ def bootstrap(dest: Path, i: int, name: str = "bootstrap") -> Path:
     if not (dest / "scss").exists():
         shutil.copytree(package / "scss", dest / "scss", copy_function=_link_or_copy)
     (dest / ENTRY).write_text(f'$primary: {primary(i)};\n@import "scss/bootstrap";\n')
+    return dest
+
+
+def bulma(dest: Path, i: int) -> Path:
+    """Bulma's ``sass/`` under ``bulma/`` (hard links) and ``main.scss`` that configures
+    ``$primary`` with :func:`primary` ``(i)`` (Dart Sass only: ``@use ... with``)."""
+    package = ensure("bulma")
+    dest.mkdir(parents=True, exist_ok=True)
+    if not (dest / "bulma").exists():
+        shutil.copytree(package / "sass", dest / "bulma" / "sass", copy_function=_link_or_copy)
+    (dest / ENTRY).write_text(f'@use "bulma/sass" with ($primary: {primary(i)});\n')
+    return dest
+
+
+#: Foundation's palette (its defaults but the primary colour) for :func:`foundation`.
+FOUNDATION = (
+    '@use "pkg:foundation-sites/scss/foundation" as * with (\n'
+    "  $foundation-palette: (primary: {primary}, secondary: #767676, success: #3adb76,\n"
+    "    warning: #ffae00, alert: #cc4b37)\n"
+    ");\n"
+    "@include foundation-everything;\n"
+)
+
+
+def foundation(dest: Path, i: int) -> Path:
+    """Foundation's stylesheets and manifests under ``node_modules/foundation-sites`` (hard
+    links) and ``main.scss`` that loads it with ``pkg:`` and sets its primary colour to
+    :func:`primary` ``(i)`` (Dart Sass only)."""
+    package = ensure("foundation-sites")
+    target = dest / "node_modules" / "foundation-sites"
+    if not target.exists():
+
+        def others(folder: str, names: list[str]) -> list[str]:
+            return [
+                n
+                for n in names
+                if not os.path.isdir(os.path.join(folder, n))
+                and not n.endswith((".scss", "package.json"))
+            ]
+
+        shutil.copytree(package, target, ignore=others, copy_function=_link_or_copy)
+    (dest / ENTRY).write_text(FOUNDATION.format(primary=primary(i)))
     return dest
 
 
@@ -98,13 +149,13 @@ def small(dest: Path, i: int) -> Path:
     return dest
 
 
-def config(src: Path, out: Path, project: str = "bench") -> SubmitConfig:
-    """What ``scssq submit --src SRC --entry main.scss --out OUT`` asks for."""
+def config(src: Path, out: Path, project: str = "bench", engine: str = "libsass") -> SubmitConfig:
+    """What ``scssq submit --src SRC --entry main.scss --out OUT --engine E`` asks for."""
     return SubmitConfig(
         project=project,
         src=src,
         out=out,
-        options=CompileOptions(entries=(ENTRY,), style=STYLE),
+        options=CompileOptions(entries=(ENTRY,), style=STYLE, engine=engine),
     )
 
 

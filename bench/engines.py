@@ -1,7 +1,8 @@
 """Benchmark: warm embedded Dart Sass vs a new ``sass`` process per compile vs libsass.
 
 ``python bench/engines.py [--runs N]`` compiles Bootstrap 5.3.3 (``scss/bootstrap.scss``),
-Bulma 1.0.2 (``bulma.scss``) and a small bundle (``@use`` + ``sass:math``, the shape of
+Bulma 1.0.2 (``bulma.scss``), Foundation 6.8.1 (an entry that loads it with ``pkg:`` and
+includes ``foundation-everything``) and a small bundle (``@use`` + ``sass:math``, the shape of
 most app stylesheets) N times each (default 15, at least 10) with:
 
 * **dart-sass warm**: scssq's dart-sass engine, one long-lived ``sass --embedded``
@@ -33,8 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import bundles  # noqa: E402
 from bench.common import cpu_model  # noqa: E402
-from bench.corpus import PACKAGES, ensure  # noqa: E402
+from bench.corpus import ensure  # noqa: E402
 from compiler_tasks.dart_engine import DartSassEngine  # noqa: E402
 from compiler_tasks.dart_sass import dart_sass_version, locate  # noqa: E402
 from compiler_tasks.engines import EngineProcess, EngineRequest, engine_version  # noqa: E402
@@ -62,15 +64,23 @@ def _time(fn: Callable[[], object], runs: int) -> list[float]:
     return samples
 
 
-def _cases(tmp: Path) -> list[tuple[str, Path, str]]:
+def _cases(tmp: Path) -> list[tuple[str, Path, str, tuple[str, ...]]]:
+    """(label, root, entry, the ``sass`` CLI's extra flags) of each bundle."""
     small = tmp / "small"
     for rel, text in SMALL.items():
         (small / rel).parent.mkdir(parents=True, exist_ok=True)
         (small / rel).write_text(text)
+    foundation = bundles.foundation(tmp / "foundation", 0)
     return [
-        (f"Bootstrap {PACKAGES['bootstrap'][0]}", ensure("bootstrap"), "scss/bootstrap.scss"),
-        (f"Bulma {PACKAGES['bulma'][0]}", ensure("bulma"), "bulma.scss"),
-        ("small bundle (@use, sass:math)", small, "main.scss"),
+        (bundles.label("bootstrap"), ensure("bootstrap"), "scss/bootstrap.scss", ()),
+        (bundles.label("bulma"), ensure("bulma"), "bulma.scss", ()),
+        (
+            bundles.label("foundation-sites") + " (`pkg:`, `foundation-everything`)",
+            foundation,
+            bundles.ENTRY,
+            ("--pkg-importer=node",),
+        ),
+        ("small bundle (@use, sass:math)", small, "main.scss", ()),
     ]
 
 
@@ -89,16 +99,21 @@ def main() -> int:
         EngineProcess(settings) as libsass,
     ):
         tmp = Path(tmp_dir)
-        for label, root, entry in _cases(tmp):
+        for label, root, entry, cli_flags in _cases(tmp):
             req = EngineRequest(root, entry)
             out = tmp / "cli.css"
 
             def warm(req: EngineRequest = req) -> object:
                 return dart.compile(req, deadline=time.monotonic() + 300)
 
-            def cli(root: Path = root, entry: str = entry, out: Path = out) -> object:
+            def cli(
+                root: Path = root,
+                entry: str = entry,
+                out: Path = out,
+                flags: tuple[str, ...] = cli_flags,
+            ) -> object:
                 return subprocess.run(
-                    [binary.dart, binary.snapshot, "--no-source-map", entry, str(out)],
+                    [binary.dart, binary.snapshot, "--no-source-map", *flags, entry, str(out)],
                     cwd=root,
                     check=True,
                     capture_output=True,

@@ -224,8 +224,8 @@ def main() -> int:
         },
     )
     cases = [
-        ("bootstrap", bundles.bootstrap_label("bootstrap")),
-        ("bootstrap4", bundles.bootstrap_label("bootstrap4")),
+        ("bootstrap", bundles.label("bootstrap")),
+        ("bootstrap4", bundles.label("bootstrap4")),
         ("small", "small sheet"),
     ]
     proc_rows: list[dict[str, Any]] = []

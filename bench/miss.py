@@ -5,8 +5,9 @@
 For each run a fresh variant of the bundle (a distinct ``$primary``, so a miss) is
 compiled twice, in alternating order:
 
-* **engine**: libsass in this (warm) process, ``sass.compile(filename=...)`` with the
-  same options, writing the CSS;
+* **engine**: the engine alone, warm in this process, writing the CSS: libsass itself
+  (``sass.compile(filename=...)``), or scssq's Dart Sass engine (the embedded compiler
+  the workers run, started and warmed here first);
 * **submit**: the client API, ``cli.client.submit()`` with a warm ``Client`` (a CI runner
   that already imported scssq) against an idle fleet of 2 workers (``--concurrency=1``):
   bundle, key, subscribe, enqueue, the worker's pipeline (unpack, lock, engine child,
@@ -18,12 +19,14 @@ Workers unpack bundles into a tmpfs (``SCSSQ_WORK_DIR`` under ``/dev/shm``), as 
 A third column times the whole ``scssq submit`` process (interpreter start and imports
 included) on another fresh variant. The worker's own task line gives the split: engine
 time in the worker's child process vs the rest of the pipeline.
-Bootstrap 5.3.3 (the goal) and Bootstrap 4.6.2.
+Bootstrap 5.3.3 (the goal) and Bootstrap 4.6.2 with libsass; Bulma 1.0.2 and Foundation
+6.8.1 (``@use ... with``, ``pkg:``) with Dart Sass.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -31,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +42,32 @@ from bench import bundles
 from bench.common import Report, median_interval, ms, ratio, summary, table
 from bench.fleet import BenchFleet, redis_server
 from cli.client import submit
+from compiler_tasks.dart_engine import DartSassEngine
+from compiler_tasks.engine_api import EngineRequest
+from compiler_tasks.settings import Settings
 
 SCSSQ = str(Path(sys.executable).parent / "scssq")
-CORPUS = ("bootstrap", "bootstrap4")
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One bundle of the benchmark: a corpus package, its engine, and its variant builder."""
+
+    name: str
+    engine: str
+    build: Callable[[Path, int], Path]
+
+    @property
+    def label(self) -> str:
+        return f"{bundles.label(self.name)} ({self.engine})"
+
+
+CASES = (
+    Case("bootstrap", "libsass", lambda dest, i: bundles.bootstrap(dest, i, "bootstrap")),
+    Case("bootstrap4", "libsass", lambda dest, i: bundles.bootstrap(dest, i, "bootstrap4")),
+    Case("bulma", "dart-sass", bundles.bulma),
+    Case("foundation-sites", "dart-sass", bundles.foundation),
+)
 #: Runs per bundle. One compile here varies by up to 30 % from one second to the next,
 #: so a pair's ratio does too; with 30 pairs the p50's 95 % interval is about ±0.03-0.06.
 RUNS = 30
@@ -58,10 +85,34 @@ def task_lines(fleet: BenchFleet) -> dict[str, dict[str, Any]]:
     return out
 
 
-def cli_submit(fleet: BenchFleet, src: Path, out: Path) -> float:
+class Engines:
+    """The engines alone, warm in this process, on the files a submit sends."""
+
+    def __init__(self) -> None:
+        self._dart: DartSassEngine | None = None
+
+    def compile(self, engine: str, src: Path, out: Path) -> None:
+        if engine == "libsass":
+            bundles.raw_compile(src, out)
+            return
+        if self._dart is None:  # started and warmed before any timed compile
+            settings = dataclasses.replace(Settings.from_env(), compile_timeout=300.0)
+            self._dart = DartSassEngine(settings)
+        request = EngineRequest(src, bundles.ENTRY, style=bundles.STYLE)
+        output = self._dart.compile(request, deadline=time.monotonic() + 300)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(output.css)
+
+    def close(self) -> None:
+        if self._dart is not None:
+            self._dart.close()
+
+
+def cli_submit(fleet: BenchFleet, src: Path, out: Path, engine: str) -> float:
     """Wall time of one ``scssq submit`` process."""
     cmd = [SCSSQ, "submit", bundles.commit(), "--src", str(src), "--entry", bundles.ENTRY]
     cmd += ["--out", str(out), "--project", "bench", "--style", bundles.STYLE]
+    cmd += ["--engine", engine]
     started = time.perf_counter()
     proc = subprocess.run(
         cmd, env={**os.environ, **fleet.env}, capture_output=True, text=True, timeout=300
@@ -72,27 +123,30 @@ def cli_submit(fleet: BenchFleet, src: Path, out: Path) -> float:
     return took
 
 
-def measure(fleet: BenchFleet, name: str, runs: int, tmp: Path) -> dict[str, Any]:
+def measure(
+    fleet: BenchFleet, engines: Engines, case: Case, runs: int, tmp: Path
+) -> dict[str, Any]:
     client = fleet.client()
     samples: list[dict[str, Any]] = []
     for i in range(runs + 2):  # the first two warm both workers' engine processes
-        src = bundles.bootstrap(tmp / f"{name}-{i}", 1000 + i, name)
-        cli_src = bundles.bootstrap(tmp / f"{name}-{i}-cli", 5000 + i, name)
-        out = tmp / "out" / f"{name}-{i}"
+        src = case.build(tmp / f"{case.name}-{i}", 1000 + i)
+        cli_src = case.build(tmp / f"{case.name}-{i}-cli", 5000 + i)
+        out = tmp / "out" / f"{case.name}-{i}"
+        config = bundles.config(src, out, engine=case.engine)
         fleet.wait_idle()
         sample: dict[str, Any] = {}
         for step in ("engine", "submit") if i % 2 == 0 else ("submit", "engine"):
             started = time.perf_counter()
             if step == "engine":
-                bundles.raw_compile(src, out / "raw.css")
+                engines.compile(case.engine, src, out / "raw.css")
             else:
-                res = submit(client, bundles.config(src, out), bundles.commit(), timeout=300)
+                res = submit(client, config, bundles.commit(), timeout=300)
                 if res.outcome != "compiled":
                     raise RuntimeError(f"expected a miss, got {res.outcome}")
                 sample["key"] = res.key
             sample[step] = time.perf_counter() - started
         fleet.wait_idle()
-        sample["cli"] = cli_submit(fleet, cli_src, out / "cli")
+        sample["cli"] = cli_submit(fleet, cli_src, out / "cli", case.engine)
         if i >= 2:
             samples.append(sample)
     client.close()
@@ -105,7 +159,8 @@ def measure(fleet: BenchFleet, name: str, runs: int, tmp: Path) -> dict[str, Any
     cli_ratios = [s["cli"] / s["engine"] for s in samples]
     return {
         "ratio_p50_interval": median_interval(ratios),
-        "bundle": bundles.bootstrap_label(name),
+        "bundle": case.label,
+        "engine_name": case.engine,
         "samples": samples,
         "engine": summary([s["engine"] for s in samples]),
         "submit": summary([s["submit"] for s in samples]),
@@ -126,8 +181,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="4 runs per bundle")
     parser.add_argument("--runs", type=int, default=None, help=f"runs per bundle (default {RUNS})")
+    parser.add_argument(
+        "--only", default=None, help="comma-separated corpus names (default: every bundle)"
+    )
     args = parser.parse_args()
     runs = args.runs or (4 if args.quick else RUNS)
+    cases = [c for c in CASES if args.only is None or c.name in args.only.split(",")]
+    if not cases:
+        parser.error(f"--only {args.only!r}: choose from {', '.join(c.name for c in CASES)}")
     report = Report(
         "miss",
         args.quick,
@@ -144,24 +205,28 @@ def main() -> int:
             fleet.export()
             import compiler_tasks.app  # noqa: F401  (a warm client: Celery imported once)
 
-            for name in CORPUS:
-                rows.append(measure(fleet, name, runs, tmp))
-                r = rows[-1]
-                print(
-                    f"{r['bundle']}: p50 submit {ms(r['submit']['p50'])} "
-                    f"engine {ms(r['engine']['p50'])} ratio {r['ratio']['p50']:.2f}",
-                    flush=True,
-                )
+            engines = Engines()
+            try:
+                for case in cases:
+                    rows.append(measure(fleet, engines, case, runs, tmp))
+                    r = rows[-1]
+                    print(
+                        f"{r['bundle']}: p50 submit {ms(r['submit']['p50'])} "
+                        f"engine {ms(r['engine']['p50'])} ratio {r['ratio']['p50']:.2f}",
+                        flush=True,
+                    )
+            finally:
+                engines.close()
     report.data = {"rows": rows}
-    main_row = rows[0]
-    report.goal(
-        f"miss: submit ÷ engine, p50 ({main_row['bundle']})",
-        main_row["ratio"]["p50"],
-        1.10,
-        note=f"95 % interval of the p50 {_interval(main_row)}; p99 {main_row['ratio']['p99']:.2f}; "
-        f"scssq process p50 "
-        f"{main_row['cli_ratio']['p50']:.2f}",
-    )
+    for main_row in rows[:1] if cases[0] is CASES[0] else []:  # the goal: Bootstrap 5
+        report.goal(
+            f"miss: submit ÷ engine, p50 ({main_row['bundle']})",
+            main_row["ratio"]["p50"],
+            1.10,
+            note=f"95 % interval of the p50 {_interval(main_row)}; "
+            f"p99 {main_row['ratio']['p99']:.2f}; "
+            f"scssq process p50 {main_row['cli_ratio']['p50']:.2f}",
+        )
     body = [
         (
             r["bundle"],

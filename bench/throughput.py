@@ -113,7 +113,7 @@ def main() -> int:
         params={
             "bundles": per_round * rounds,
             "rounds": rounds,
-            "bundle": bundles.bootstrap_label() + " with a distinct $primary",
+            "bundle": bundles.label() + " with a distinct $primary",
             "fleet": "2 celery workers x --concurrency=1, local store",
             "raw": "libsass sass.compile(filename=...) in 2 warm processes",
         },

@@ -17,13 +17,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench import herd_stats
+from bench import bundles, herd_stats, miss
 from bench.common import Report, goals_table, median_interval, percentile, summary
 from bench.hit import import_buckets
 from bench.monitor import Command, Recorder, by_name, kinds, publish_time, script_publish
@@ -333,3 +334,27 @@ def test_import_buckets_on_a_real_interpreter() -> None:
     assert redis_py > 0
     own = sum(int(line.split("|")[0].split(":")[1]) for line in proc.stderr.splitlines()[1:])
     assert buckets["all imports"] == pytest.approx(own / 1e6)
+
+
+# -- the miss benchmark's framework variants ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in miss.CASES if c.engine == "dart-sass"], ids=lambda c: c.name
+)
+def test_dart_sass_variants_compile_to_different_css(case: miss.Case, tmp_path: Path) -> None:
+    """Each run of bench.miss compiles a variant of its own (a miss), and the variant is
+    real: its colour reaches the CSS, through ``@use ... with`` and, for Foundation,
+    ``pkg:``."""
+    engines = miss.Engines()
+    try:
+        css = []
+        for i in (1, 2):
+            src = case.build(tmp_path / f"v{i}", i)
+            engines.compile(case.engine, src, tmp_path / f"v{i}.css")
+            css.append((tmp_path / f"v{i}.css").read_bytes())
+    finally:
+        engines.close()
+    assert len(css[0]) > 100_000 and css[0] != css[1]
+    if case.name == "foundation-sites":  # (Bulma turns the colour into hsl() parts)
+        assert bundles.primary(1).encode() in css[0]
