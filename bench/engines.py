@@ -92,6 +92,7 @@ def main() -> int:
     settings = dataclasses.replace(Settings(), compile_timeout=300.0)
     binary = locate()
     load_before = os.getloadavg()
+    started = time.time()
     rows: list[dict[str, object]] = []
     with (
         tempfile.TemporaryDirectory(prefix="scssq-bench-") as tmp_dir,
@@ -138,6 +139,8 @@ def main() -> int:
             rows.append(row)
             print(f"measured {label}", file=sys.stderr)
     report = {
+        "benchmark": "engines",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "machine": {
             "cpus": os.cpu_count(),
             "processor": cpu_model(),

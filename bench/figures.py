@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -168,8 +169,10 @@ def engines(doc: dict[str, Any], ax: Any) -> None:
         xs = [i - 0.4 + width * (ni + 0.5) for i in range(len(rows))]
         ys = [r.get(key, {}).get("median_ms", math.nan) for r in rows]
         ax.bar(xs, ys, width, label=label)
-    ax.set_xticks(range(len(rows)), [r["bundle"] for r in rows], fontsize=8)
-    ax.set_ylabel("ms per compile (median)")
+    labels = [textwrap.fill(r["bundle"].replace("`", ""), 22) for r in rows]
+    ax.set_xticks(range(len(rows)), labels, fontsize=8)
+    ax.set_yscale("log")  # a 1 ms compile beside 1 s ones
+    ax.set_ylabel("ms per compile (median, log scale)")
     ax.set_title("engines (bench/engines.py)")
     ax.legend(fontsize=8)
 
@@ -193,8 +196,8 @@ def draw(name: str) -> Path | None:
     fn, cols, size = FIGURES[name]
     fig, axes = plt.subplots(1, cols, figsize=size)
     fn(doc, axes)
-    when = doc.get("started", "")
-    fig.suptitle(f"scssq benchmark: {name} ({when}, {_machine(doc)})", fontsize=9)
+    when = [doc["started"]] if doc.get("started") else []  # engines JSON before 2026-11-23
+    fig.suptitle(f"scssq benchmark: {name} ({', '.join([*when, _machine(doc)])})", fontsize=9)
     fig.tight_layout()
     path = RESULTS / f"{name}.png"
     fig.savefig(path, dpi=110)
