@@ -72,12 +72,14 @@ class Recorder:
         return self.commands
 
 
-#: Commands a connection sends to set itself up (redis-py: SETNAME, SETINFO).
-SETUP = {"CLIENT", "HELLO", "AUTH", "SELECT"}
-
-
 def by_name(commands: list[Command], prefix: str) -> dict[str, list[Command]]:
-    """Commands of every connection whose ``CLIENT SETNAME`` starts with ``prefix``."""
+    """Commands of every connection whose ``CLIENT SETNAME`` starts with ``prefix``.
+
+    A ``HELLO`` starts a new connection on its address (a port the kernel reused), so it
+    drops the name the address had. redis-py speaks RESP3 and sends ``HELLO`` first; a
+    RESP2 client sends none, so a RESP2 connection on a reused port would keep the name of
+    the connection before it until its own ``CLIENT SETNAME``.
+    """
     names: dict[str, str] = {}
     out: dict[str, list[Command]] = defaultdict(list)
     for cmd in commands:

@@ -288,9 +288,12 @@ def test_herd_goals() -> None:
         "herd N=10, wait 5.0 s: p99 wake-up ÷ raw floor p99": False,  # 1.3 x the floor
         COMMANDS: True,
     }
-    # no compile at all, or two, misses; so does a wait whose commands differ either way
+    # no compile at all, or two, misses, in any repetition; so does a wait whose commands
+    # differ either way
     for compiles in (0, 2):
         rounds = [_round("scssq", 10, 1.0, fast, compiles=compiles), _round("raw", 10, 1.0, fast)]
+        assert _verdicts(rounds, [10])[COMPILES] is False
+        rounds.append(_round("scssq", 10, 1.0, fast))  # another repetition: one compile
         assert _verdicts(rounds, [10])[COMPILES] is False
     fewer = [
         _round("scssq", 10, 1.0, fast, commands={"p50": 12, "max": 12}),
@@ -330,10 +333,15 @@ def test_import_buckets_on_a_real_interpreter() -> None:
         check=True,
     )
     buckets = import_buckets(proc.stderr)
+    own: dict[str, float] = {}  # each top-level package's own import time, in seconds
+    for line in proc.stderr.splitlines()[1:]:
+        micros, _cumulative, name = line.removeprefix("import time:").split("|")
+        top = name.strip().split(".")[0]
+        own[top] = own.get(top, 0.0) + int(micros) / 1e6
+    assert own["asyncio"] > 0  # redis-py imports asyncio, and asyncio is charged to it
     redis_py = buckets["redis-py (with asyncio, which it imports)"]
-    assert redis_py > 0
-    own = sum(int(line.split("|")[0].split(":")[1]) for line in proc.stderr.splitlines()[1:])
-    assert buckets["all imports"] == pytest.approx(own / 1e6)
+    assert redis_py >= own["redis"] + own["asyncio"] - 1e-9
+    assert buckets["all imports"] == pytest.approx(sum(own.values()))
 
 
 # -- the miss benchmark's framework variants ----------------------------------------------
