@@ -149,6 +149,24 @@ def small(dest: Path, i: int) -> Path:
     return dest
 
 
+#: :data:`SMALL` in the module system (no deprecated global functions or ``/`` division).
+SMALL_MODULES = """@use "sass:color";
+@use "sass:math";
+$brand: {colour};
+$gap: {gap}px;
+@mixin card($pad) {{ padding: $pad; border: 1px solid color.adjust($brand, $lightness: -10%); }}
+.card-{i} {{ @include card($gap); color: $brand; }}
+@for $n from 1 through 12 {{ .col-{i}-#{{$n}} {{ width: math.percentage(math.div($n, 12)); }} }}
+"""
+
+
+def small_modules(dest: Path, i: int) -> Path:
+    """:func:`small` written for Dart Sass's module system (``@use "sass:math"``)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / ENTRY).write_text(SMALL_MODULES.format(colour=primary(i), gap=4 + i % 29, i=i))
+    return dest
+
+
 def config(src: Path, out: Path, project: str = "bench", engine: str = "libsass") -> SubmitConfig:
     """What ``scssq submit --src SRC --entry main.scss --out OUT --engine E`` asks for."""
     return SubmitConfig(

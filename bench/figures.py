@@ -146,15 +146,20 @@ def hit(doc: dict[str, Any], axes: Any) -> None:
 
 
 def memory(doc: dict[str, Any], ax: Any) -> None:
-    samples = doc["data"]["samples"]
-    xs = [s["compiles"] for s in samples]
-    for role in ("worker", "pool", "engine"):
-        ax.plot(xs, [s[role]["rss_kib"] / 1024 for s in samples], marker="o", label=role)
+    passes = doc["data"]["samples"]
+    if isinstance(passes, list):  # before 2026-11-23: one libsass pass, its engine "engine"
+        passes = {"libsass": [{**s, "libsass": s["engine"]} for s in passes]}
+    for (engine, samples), style in zip(passes.items(), ("-", "--"), strict=False):
+        xs = [s["compiles"] for s in samples]
+        for role in ("worker", "pool", engine):
+            ys = [s[role]["rss_kib"] / 1024 for s in samples]
+            name = "engine" if role == engine else role
+            ax.plot(xs, ys, style, marker="o", label=f"{name} ({engine} pass)")
     ax.set_xlabel("compiles after the warm-up")
     ax.set_ylabel("RSS, MiB")
     ax.set_ylim(bottom=0)
     ax.set_title("RSS of the worker, its pool process and its engine process")
-    ax.legend()
+    ax.legend(fontsize=8)
 
 
 def engines(doc: dict[str, Any], ax: Any) -> None:

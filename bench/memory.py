@@ -2,13 +2,17 @@
 
 ``python -m bench.memory [--quick] [--compiles 500]``
 
-One ``celery worker --concurrency=1`` (so its pool process and its one engine process
-see every compile) compiles small distinct sheets (a mixin, a loop, colour functions)
-submitted with the client API. ``SCSSQ_ENGINE_MAX_COMPILES`` is raised above the count
-so the engine process is not replaced midway (the default, 500, would hide its growth).
-RSS (``VmRSS`` of ``/proc/PID/status``) of the worker's main process, its pool process
-and the engine process is read after a warm-up of 20 compiles ("before"), every 50
-compiles, and at the end ("after").
+One ``celery worker --concurrency=1`` (so its pool process and its engine processes see
+every compile) compiles small distinct sheets (a mixin, a loop, colour functions)
+submitted with the client API, in two passes: with libsass, then with Dart Sass (the
+same sheets in the module system). ``SCSSQ_ENGINE_MAX_COMPILES`` and
+``SCSSQ_DART_MAX_COMPILES`` are raised above the count so that neither engine process is
+replaced midway (their defaults, 500 and 1000, would hide their growth). RSS (``VmRSS``
+of ``/proc/PID/status``) of the worker's main process, its pool process and the pass's
+engine process (the libsass child, or the embedded Dart Sass compiler) is read after a
+warm-up of 20 compiles ("before"), every 50 compiles, and at the end ("after"). The
+growth after the first 100 compiles is shown as well: the Dart VM's climbs over its
+first 50-100 compiles, then stays flat.
 """
 
 from __future__ import annotations
@@ -17,16 +21,31 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench import bundles
 from bench.common import Report, table
 from bench.fleet import BenchFleet, redis_server
-from cli.client import submit
+from cli.client import Client, submit
 
 WARMUP = 20
 EVERY = 50
+#: Compiles after the warm-up from which the "settled" growth is measured as well: the
+#: Dart VM's RSS climbs over its first 50-100 compiles, then stays flat.
+SETTLED = 100
+#: engine -> (the sheets it compiles, how its process is told apart among the pool's children)
+PASSES: dict[str, tuple[Callable[[Path, int], Path], str]] = {
+    "libsass": (bundles.small, "compiler_tasks.engine_child"),
+    "dart-sass": (bundles.small_modules, "--embedded"),
+}
+LABELS = {
+    "worker": "worker main process",
+    "pool": "pool process (runs the task)",
+    "libsass": "engine process (libsass)",
+    "dart-sass": "engine process (the Dart Sass compiler)",
+}
 
 
 def _children(pid: int) -> list[int]:
@@ -55,15 +74,18 @@ def _cmdline(pid: int) -> str:
 
 
 def processes(worker_pid: int) -> dict[str, int]:
-    """``{"worker": pid, "pool": pid, "engine": pid}`` of one worker (concurrency 1)."""
+    """``{"worker": pid, "pool": pid, "libsass": pid, "dart-sass": pid}`` of one worker
+    (concurrency 1); an engine not started yet is left out."""
     found = {"worker": worker_pid}
     for pool in _children(worker_pid):
-        if "compiler_tasks.engine_child" in _cmdline(pool):
+        if any(mark in _cmdline(pool) for _build, mark in PASSES.values()):
             continue
         found["pool"] = pool
         for child in _children(pool):
-            if "compiler_tasks.engine_child" in _cmdline(child):
-                found["engine"] = child
+            command = _cmdline(child)
+            for engine, (_build, mark) in PASSES.items():
+                if mark in command:
+                    found[engine] = child
     return found
 
 
@@ -71,6 +93,52 @@ def sample(worker_pid: int) -> dict[str, dict[str, int]]:
     return {
         role: {"pid": pid, "rss_kib": _rss_kib(pid)} for role, pid in processes(worker_pid).items()
     }
+
+
+def run_pass(
+    fleet: BenchFleet, client: Client, engine: str, count: int, tmp: Path
+) -> list[dict[str, Any]]:
+    """Compile ``WARMUP + count`` distinct sheets with ``engine``; RSS samples every EVERY."""
+    build, _mark = PASSES[engine]
+    worker = fleet.worker_pids()[0]
+    samples: list[dict[str, Any]] = []
+    for i in range(WARMUP + count):
+        src = build(tmp / engine / "src" / str(i), i)
+        config = bundles.config(src, tmp / engine / "out" / str(i), engine=engine)
+        res = submit(client, config, bundles.commit(), timeout=120)
+        if res.outcome != "compiled":
+            raise RuntimeError(f"expected a compile, got {res.outcome}")
+        done = i + 1 - WARMUP
+        if done >= 0 and done % EVERY == 0:
+            fleet.wait_idle()
+            samples.append({"compiles": done, **sample(worker)})
+            print(f"{engine}, {done} compiles: {samples[-1]}", flush=True)
+    return samples
+
+
+def _rows(engine: str, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    before, after = samples[0], samples[-1]
+    settled = next((s for s in samples if s["compiles"] == SETTLED), None)
+    rows = []
+    for role in ("worker", "pool", engine):
+        b, a = before[role], after[role]
+        rows.append(
+            {
+                "pass": engine,
+                "process": role,
+                "before_kib": b["rss_kib"],
+                "after_kib": a["rss_kib"],
+                "growth": a["rss_kib"] / b["rss_kib"] - 1,
+                "settled_kib": settled[role]["rss_kib"] if settled else None,
+                "growth_after_settled": (
+                    a["rss_kib"] / settled[role]["rss_kib"] - 1
+                    if settled and after is not settled
+                    else None
+                ),
+                "same_pid": b["pid"] == a["pid"],
+            }
+        )
+    return rows
 
 
 def main() -> int:
@@ -85,76 +153,66 @@ def main() -> int:
         params={
             "compiles": count,
             "warmup": WARMUP,
-            "worker": "1 celery worker --concurrency=1, SCSSQ_ENGINE_MAX_COMPILES=100000",
-            "bundles": "small distinct sheets (bench.bundles.small)",
+            "worker": "1 celery worker --concurrency=1, SCSSQ_ENGINE_MAX_COMPILES and "
+            "SCSSQ_DART_MAX_COMPILES=100000",
+            "bundles": "small distinct sheets (bench.bundles.small, small_modules)",
+            "passes": list(PASSES),
         },
     )
-    samples: list[dict[str, Any]] = []
+    samples: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="scssq-bench-mem-") as tmp_dir, redis_server() as rs:
         tmp = Path(tmp_dir)
         fleet = BenchFleet(
-            tmp / "fleet", redis=rs, workers=1, concurrency=1, engine_max_compiles=100000
+            tmp / "fleet",
+            redis=rs,
+            workers=1,
+            concurrency=1,
+            engine_max_compiles=100000,
+            dart_max_compiles=100000,
         )
         with fleet:
             fleet.export()
             client = fleet.client()
-            worker = fleet.worker_pids()[0]
-            done = 0
             started = time.monotonic()
-            for i in range(WARMUP + count):
-                src = bundles.small(tmp / "src" / str(i), i)
-                res = submit(
-                    client, bundles.config(src, tmp / "out" / str(i)), bundles.commit(), timeout=120
-                )
-                if res.outcome != "compiled":
-                    raise RuntimeError(f"expected a compile, got {res.outcome}")
-                done = i + 1 - WARMUP
-                if done >= 0 and done % EVERY == 0:
-                    fleet.wait_idle()
-                    samples.append({"compiles": done, **sample(worker)})
-                    print(f"{done} compiles: {samples[-1]}", flush=True)
+            for engine in PASSES:
+                samples[engine] = run_pass(fleet, client, engine, count, tmp)
             client.close()
             seconds = time.monotonic() - started
             runs = fleet.engine_runs()
-    before, after = samples[0], samples[-1]
-    rows = []
-    for role in ("worker", "pool", "engine"):
-        b, a = before[role], after[role]
-        same = b["pid"] == a["pid"]
-        growth = a["rss_kib"] / b["rss_kib"] - 1
-        rows.append(
-            {
-                "process": role,
-                "before_kib": b["rss_kib"],
-                "after_kib": a["rss_kib"],
-                "growth": growth,
-                "same_pid": same,
-            }
-        )
+    rows = [row for engine, got in samples.items() for row in _rows(engine, got)]
+    for r in rows:
         report.goal(
-            f"memory: {role} process RSS growth over {count} compiles, %",
-            growth * 100,
+            f"memory ({r['pass']} pass): {r['process']} process RSS growth over {count} "
+            "compiles, %",
+            r["growth"] * 100,
             10.0,
-            note=f"{b['rss_kib'] / 1024:.1f} → {a['rss_kib'] / 1024:.1f} MiB"
-            + ("" if same else " (process was replaced!)"),
+            note=f"{r['before_kib'] / 1024:.1f} → {r['after_kib'] / 1024:.1f} MiB"
+            + ("" if r["same_pid"] else " (process was replaced!)"),
         )
     report.data = {"samples": samples, "rows": rows, "engine_runs": runs, "seconds": seconds}
-    labels = {
-        "worker": "worker main process",
-        "pool": "pool process (runs the task)",
-        "engine": "engine process (libsass)",
-    }
     text = "### Memory\n\n" + table(
-        ["process", f"RSS after {WARMUP} warm-up compiles", f"after {count} more", "growth"],
+        [
+            "pass",
+            "process",
+            f"RSS after {WARMUP} warm-up",
+            f"after {count} more",
+            "growth",
+            f"growth after the first {SETTLED}",
+        ],
         [
             (
-                labels[r["process"]],
+                r["pass"],
+                LABELS[r["process"]],
                 f"{r['before_kib'] / 1024:.1f} MiB",
                 f"{r['after_kib'] / 1024:.1f} MiB",
                 f"{r['growth'] * 100:+.1f} %",
+                "-"
+                if r["growth_after_settled"] is None
+                else f"{r['growth_after_settled'] * 100:+.1f} %",
             )
             for r in rows
         ],
+        "llrrrr",
     )
     report.write(text)
     return 0
