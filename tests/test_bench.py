@@ -24,7 +24,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench import bundles, herd_stats, miss
+from bench import bundles, herd_stats, memory, miss
 from bench.common import Report, goals_table, median_interval, percentile, summary
 from bench.hit import import_buckets
 from bench.monitor import Command, Recorder, by_name, kinds, publish_time, script_publish
@@ -366,3 +366,25 @@ def test_dart_sass_variants_compile_to_different_css(case: miss.Case, tmp_path: 
     assert len(css[0]) > 100_000 and css[0] != css[1]
     if case.name == "foundation-sites":  # (Bulma turns the colour into hsl() parts)
         assert bundles.primary(1).encode() in css[0]
+
+
+# -- memory growth ----------------------------------------------------------------------
+
+
+def _rss(compiles: int, engine_kib: int, pid: int = 7) -> dict[str, Any]:
+    return {
+        "compiles": compiles,
+        "worker": {"pid": 1, "rss_kib": 1000},
+        "pool": {"pid": 2, "rss_kib": 2000},
+        "dart-sass": {"pid": pid, "rss_kib": engine_kib},
+    }
+
+
+def test_memory_growth_from_the_warm_up_and_after_the_first_100() -> None:
+    samples = [_rss(0, 1000), _rss(50, 1250), _rss(100, 1250), _rss(500, 1300, pid=8)]
+    engine = memory._rows("dart-sass", samples)[2]
+    assert engine["growth"] == pytest.approx(0.30)
+    assert engine["growth_after_settled"] == pytest.approx(0.04)
+    assert engine["same_pid"] is False  # a replaced process is flagged
+    # a run that ends at 100 compiles has no growth after them
+    assert memory._rows("dart-sass", samples[:3])[2]["growth_after_settled"] is None
