@@ -80,6 +80,7 @@ class Client:
 
     def close(self) -> None:
         self.lookups.flush()  # the counts of delivered submits
+        self.lookups.private.reset()
         self.redis.close()
 
     def engine_version(self, engine: str) -> str:

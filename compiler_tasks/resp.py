@@ -30,6 +30,8 @@ DEFAULT_PORT = 6379
 MAX_BULK = 64 * 1024 * 1024
 
 Reply = bytes | int | str | list[Any] | None
+#: How the message of an error reply starts.
+REFUSED = "Redis replied: "
 
 
 class RespError(Exception):
@@ -82,19 +84,22 @@ def parse_url(url: str) -> Target:
 
 
 class RespConnection:
-    """One connection speaking RESP2: :meth:`call` sends commands pipelined."""
+    """One connection speaking RESP2: :meth:`call` sends commands pipelined and reads
+    their replies; :meth:`send` and :meth:`receive` do the two halves apart."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.reader = sock.makefile("rb")
-        self.sent = 0
-        #: Commands (AUTH, SELECT) sent ahead of the first :meth:`call`'s.
+        #: Commands (AUTH, CLIENT SETNAME, SELECT) sent ahead of the first :meth:`send`'s.
         self._pending: list[Sequence[str]] = []
+        #: Replies of those setup commands sent and not read yet.
+        self._setup_unread = 0
 
     @classmethod
-    def open(cls, settings: Settings, timeout: float) -> RespConnection:
-        """Connect to ``SCSSQ_REDIS_URL`` and authenticate (the replies are read with the
-        first :meth:`call`, so AUTH and SELECT cost no round trip of their own)."""
+    def open(cls, settings: Settings, timeout: float, name: str | None = None) -> RespConnection:
+        """Connect to ``SCSSQ_REDIS_URL``, authenticate and, with ``name``, name the
+        connection (the replies are read with the first :meth:`receive`, so AUTH, CLIENT
+        SETNAME and SELECT cost no round trip of their own)."""
         target = parse_url(settings.redis_url)
         if target.unix_path:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -109,22 +114,37 @@ class RespConnection:
         if target.password is not None:
             auth = [target.username, target.password] if target.username else [target.password]
             conn._pending.append(["AUTH", *auth])
+        if name is not None:
+            conn._pending.append(["CLIENT", "SETNAME", name])
         if target.db:
             conn._pending.append(["SELECT", str(target.db)])
         return conn
 
     def call(self, *commands: Sequence[str]) -> list[Reply]:
         """Send ``commands`` in one write, return their replies (an error reply raises)."""
-        setup = self._pending
-        self._pending = []
-        batch = [*setup, *commands]
-        self.sock.sendall(b"".join(map(encode, batch)))
-        replies = [self._read() for _ in batch]
+        self.send(*commands)
+        replies = self.receive(len(commands))
         for reply in replies:
             if isinstance(reply, RespError):
                 raise reply
-        self.sent += len(batch)
-        return replies[len(setup) :]
+        return replies
+
+    def send(self, *commands: Sequence[str]) -> None:
+        """Send ``commands`` (after any setup command not sent yet) in one write."""
+        setup, self._pending = self._pending, []
+        self.sock.sendall(b"".join(map(encode, [*setup, *commands])))
+        self._setup_unread += len(setup)
+
+    def receive(self, count: int) -> list[Any]:
+        """The next ``count`` replies, an error reply as a RespError *in* the list; a
+        setup command's error reply (a wrong password) raises, after every reply is read."""
+        setup = [self._read() for _ in range(self._setup_unread)]
+        self._setup_unread = 0
+        replies = [self._read() for _ in range(count)]
+        for reply in setup:
+            if isinstance(reply, RespError):
+                raise reply
+        return replies
 
     def close(self) -> None:
         try:
@@ -146,7 +166,7 @@ class RespConnection:
         if kind == b"+":
             return body.decode()
         if kind == b"-":
-            return RespError(f"Redis replied: {body.decode(errors='replace')}")
+            return RespError(f"{REFUSED}{body.decode(errors='replace')}")
         if kind == b":":
             return int(body)
         if kind == b"$":

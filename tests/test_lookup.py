@@ -120,13 +120,28 @@ def test_a_lookup_sent_ahead_for_another_digest_leaves_nothing_unread(
     connection = client.redis.client_id()
     pending = client.lookups.ahead(config, COMMIT)
     assert pending is not None and pending.digest == "e" * 64
+    private = client.lookups.private.conn
+    assert private is not None and pending.private is private  # sent on its own connection
     assert pending.found_for(DIGEST) is None  # the sources changed: dropped
-    assert client.redis.client_id() == connection  # drained, not closed and reconnected
-    for _ in range(3):  # every later command gets its own reply
+    assert client.redis.client_id() == connection
+    assert client.lookups.private.conn is private  # drained, not closed and reconnected
+    stored = b'{"status": "ok"}'  # DIGEST's result: a stale reply (e's: none) would show
+    redis_server.client().set(client.keys.result(compile_key(DIGEST, OPTIONS, "1.0.0")), stored)
+    for _ in range(3):  # every later command gets its own reply, on both connections
         assert client.redis.hget(client.keys.engines, OPTIONS.engine) == b"1.0.0"
         found = client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
-        assert found.mapping == mapping and found.result is None
+        assert found.mapping == mapping and found.result == stored
+        client.lookups.remember(config, DIGEST)
+        ahead = client.lookups.ahead(config, COMMIT)
+        assert ahead is not None and ahead.private is private
+        found = ahead.found_for(DIGEST)
+        assert found is not None and found.mapping == mapping and found.result == stored
+        client.lookups.remember(config, "e" * 64)
+        dropped = client.lookups.ahead(config, COMMIT)
+        assert dropped is not None and dropped.found_for(DIGEST) is None
+        client.lookups.remember(config, DIGEST)
     client.close()
+    assert client.lookups.private.conn is None
 
 
 def test_a_lookup_sent_ahead_whose_connection_dies_is_looked_up_again(
@@ -153,6 +168,12 @@ def test_a_lookup_sent_ahead_whose_connection_dies_is_looked_up_again(
         admin.execute_command("CLIENT", "UNPAUSE")
     found = client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
     assert found.version == "1.0.0" and found.key == compile_key(DIGEST, OPTIONS, "1.0.0")
+    # the lookups' own connection (killed with the others) is opened again, not given up
+    assert client.lookups.private.conn is None and not client.lookups.private.off
+    pending = client.lookups.ahead(config, COMMIT)
+    assert pending is not None and pending.private is not None
+    found_again = pending.found_for(DIGEST)
+    assert found_again is not None and found_again.key == found.key
     client.close()
 
 
@@ -174,6 +195,14 @@ def test_a_refused_count_does_not_fail_the_lookup(redis_server, tmp_path: Path) 
         limited.lookups.count("cached")
         found = limited.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
         assert found.version == "1.0.0" and not limited.lookups.counts.names
+        config = SubmitConfig(src=tmp_path, out=tmp_path / "o", project="demo", options=OPTIONS)
+        limited.lookups.remember(config, DIGEST)
+        limited.lookups.count("cached")  # sent ahead on the lookups' own connection
+        pending = limited.lookups.ahead(config, COMMIT)
+        assert pending is not None and pending.private is not None and pending.counted == 1
+        found = pending.found_for(DIGEST)
+        assert found is not None and found.version == "1.0.0"
+        assert not limited.lookups.private.off
         limited.lookups.count("compiled")
         limited.close()  # the flush is refused too, quietly
         assert stats.read(admin, client.keys.prefix) == {"hit": 0, "miss": 0, "shared": 0}
@@ -219,8 +248,14 @@ def test_no_workers_read_ahead_leaves_the_connection_usable(redis_server, tmp_pa
     with pytest.raises(NoWorkers):
         pending.found_for(DIGEST)
     assert client.redis.client_id() == connection  # every reply read, released
+    private = client.lookups.private.conn
+    assert private is not None and pending.private is None  # every reply read there too
     _publish(redis_server, client, "1.0.0")
     assert client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT).version == "1.0.0"
+    pending = client.lookups.ahead(config, COMMIT)
+    assert pending is not None and pending.private is private
+    found = pending.found_for(DIGEST)
+    assert found is not None and found.version == "1.0.0"
     client.close()
 
 
@@ -246,3 +281,48 @@ def test_counts_sent_at_close_never_hold_it_up(redis_server, tmp_path: Path) -> 
 )
 def test_a_lookup_is_packed_as_redis_py_packs_it(command: tuple[str, ...]) -> None:
     assert resp.encode(command) == b"".join(redis.Connection().pack_command(*command))
+
+
+def test_a_warm_lookup_goes_over_a_named_connection_of_its_own(
+    redis_server, tmp_path: Path
+) -> None:
+    """The lookup sent ahead skips redis-py's pool: it goes out on the lookups' own RESP2
+    connection, named like the client's others (``CLIENT LIST`` and counts per client
+    name keep working), and the client's pooled connection sends nothing for it."""
+    client = _client(redis_server, tmp_path)
+    _publish(redis_server, client, "1.0.0")
+    config = SubmitConfig(src=tmp_path, out=tmp_path / "out", project="demo", options=OPTIONS)
+    client.lookups.remember(config, DIGEST)
+    client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
+    name = client.redis.get_connection_kwargs()["client_name"]
+    pooled = client.redis.client_id()
+    admin = redis_server.client(decode_responses=True)
+    for _ in range(2):
+        pending = client.lookups.ahead(config, COMMIT)
+        assert pending is not None
+        found = pending.found_for(DIGEST)
+        assert found is not None and found.key == compile_key(DIGEST, OPTIONS, "1.0.0")
+    named = {int(c["id"]): c["cmd"] for c in admin.client_list() if c.get("name") == name}
+    assert len(named) == 2 and named.pop(pooled) == "client|id"  # the pool: nothing since
+    assert list(named.values()) == ["hget"]  # the lookup's last command, on its own one
+    client.close()
+
+
+def test_a_url_the_lookup_connection_does_not_speak_uses_redis_py(
+    redis_server, tmp_path: Path
+) -> None:
+    """``?protocol=3`` is redis-py's option, not compiler_tasks.resp's: every lookup goes
+    through redis-py's pool, with the same answers."""
+    client = _client(redis_server, tmp_path)
+    settings = dataclasses.replace(client.settings, redis_url=redis_server.url + "?protocol=3")
+    client.close()
+    client = Client(settings, name="lookup-" + secrets.token_hex(3))
+    _publish(redis_server, client, "1.0.0")
+    config = SubmitConfig(src=tmp_path, out=tmp_path / "out", project="demo", options=OPTIONS)
+    client.lookups.remember(config, DIGEST)
+    client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
+    pending = client.lookups.ahead(config, COMMIT)
+    assert pending is not None and pending.private is None and client.lookups.private.off
+    found = pending.found_for(DIGEST)
+    assert found is not None and found.key == compile_key(DIGEST, OPTIONS, "1.0.0")
+    client.close()
