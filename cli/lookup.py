@@ -25,8 +25,10 @@ The lookup sent ahead, a warm client's every plain hit, goes over a connection o
 own that speaks RESP2 with :mod:`compiler_tasks.resp` (:class:`_Private`, named like the
 client's others), not through redis-py's pool and parser: about 50 µs less of a
 0.5-0.6 ms hit. Any failure there sends that submit's lookup the redis-py way, which reports as
-usual; a broken connection is opened again next time, while an error reply (an ACL, a
-password) or a URL that module does not speak turns it off for the client's life.
+usual; a broken connection is opened again next time, as is one with replies left
+unread (an interrupted lookup) or one the server closed, while an error reply that would
+last (an ACL, a password) or a URL that module does not speak turns it off for the
+client's life.
 """
 
 from __future__ import annotations
@@ -99,6 +101,11 @@ class _Private:
             return None
         if self.conn is not None and self.pid != os.getpid():
             self.conn = None  # a fork's copy: the parent's connection, left alone
+        if self.conn is not None and not self.conn.idle():
+            # Replies left unread (a lookup abandoned by an interrupt) would answer the
+            # next one; a connection the server closed (its idle timeout) would lose the
+            # counts sent on it: either way, a new connection.
+            self.reset()
         if self.conn is None:
             try:
                 self.conn = resp.RespConnection.open(self.settings, PRIVATE_TIMEOUT, self.name)
@@ -177,12 +184,13 @@ class Pending:
                 replies = conn.receive(self._count)[self.counted :]
                 conn.sock.settimeout(PRIVATE_TIMEOUT)
             except BaseException as e:  # replies may be left unread: it is closed
-                self.lookups.private.reset(off=isinstance(e, resp.RespError) and _refused(e))
+                self.lookups.private.reset(off=_lasting(e))
                 if not isinstance(e, resp.RespError | OSError):
                     raise
             else:
-                if any(isinstance(reply, resp.RespError) for reply in replies):
-                    self.lookups.private.reset(off=True)
+                refusals = [r for r in replies if isinstance(r, resp.RespError)]
+                if refusals:
+                    self.lookups.private.reset(off=any(map(_lasting, refusals)))
         if self.conn is not None:
             try:
                 self._read(REPLY_WAIT)
@@ -221,21 +229,31 @@ class Pending:
         try:
             replies = conn.receive(count)
         except BaseException as e:  # replies may be left unread (an interrupt too): closed
-            self.lookups.private.reset(off=isinstance(e, resp.RespError) and _refused(e))
+            self.lookups.private.reset(off=_lasting(e))
             if isinstance(e, resp.RespError | OSError):
                 raise redis.ConnectionError(f"lookup connection failed: {e}") from e
             raise
-        # A refused count is ignored (as _after_counts does); any other refusal turns the
-        # connection off, and redis-py's lookup meets it again and reports it.
-        if any(isinstance(reply, resp.RespError) for reply in replies[self.counted :]):
-            self.lookups.private.reset(off=True)
-            raise redis.ConnectionError("lookup refused on its own connection")
+        # A refused count is ignored (as _after_counts does); any other refusal closes the
+        # connection (for good when it would last), and redis-py's lookup meets it again
+        # and reports it.
+        refusals = [r for r in replies[self.counted :] if isinstance(r, resp.RespError)]
+        if refusals:
+            self.lookups.private.reset(off=any(map(_lasting, refusals)))
+            raise redis.ConnectionError(f"lookup refused on its own connection: {refusals[0]}")
         return replies
 
 
-def _refused(error: resp.RespError) -> bool:
-    """Whether a raised RespError is Redis's refusal (a setup command's), not a break."""
-    return str(error).startswith(resp.REFUSED)
+#: Error replies that pass (a server loading its data, busy, failing over): the private
+#: connection is only closed; any other refusal (a password, an ACL) turns it off.
+PASSING_REFUSALS = ("LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY")
+
+
+def _lasting(error: BaseException) -> bool:
+    """Whether ``error`` is a refusal by Redis that the next try would meet again."""
+    if not isinstance(error, resp.RespError) or not str(error).startswith(resp.REFUSED):
+        return False  # a break (closed, malformed, timed out): worth a new connection
+    code = str(error).removeprefix(resp.REFUSED).split(" ", 1)[0]
+    return code not in PASSING_REFUSALS
 
 
 def _read(pool: Any, conn: Any, count: int, wait: float | None) -> list[Any]:

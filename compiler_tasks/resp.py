@@ -16,6 +16,7 @@ TLS with ``SCSSQ_REDIS_CA_FILE``/``CERT_FILE``/``KEY_FILE``, as
 
 from __future__ import annotations
 
+import select
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,9 +61,9 @@ def parse_url(url: str) -> Target:
     query = parse_qs(u.query, keep_blank_values=True, strict_parsing=False)
     if set(query) - {"db"}:
         raise RespError(f"unsupported Redis URL options: {sorted(query)}")
-    db_text = query["db"][0] if "db" in query else ""
-    if u.scheme != "unix" and u.path.strip("/"):
-        db_text = u.path.strip("/")
+    db_text = u.path.strip("/") if u.scheme != "unix" else ""
+    if "db" in query:  # as redis-py: the query's db wins over the path's
+        db_text = query["db"][0]
     try:
         db = int(db_text or 0)
         port = u.port or DEFAULT_PORT
@@ -94,6 +95,9 @@ class RespConnection:
         self._pending: list[Sequence[str]] = []
         #: Replies of those setup commands sent and not read yet.
         self._setup_unread = 0
+        #: Replies sent for and not read yet (setup commands included): a connection
+        #: with any is not reused for other commands.
+        self.unread = 0
 
     @classmethod
     def open(cls, settings: Settings, timeout: float, name: str | None = None) -> RespConnection:
@@ -132,6 +136,7 @@ class RespConnection:
     def send(self, *commands: Sequence[str]) -> None:
         """Send ``commands`` (after any setup command not sent yet) in one write."""
         setup, self._pending = self._pending, []
+        self.unread += len(setup) + len(commands)  # counted first: a partial write too
         self.sock.sendall(b"".join(map(encode, [*setup, *commands])))
         self._setup_unread += len(setup)
 
@@ -141,10 +146,24 @@ class RespConnection:
         setup = [self._read() for _ in range(self._setup_unread)]
         self._setup_unread = 0
         replies = [self._read() for _ in range(count)]
+        self.unread -= len(setup) + count
         for reply in setup:
             if isinstance(reply, RespError):
                 raise reply
         return replies
+
+    def idle(self) -> bool:
+        """Whether this connection can take new commands: every reply read, and nothing
+        readable (not closed by the server, as its ``timeout`` closes idle clients)."""
+        if self.unread:
+            return False
+        pending = getattr(self.sock, "pending", None)  # TLS: bytes decrypted, unread
+        try:
+            if pending is not None and pending():
+                return False
+            return not select.select([self.sock], [], [], 0)[0]
+        except (OSError, ValueError):
+            return False
 
     def close(self) -> None:
         try:

@@ -58,12 +58,21 @@ def submit(
         ("redis://h:1234/2", Target(False, "h", 1234, "", None, None, 2)),
         ("redis://localhost", Target(False, "localhost", 6379, "", None, None, 0)),
         ("rediss://:p%40ss@h/0", Target(True, "h", 6379, "", None, "p@ss", 0)),
-        ("redis://u:pw@h:1/0?db=5", Target(False, "h", 1, "", "u", "pw", 0)),
+        ("redis://u:pw@h:1/0?db=5", Target(False, "h", 1, "", "u", "pw", 5)),
         ("unix:///run/r.sock?db=3", Target(False, "localhost", 6379, "/run/r.sock", None, None, 3)),
     ],
 )
 def test_parse_url(url: str, target: Target) -> None:
     assert parse_url(url) == target
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://h/2", "redis://h/2?db=3", "redis://h?db=4", "redis://u:p@h:7/0?db=5", "redis://h"],
+)
+def test_parse_url_picks_the_database_redis_py_picks(url: str) -> None:
+    """The fast path and the warm lookup read the database the full client reads."""
+    assert parse_url(url).db == int(redis.connection.parse_url(url).get("db", 0))
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from cli import lookup as lookup_module
 from cli.client import Client, submit
 from cli.config import SubmitConfig
 from cli.lookup import REPLY_WAIT
@@ -230,8 +231,13 @@ def test_a_bad_bundle_fails_at_once_with_a_lookup_sent_ahead(redis_server, tmp_p
             submit(client, config, COMMIT, timeout=60)
     finally:
         admin.execute_command("CLIENT", "UNPAUSE")
+    assert client.lookups.private.conn is None  # closed with the replies it held
     found = client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
     assert found.version == "1.0.0"
+    pending = client.lookups.ahead(config, COMMIT)
+    assert pending is not None and pending.private is not None
+    found_ahead = pending.found_for(DIGEST)
+    assert found_ahead is not None and found_ahead.key == found.key
     client.close()
 
 
@@ -326,3 +332,103 @@ def test_a_url_the_lookup_connection_does_not_speak_uses_redis_py(
     found = pending.found_for(DIGEST)
     assert found is not None and found.key == compile_key(DIGEST, OPTIONS, "1.0.0")
     client.close()
+
+
+def _warm(redis_server, tmp_path: Path) -> tuple[Client, SubmitConfig, bytes]:
+    """A client whose next lookup is sent ahead, and the result stored for DIGEST."""
+    client = _client(redis_server, tmp_path)
+    _publish(redis_server, client, "1.0.0")
+    stored = b'{"status": "ok"}'
+    redis_server.client().set(client.keys.result(compile_key(DIGEST, OPTIONS, "1.0.0")), stored)
+    config = SubmitConfig(src=tmp_path, out=tmp_path / "out", project="demo", options=OPTIONS)
+    client.lookups.remember(config, DIGEST)
+    client.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
+    return client, config, stored
+
+
+def test_replies_left_by_an_abandoned_lookup_never_answer_the_next(
+    redis_server, tmp_path: Path
+) -> None:
+    """A lookup whose Pending is lost before it is read (an interrupt right after it
+    went out) leaves its replies on the connection: the next lookup gets a new one."""
+    client, config, stored = _warm(redis_server, tmp_path)
+    client.lookups.send("e" * 64, OPTIONS, "demo", COMMIT, private=True)  # never read
+    abandoned = client.lookups.private.conn
+    assert abandoned is not None and abandoned.unread >= 3  # (and its CLIENT SETNAME)
+    pending = client.lookups.ahead(config, COMMIT)
+    assert pending is not None and pending.private is not abandoned
+    found = pending.found_for(DIGEST)
+    assert found is not None and found.result == stored  # not the other lookup's None
+    client.close()
+
+
+def test_a_connection_the_server_closed_is_replaced_before_counts_go_out(
+    redis_server, tmp_path: Path
+) -> None:
+    """Redis closed the idle lookup connection (its ``timeout``, a restart): the counts
+    riding on the next lookup still arrive."""
+    client, config, stored = _warm(redis_server, tmp_path)
+    first = client.lookups.ahead(config, COMMIT)
+    assert first is not None and first.found_for(DIGEST) is not None
+    admin = redis_server.client(decode_responses=True)
+    name = client.redis.get_connection_kwargs()["client_name"]
+    (private,) = [c for c in admin.client_list() if c.get("name") == name and c["cmd"] == "hget"]
+    admin.client_kill_filter(_id=private["id"])
+    conn, wait_until = client.lookups.private.conn, time.monotonic() + 5
+    assert conn is not None
+    while conn.idle() and time.monotonic() < wait_until:
+        time.sleep(0.01)  # the close reaches this side
+    client.lookups.count("cached")
+    pending = client.lookups.ahead(config, COMMIT)
+    assert pending is not None and pending.private is not None and pending.counted == 1
+    found = pending.found_for(DIGEST)
+    assert found is not None and found.result == stored
+    assert stats.read(admin, client.keys.prefix)["hit"] == 1
+    client.close()
+
+
+def test_a_password_changed_since_turns_the_lookup_connection_off(
+    redis_server, tmp_path: Path
+) -> None:
+    """The private connection opens after the client's pooled one: a password changed in
+    between is refused to it for good, and lookups go on over the pooled connection."""
+    client = _client(redis_server, tmp_path)
+    _publish(redis_server, client, "1.0.0")
+    user, password = "rotated-" + secrets.token_hex(3), secrets.token_hex(8)
+    admin = redis_server.client()
+    admin.execute_command("ACL", "SETUSER", user, "on", f">{password}", "~*", "+@all")
+    try:
+        url = redis_server.url.replace("redis://", f"redis://{user}:{password}@")
+        limited = Client(dataclasses.replace(client.settings, redis_url=url), name="rotated")
+        config = SubmitConfig(src=tmp_path, out=tmp_path / "o", project="demo", options=OPTIONS)
+        limited.lookups.remember(config, DIGEST)
+        limited.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)  # the pooled connection
+        admin.execute_command("ACL", "SETUSER", user, "resetpass", ">" + secrets.token_hex(8))
+        pending = limited.lookups.ahead(config, COMMIT)
+        assert pending is not None and pending.private is not None
+        assert pending.found_for(DIGEST) is None  # WRONGPASS: looked up the redis-py way
+        assert limited.lookups.private.off
+        found = limited.lookups.lookup(DIGEST, OPTIONS, "demo", COMMIT)
+        assert found.version == "1.0.0"
+        later = limited.lookups.ahead(config, COMMIT)
+        assert later is not None and later.private is None  # the pooled connection
+        assert later.found_for(DIGEST) is not None
+        limited.close()
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "lasting"),
+    [
+        (resp.RespError(resp.REFUSED + "WRONGPASS invalid username-password pair"), True),
+        (resp.RespError(resp.REFUSED + "NOPERM this user has no permissions"), True),
+        (resp.RespError(resp.REFUSED + "LOADING Redis is loading the dataset in memory"), False),
+        (resp.RespError(resp.REFUSED + "BUSY Redis is busy running a script"), False),
+        (resp.RespError("connection closed or malformed reply"), False),
+        (OSError("timed out"), False),
+    ],
+)
+def test_which_refusals_turn_the_lookup_connection_off(error: Exception, lasting: bool) -> None:
+    assert lookup_module._lasting(error) is lasting
