@@ -177,21 +177,7 @@ class Pending:
 
     def drop(self) -> None:
         """Read and forget the replies (waiting at most :data:`REPLY_WAIT`)."""
-        if self.private is not None:
-            conn, self.private = self.private, None
-            try:
-                conn.sock.settimeout(REPLY_WAIT)
-                replies = conn.receive(self._count)[self.counted :]
-                conn.sock.settimeout(PRIVATE_TIMEOUT)
-            except BaseException as e:  # replies may be left unread: it is closed
-                self.lookups.private.reset(off=_lasting(e))
-                if not isinstance(e, resp.RespError | OSError):
-                    raise
-            else:
-                refusals = [r for r in replies if isinstance(r, resp.RespError)]
-                if refusals:
-                    self.lookups.private.reset(off=any(map(_lasting, refusals)))
-        if self.conn is not None:
+        if self.conn is not None or self.private is not None:
             try:
                 self._read(REPLY_WAIT)
             except redis.RedisError:
@@ -215,19 +201,24 @@ class Pending:
 
     def _read(self, wait: float | None) -> list[Any]:
         if self.private is not None:
-            return self._read_private(self._count)
+            return self._read_private(wait)
         conn, self.conn = self.conn, None
         if conn is None:
             raise RuntimeError("a pending lookup's replies are read once")
         return _read(self.lookups.pool, conn, self._count, wait)
 
-    def _read_private(self, count: int) -> list[Any]:
-        """The replies from the private connection; on any failure, a ConnectionError
-        (the submit then looks up the redis-py way, which reports as usual)."""
+    def _read_private(self, wait: float | None) -> list[Any]:
+        """The replies from the private connection (within ``wait`` seconds, if given);
+        on any failure, a ConnectionError (the submit then looks up the redis-py way,
+        which reports as usual)."""
         conn, self.private = self.private, None
         assert conn is not None
         try:
-            replies = conn.receive(count)
+            if wait is not None:
+                conn.sock.settimeout(wait)
+            replies = conn.receive(self._count)
+            if wait is not None:
+                conn.sock.settimeout(PRIVATE_TIMEOUT)
         except BaseException as e:  # replies may be left unread (an interrupt too): closed
             self.lookups.private.reset(off=_lasting(e))
             if isinstance(e, resp.RespError | OSError):
