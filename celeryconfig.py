@@ -17,6 +17,15 @@ broker_connection_retry_on_startup = True
 broker_transport_options = {
     # Longer than the longest task, else Redis hands a running task to a second worker.
     "visibility_timeout": _settings.visibility_timeout,
+    # A broker connection can die silently (a dropped NAT or firewall entry, a failover
+    # behind a proxy): no FIN or RST, so the socket stays open and nothing arrives on it.
+    # kombu then drops a consumer's BRPOP that is overdue (health_check_interval, also
+    # the pub/sub connection's PING) and fails a synchronous command (publish, ack,
+    # event) whose reply does not come (socket_timeout) instead of waiting forever;
+    # both lead to a reconnection. The BRPOP itself carries a 1 s server-side timeout,
+    # so a live broker always answers well within either limit.
+    "socket_timeout": _settings.broker_socket_timeout,
+    "health_check_interval": _settings.broker_health_check_interval,
 }
 
 # Messages are JSON, never pickle (invariant 8).

@@ -56,6 +56,15 @@ DEFAULT_TASK_RETRIES = 3
 DEFAULT_MAX_DELIVERIES = 3
 #: Seconds an unacknowledged message waits before Redis redelivers it.
 DEFAULT_VISIBILITY_TIMEOUT = 900
+#: Seconds a synchronous broker command (a publish, an ack) waits for Redis's reply
+#: before its connection counts as dead and is replaced. Without a limit, a connection
+#: that died silently (a dropped NAT or firewall entry: no FIN, no RST) blocks a worker's
+#: event loop, or a client's enqueue, for good.
+DEFAULT_BROKER_SOCKET_TIMEOUT = 10.0
+#: Seconds between kombu's checks of a worker's long-lived broker connections: a BRPOP
+#: whose reply is this much overdue (it always comes within 1 s from a live server) is
+#: dropped and reconnected, and the pub/sub connection is pinged.
+DEFAULT_BROKER_HEALTH_CHECK_INTERVAL = 10
 #: Seconds a worker stays listed as alive after its last heartbeat.
 DEFAULT_WORKER_ALIVE_WINDOW = 30.0
 #: File a worker touches from its consumer's timer; liveness probes read its age.
@@ -205,6 +214,8 @@ class Settings:
     task_retries: int = DEFAULT_TASK_RETRIES
     max_deliveries: int = DEFAULT_MAX_DELIVERIES
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
+    broker_socket_timeout: float = DEFAULT_BROKER_SOCKET_TIMEOUT
+    broker_health_check_interval: int = DEFAULT_BROKER_HEALTH_CHECK_INTERVAL
     worker_alive_window: float = DEFAULT_WORKER_ALIVE_WINDOW
     heartbeat_file: str = DEFAULT_HEARTBEAT_FILE
     liveness_max_age: float = DEFAULT_LIVENESS_MAX_AGE
@@ -259,6 +270,12 @@ class Settings:
             max_deliveries=env_int(env, "SCSSQ_MAX_DELIVERIES", DEFAULT_MAX_DELIVERIES, 1),
             visibility_timeout=env_int(
                 env, "SCSSQ_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT, 1
+            ),
+            broker_socket_timeout=env_float(
+                env, "SCSSQ_BROKER_SOCKET_TIMEOUT", DEFAULT_BROKER_SOCKET_TIMEOUT, 2.0
+            ),
+            broker_health_check_interval=env_int(
+                env, "SCSSQ_BROKER_HEALTH_CHECK_INTERVAL", DEFAULT_BROKER_HEALTH_CHECK_INTERVAL, 1
             ),
             worker_alive_window=env_float(
                 env, "SCSSQ_WORKER_ALIVE_WINDOW", DEFAULT_WORKER_ALIVE_WINDOW, 1.0

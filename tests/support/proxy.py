@@ -2,7 +2,10 @@
 
 Cutting closes every open connection and the listening socket, so new
 connections are refused; restoring listens again on the same port. The server
-behind it keeps its state, unlike a killed and restarted one.
+behind it keeps its state, unlike a killed and restarted one. Freezing makes the
+open connections die silently, as when a NAT or firewall entry is dropped: no FIN
+or RST, both ends keep an open socket, and nothing sent on it arrives any more;
+new connections still get through.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ class TcpProxy:
         self.port = free_port()
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
+        self._frozen: set[socket.socket] = set()
         self._listener: socket.socket | None = None
         self.restore()
 
@@ -50,6 +54,12 @@ class TcpProxy:
             conn.close()
 
     close = cut
+
+    def freeze(self) -> int:
+        """Make every open connection silently dead; returns how many there were."""
+        with self._lock:
+            self._frozen |= self._conns
+            return len(self._conns) // 2
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -79,7 +89,8 @@ class TcpProxy:
                     data = sock.recv(65536)
                     if not data:
                         return
-                    peers[sock].sendall(data)
+                    if sock not in self._frozen:
+                        peers[sock].sendall(data)
         except (OSError, ValueError):
             return
         finally:
@@ -88,3 +99,4 @@ class TcpProxy:
                     sock.close()
             with self._lock:
                 self._conns -= {a, b}
+                self._frozen -= {a, b}
