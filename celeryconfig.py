@@ -24,8 +24,13 @@ broker_transport_options = {
     # event) whose reply does not come (socket_timeout) instead of waiting forever;
     # both lead to a reconnection. The BRPOP itself carries a 1 s server-side timeout,
     # so a live broker always answers well within either limit.
-    "socket_timeout": _settings.broker_socket_timeout,
+    "socket_timeout": _settings.redis_reply_timeout,
     "health_check_interval": _settings.broker_health_check_interval,
+    # A command that timed out is sent once more on a new connection. Without it, an
+    # ack lost that way stays pending in the consumer, which at prefetch 1 then never
+    # consumes again. A repeated ack, event or task message is harmless here (a second
+    # delivery of a finished compile finds its result).
+    "retry_on_timeout": True,
 }
 
 # Messages are JSON, never pickle (invariant 8).

@@ -48,6 +48,9 @@ def redis_client(settings: Settings, name: str | None = None) -> redis.Redis:
     """A client of ``SCSSQ_REDIS_URL`` with bounded connect time; ``name`` is CLIENT SETNAME."""
     kwargs: dict[str, Any] = {
         "socket_connect_timeout": CONNECT_TIMEOUT,
+        # A reply that does not come (a connection that died silently) is an error, not
+        # a wait forever: redis-py then drops the connection and the caller reconnects.
+        "socket_timeout": settings.redis_reply_timeout,
         "socket_keepalive": True,
         "health_check_interval": 0,
         "client_name": name,

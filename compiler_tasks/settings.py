@@ -56,11 +56,13 @@ DEFAULT_TASK_RETRIES = 3
 DEFAULT_MAX_DELIVERIES = 3
 #: Seconds an unacknowledged message waits before Redis redelivers it.
 DEFAULT_VISIBILITY_TIMEOUT = 900
-#: Seconds a synchronous broker command (a publish, an ack) waits for Redis's reply
-#: before its connection counts as dead and is replaced. Without a limit, a connection
-#: that died silently (a dropped NAT or firewall entry: no FIN, no RST) blocks a worker's
-#: event loop, or a client's enqueue, for good.
-DEFAULT_BROKER_SOCKET_TIMEOUT = 10.0
+#: Seconds any command to Redis (the service's or the broker's: a GET, a Lua call, a
+#: publish, an ack) waits for its reply before its connection counts as dead and is
+#: replaced. Without a limit, a connection that died silently (a dropped NAT or firewall
+#: entry: no FIN, no RST) blocks a worker, or a waiting client, for good. Blocking reads
+#: with their own timeout (a waiter's subscription) are not cut short by it. redis-py 8
+#: has the same default; kombu, for the broker, has none.
+DEFAULT_REDIS_REPLY_TIMEOUT = 5.0
 #: Seconds between kombu's checks of a worker's long-lived broker connections: a BRPOP
 #: whose reply is this much overdue (it always comes within 1 s from a live server) is
 #: dropped and reconnected, and the pub/sub connection is pinged.
@@ -214,7 +216,7 @@ class Settings:
     task_retries: int = DEFAULT_TASK_RETRIES
     max_deliveries: int = DEFAULT_MAX_DELIVERIES
     visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
-    broker_socket_timeout: float = DEFAULT_BROKER_SOCKET_TIMEOUT
+    redis_reply_timeout: float = DEFAULT_REDIS_REPLY_TIMEOUT
     broker_health_check_interval: int = DEFAULT_BROKER_HEALTH_CHECK_INTERVAL
     worker_alive_window: float = DEFAULT_WORKER_ALIVE_WINDOW
     heartbeat_file: str = DEFAULT_HEARTBEAT_FILE
@@ -271,8 +273,8 @@ class Settings:
             visibility_timeout=env_int(
                 env, "SCSSQ_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT, 1
             ),
-            broker_socket_timeout=env_float(
-                env, "SCSSQ_BROKER_SOCKET_TIMEOUT", DEFAULT_BROKER_SOCKET_TIMEOUT, 2.0
+            redis_reply_timeout=env_float(
+                env, "SCSSQ_REDIS_REPLY_TIMEOUT", DEFAULT_REDIS_REPLY_TIMEOUT, 2.0
             ),
             broker_health_check_interval=env_int(
                 env, "SCSSQ_BROKER_HEALTH_CHECK_INTERVAL", DEFAULT_BROKER_HEALTH_CHECK_INTERVAL, 1

@@ -31,8 +31,8 @@ def test_defaults_need_no_cloud() -> None:
         ("SCSSQ_PREFIX", "a b"),
         ("SCSSQ_ENGINE", "node-sass"),
         ("SCSSQ_WORK_DIR", "relative/scratch"),
-        ("SCSSQ_BROKER_SOCKET_TIMEOUT", "1"),  # below the BRPOP's own 1 s timeout + margin
-        ("SCSSQ_BROKER_SOCKET_TIMEOUT", "never"),
+        ("SCSSQ_REDIS_REPLY_TIMEOUT", "1"),  # below the BRPOP's own 1 s timeout + margin
+        ("SCSSQ_REDIS_REPLY_TIMEOUT", "never"),
         ("SCSSQ_BROKER_HEALTH_CHECK_INTERVAL", "0"),  # would turn kombu's checks off
         ("SCSSQ_BROKER_HEALTH_CHECK_INTERVAL", "2.5"),
     ],

@@ -158,6 +158,40 @@ def test_redis_cut_while_clients_wait_and_workers_work(
         proxy.close()
 
 
+def test_redis_dies_silently_while_clients_wait_and_workers_work(
+    make_fleet, redis_server, tmp_path: Path
+) -> None:
+    """Every connection to the service's Redis dies without a FIN or RST mid-compile (a
+    dropped NAT entry: the proxy drops what it gets, new connections get through). The
+    clients' capped re-check, the holder's lock renewal and the worker's ack get no
+    reply: each fails after SCSSQ_REDIS_REPLY_TIMEOUT and goes again on a new connection
+    instead of waiting forever, and every client gets the CSS before its --timeout."""
+    proxy = TcpProxy(redis_server.port)
+    try:
+        fleet = make_fleet(
+            workers=1,
+            concurrency=1,
+            lock_ttl=2,
+            visibility_timeout=300,
+            redis_url=f"redis://127.0.0.1:{proxy.port}/0",
+            redis_reply_timeout=2,
+            broker_health_check_interval=2,  # the broker (the same Redis) dies with it
+        )
+        src = make_src(tmp_path, {"main.scss": slow_scss(4.0)})
+        procs = spawn_many(fleet, 3, src, tmp_path, "--timeout", "40")
+        engine_parent(fleet, 1)
+        wait_for(lambda: _subscribers(fleet) >= 3, 30, "all 3 clients to be waiting")
+        assert proxy.freeze() >= 4  # the clients' and the worker's connections
+        finish_all(procs, fleet, timeout=60)
+        assert b"n: " in same_css(tmp_path, 3)
+        # The holder could not renew its lock, so it dropped its compile unpublished; the
+        # clients' re-enqueue compiled it once more, and the other tasks found the result.
+        assert "abandoned: lock of" in fleet.logs()
+        assert len(fleet.engine_runs()) == 2
+    finally:
+        proxy.close()
+
+
 def _subscribers(fleet: Fleet) -> int:
     channels = fleet.redis.pubsub_channels(f"{fleet.prefix}:done:*")
     return sum(n for _, n in fleet.redis.pubsub_numsub(*channels)) if channels else 0
@@ -421,3 +455,70 @@ def test_persistent_redis_restarted_while_clients_wait(tmp_path: Path) -> None:
     finally:
         fleet.stop()
         server.stop()
+
+
+#: Run with the fleet's environment: one long-lived Client submits, waits for a line on
+#: stdin (the test kills the broker connections silently meanwhile), then submits again.
+TWO_SUBMITS = """
+import sys, time
+from pathlib import Path
+from cli.client import Client, submit
+from cli.config import SubmitConfig
+from compiler_tasks.keys import CompileOptions
+from compiler_tasks.settings import Settings
+
+src, out = Path(sys.argv[1]), Path(sys.argv[2])
+client = Client(Settings.from_env())
+config = SubmitConfig(src=src, out=out, project="demo", options=CompileOptions(("main.scss",)))
+print(submit(client, config, "a" * 40, timeout=30).outcome, flush=True)
+sys.stdin.readline()
+(src / "main.scss").write_text(".after { drop: silent; }\\n")
+started = time.monotonic()
+second = submit(client, config, "b" * 40, timeout=40)
+print(second.outcome, (out / "main.css").read_text().split()[0], round(time.monotonic() - started))
+"""
+
+
+def test_a_long_lived_client_and_a_worker_replace_silently_dead_connections(
+    make_fleet, redis_server, tmp_path: Path
+) -> None:
+    """Every Redis connection (service and broker) dies without a FIN or RST between two
+    submits of one long-lived client (a dropped NAT entry; the proxy drops what it gets,
+    both ends keep an open socket; new connections get through). The client's commands
+    on its pooled connections (its lookup, its enqueue) fail after
+    SCSSQ_REDIS_REPLY_TIMEOUT and go again on new ones, instead of waiting forever; the
+    worker's overdue BRPOP is dropped after SCSSQ_BROKER_HEALTH_CHECK_INTERVAL and it
+    consumes again. Without the reply timeout this client never returns."""
+    proxy = TcpProxy(redis_server.port)
+    try:
+        fleet = make_fleet(
+            workers=1,
+            redis_url=f"redis://127.0.0.1:{proxy.port}/0",
+            redis_reply_timeout=3,
+            broker_health_check_interval=2,
+            lock_ttl=2,  # the client's capped wait re-enqueues a message the dead BRPOP ate
+        )
+        src = tmp_path / "src"
+        src.mkdir()
+        (src / "main.scss").write_text(".before { drop: none; }\n")
+        client = subprocess.Popen(
+            [sys.executable, "-c", TWO_SUBMITS, str(src), str(tmp_path / "out")],
+            env=fleet.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert client.stdout is not None and client.stdin is not None
+            assert client.stdout.readline().split() == ["compiled"]
+            assert proxy.freeze() >= 2  # the client's and the worker's connections
+            client.stdin.write("go\n")
+            client.stdin.flush()
+            out, err = client.communicate(timeout=60)
+        finally:
+            client.kill()
+        assert out.split()[:2] == ["compiled", ".after"], err + fleet.logs()
+        assert "dropping stale connection" in fleet.logs()
+    finally:
+        proxy.close()
