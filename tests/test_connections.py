@@ -28,7 +28,8 @@ def _settings(port: int, reply_timeout: float) -> Settings:
 def test_a_command_on_a_silently_dead_connection_fails_then_reconnects(
     redis_server: RedisServer,
 ) -> None:
-    """Without SCSSQ_REDIS_REPLY_TIMEOUT the GET would wait for its reply forever."""
+    """The GET fails after SCSSQ_REDIS_REPLY_TIMEOUT (not redis-py's own 5 s default,
+    nor never, as with redis-py before 8), and the next command reconnects."""
     proxy = TcpProxy(redis_server.port)
     key = "conn-test:" + secrets.token_hex(4)
     try:

@@ -177,12 +177,15 @@ def test_redis_dies_silently_while_clients_wait_and_workers_work(
             redis_reply_timeout=2,
             broker_health_check_interval=2,  # the broker (the same Redis) dies with it
         )
-        src = make_src(tmp_path, {"main.scss": slow_scss(4.0)})
-        procs = spawn_many(fleet, 3, src, tmp_path, "--timeout", "40")
+        src = make_src(tmp_path, {"main.scss": slow_scss(8.0)})
+        procs = spawn_many(fleet, 3, src, tmp_path, "--timeout", "60")
         engine_parent(fleet, 1)
         wait_for(lambda: _subscribers(fleet) >= 3, 30, "all 3 clients to be waiting")
         assert proxy.freeze() >= 4  # the clients' and the worker's connections
-        finish_all(procs, fleet, timeout=60)
+        # Mid-compile: the first compile still runs, nothing is published yet.
+        assert len(fleet.engine_runs()) == 1
+        assert not fleet.redis.keys(f"{fleet.prefix}:result:*")
+        finish_all(procs, fleet, timeout=80)
         assert b"n: " in same_css(tmp_path, 3)
         # The holder could not renew its lock, so it dropped its compile unpublished; the
         # clients' re-enqueue compiled it once more, and the other tasks found the result.
