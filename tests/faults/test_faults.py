@@ -127,6 +127,16 @@ def test_frozen_holder_neither_publishes_nor_overwrites(make_fleet, tmp_path: Pa
     assert len(fleet.engine_runs()) == 2
 
 
+def _three_waiting(fleet: Fleet, tmp: Path, compile_seconds: float, timeout: int) -> list:
+    """3 submitters of one bundle whose compile takes ``compile_seconds``, returned once
+    the compile runs and all 3 wait on its channel (``--timeout`` ``timeout``)."""
+    src = make_src(tmp, {"main.scss": slow_scss(compile_seconds)})
+    procs = spawn_many(fleet, 3, src, tmp, "--timeout", str(timeout))
+    engine_parent(fleet, 1)
+    wait_for(lambda: _subscribers(fleet) >= 3, 30, "all 3 clients to be waiting")
+    return procs
+
+
 def test_redis_cut_while_clients_wait_and_workers_work(
     make_fleet, redis_server, tmp_path: Path
 ) -> None:
@@ -139,10 +149,7 @@ def test_redis_cut_while_clients_wait_and_workers_work(
             visibility_timeout=300,
             redis_url=f"redis://127.0.0.1:{proxy.port}/0",
         )
-        src = make_src(tmp_path, {"main.scss": slow_scss(2.0)})
-        procs = spawn_many(fleet, 3, src, tmp_path, "--timeout", "60")
-        engine_parent(fleet, 1)
-        wait_for(lambda: _subscribers(fleet) >= 3, 30, "all 3 clients to be waiting")
+        procs = _three_waiting(fleet, tmp_path, compile_seconds=2.0, timeout=60)
         proxy.cut()
         time.sleep(2)
         proxy.restore()
@@ -177,10 +184,7 @@ def test_redis_dies_silently_while_clients_wait_and_workers_work(
             redis_reply_timeout=2,
             broker_health_check_interval=2,  # the broker (the same Redis) dies with it
         )
-        src = make_src(tmp_path, {"main.scss": slow_scss(8.0)})
-        procs = spawn_many(fleet, 3, src, tmp_path, "--timeout", "60")
-        engine_parent(fleet, 1)
-        wait_for(lambda: _subscribers(fleet) >= 3, 30, "all 3 clients to be waiting")
+        procs = _three_waiting(fleet, tmp_path, compile_seconds=8.0, timeout=60)
         assert proxy.freeze() >= 4  # the clients' and the worker's connections
         # Mid-compile: the first compile still runs, nothing is published yet.
         assert len(fleet.engine_runs()) == 1
