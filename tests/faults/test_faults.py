@@ -465,7 +465,7 @@ def test_persistent_redis_restarted_while_clients_wait(tmp_path: Path) -> None:
 
 
 #: Run with the fleet's environment: one long-lived Client submits, waits for a line on
-#: stdin (the test kills the broker connections silently meanwhile), then submits again.
+#: stdin (the test kills every Redis connection silently meanwhile), then submits again.
 TWO_SUBMITS = """
 import sys, time
 from pathlib import Path
@@ -491,11 +491,12 @@ def test_a_long_lived_client_and_a_worker_replace_silently_dead_connections(
 ) -> None:
     """Every Redis connection (service and broker) dies without a FIN or RST between two
     submits of one long-lived client (a dropped NAT entry; the proxy drops what it gets,
-    both ends keep an open socket; new connections get through). The client's commands
-    on its pooled connections (its lookup, its enqueue) fail after
-    SCSSQ_REDIS_REPLY_TIMEOUT and go again on new ones, instead of waiting forever; the
-    worker's overdue BRPOP is dropped after SCSSQ_BROKER_HEALTH_CHECK_INTERVAL and it
-    consumes again. Without the reply timeout this client never returns."""
+    both ends keep an open socket; new connections get through). The client's enqueue
+    on its pooled broker connection fails after SCSSQ_REDIS_REPLY_TIMEOUT and is sent
+    again on a new one, instead of waiting forever (its lookup's own connection has its
+    own limit); the worker's overdue BRPOP is dropped after
+    SCSSQ_BROKER_HEALTH_CHECK_INTERVAL and it consumes again. Without the reply timeout
+    on the broker this client never returns."""
     proxy = TcpProxy(redis_server.port)
     try:
         fleet = make_fleet(
