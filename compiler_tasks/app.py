@@ -16,9 +16,11 @@ app.config_from_object("celeryconfig")
 
 
 def _add_worker_steps() -> None:
+    from .acks import SettleAcks
     from .worker import FleetHeartbeat
 
     app.steps["consumer"].add(FleetHeartbeat)
+    app.steps["consumer"].add(SettleAcks)
 
 
 _add_worker_steps()

@@ -26,7 +26,7 @@ from typing import Any
 import redis
 from celery import Task
 
-from . import commits, instrument, pipeline
+from . import acks, commits, instrument, pipeline
 from .app import app
 from .bundle import Bundle
 from .errors import (
@@ -61,6 +61,7 @@ def _backoff(retries: int) -> float:
     reject_on_worker_lost=True,
     max_retries=None,
     ignore_result=True,
+    Request=acks.Request,
 )
 def compile_bundle(self: Task, request: dict[str, Any]) -> str:
     """Compile one bundle's entries under its compile key; returns the outcome name."""
@@ -233,7 +234,7 @@ def _infra_message(error: InfrastructureError, retries: int) -> str:
     return f"{error}{tries}"
 
 
-@app.task(name="scssq.record", bind=True, acks_late=True, ignore_result=True)
+@app.task(name="scssq.record", bind=True, acks_late=True, ignore_result=True, Request=acks.Request)
 def record_commit(self: Task, request: dict[str, Any]) -> str:
     """Record the commit mapping of a submit that needed no compile (a cache hit).
 

@@ -199,6 +199,50 @@ def test_redis_dies_silently_while_clients_wait_and_workers_work(
         proxy.close()
 
 
+def test_an_ack_that_failed_twice_is_sent_again_once_redis_is_back(
+    make_fleet, redis_server, tmp_path: Path
+) -> None:
+    """Redis is unreachable from mid-compile until the worker's ack has failed on a new
+    connection too (a partition: every connection silently dead, new ones as well).
+    kombu logs "Couldn't ack" and leaves the message pending in the consumer, which at
+    prefetch 1 then consumed nothing more, with a fresh heartbeat: every client timed
+    out. The worker sends the ack again on its timer (compiler_tasks/acks.py), so once
+    Redis is back it consumes: the clients' re-enqueue compiles, and the next submit."""
+    proxy = TcpProxy(redis_server.port)
+    try:
+        fleet = make_fleet(
+            workers=0,
+            lock_ttl=2,
+            visibility_timeout=300,
+            redis_url=f"redis://127.0.0.1:{proxy.port}/0",
+            redis_reply_timeout=2,
+            broker_health_check_interval=2,
+        )
+        # Celery's worker-heartbeat event (every 2 s) would block the event loop in a
+        # reconnection from the outage's first seconds, and the ack queued behind it would
+        # run only once Redis is back. With it, an ack fails only when the outage starts
+        # less than 2 s before it: it narrows the window, it does not close it.
+        fleet.start_worker(concurrency=1, extra_args=("--without-heartbeat",))
+        procs = _three_waiting(fleet, tmp_path, compile_seconds=4.0, timeout=90)
+        proxy.partition()
+        wait_for(lambda: "Couldn't ack" in _full_logs(fleet), 60, "the ack to fail twice")
+        proxy.heal()
+        finish_all(procs, fleet, timeout=80)
+        assert b"n: " in same_css(tmp_path, 3)
+        other = make_src(tmp_path, {"main.scss": ".after { partition: healed; }\n"}, "other")
+        proc = fleet.scssq(
+            "submit", HASH2, *submit_args(other, tmp_path / "o2"), "--timeout", "60", cwd=tmp_path
+        )
+        assert proc.returncode == 0, proc.stderr + fleet.logs()
+        assert "settled: the worker consumes again" in _full_logs(fleet)
+    finally:
+        proxy.close()
+
+
+def _full_logs(fleet: Fleet) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in fleet.tmp.glob("worker*.log"))
+
+
 def _subscribers(fleet: Fleet) -> int:
     channels = fleet.redis.pubsub_channels(f"{fleet.prefix}:done:*")
     return sum(n for _, n in fleet.redis.pubsub_numsub(*channels)) if channels else 0

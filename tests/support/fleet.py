@@ -59,14 +59,18 @@ class Fleet:
         self.redis = redis.Redis.from_url(redis_url)
 
     def start_worker(
-        self, concurrency: int = 2, wait: bool = True, extra_env: dict[str, str] | None = None
+        self,
+        concurrency: int = 2,
+        wait: bool = True,
+        extra_env: dict[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> subprocess.Popen[bytes]:
         self.started += 1
         name = f"w{self.started}-{self.prefix}@%h"
         log = open(self.tmp / f"worker{self.started}.log", "ab")  # noqa: SIM115
         heartbeat = {"SCSSQ_HEARTBEAT_FILE": str(self.heartbeat_file(self.started))}
         proc = subprocess.Popen(
-            [CELERY, *WORKER_ARGS, f"--concurrency={concurrency}", "-n", name],
+            [CELERY, *WORKER_ARGS, *extra_args, f"--concurrency={concurrency}", "-n", name],
             env={**self.env, **heartbeat, **(extra_env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,

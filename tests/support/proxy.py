@@ -5,7 +5,8 @@ connections are refused; restoring listens again on the same port. The server
 behind it keeps its state, unlike a killed and restarted one. Freezing makes the
 open connections die silently, as when a NAT or firewall entry is dropped: no FIN
 or RST, both ends keep an open socket, and nothing sent on it arrives any more;
-new connections still get through.
+new connections still get through. A partition goes further: new connections are
+accepted but just as dead, until it heals.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class TcpProxy:
         self._conns: set[socket.socket] = set()
         self._frozen: set[socket.socket] = set()
         self._listener: socket.socket | None = None
+        self._partitioned = False
         self.restore()
 
     def restore(self) -> None:
@@ -61,6 +63,17 @@ class TcpProxy:
             self._frozen |= self._conns
             return len(self._conns) // 2
 
+    def partition(self) -> int:
+        """Freeze every open connection, and each new one until :meth:`heal`."""
+        with self._lock:
+            self._partitioned = True
+        return self.freeze()
+
+    def heal(self) -> None:
+        """New connections get through again (the frozen ones stay dead)."""
+        with self._lock:
+            self._partitioned = False
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
@@ -78,6 +91,8 @@ class TcpProxy:
                     upstream.close()
                     return
                 self._conns |= {client, upstream}
+                if self._partitioned:
+                    self._frozen |= {client, upstream}
             threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
 
     def _pump(self, a: socket.socket, b: socket.socket) -> None:
