@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from celery import signals
 from kombu import Connection, Consumer, Exchange, Producer, Queue
+from kombu.asynchronous.hub import Hub
+from kombu.asynchronous.timer import Timer
 from kombu.message import Message
 
-from compiler_tasks.acks import Unsettled
+from compiler_tasks.acks import SETTLE_INTERVAL, UNSETTLED, Request, SettleAcks, Unsettled
 from tests.support.proxy import TcpProxy
 from tests.support.redis_server import RedisServer
 
@@ -67,72 +71,103 @@ def broker(redis_server: RedisServer) -> Iterator[tuple[Broker, TcpProxy]]:
 
 def test_a_failed_ack_is_sent_again_once_redis_is_back(broker: tuple[Broker, TcpProxy]) -> None:
     b, proxy = broker
-    unsettled = Unsettled()
+    unsettled = Unsettled(active=True)
     unsettled.watch(b.message, None)
     proxy.partition()
     b.message.ack_log_error(log, b.errors)  # what Celery runs: logs the failure, goes on
     assert not b.message.acknowledged and b.unacked()
     assert not b.consumes()  # at prefetch 1, this consumer would never consume again
-    assert unsettled.settle(b.errors) == 0  # first tick: Celery's ack may not have run yet
-    assert unsettled.settle(b.errors) == 1  # second: sent again, Redis still away
+    unsettled.settle(b.errors)  # the turn that asked: Celery's ack may not have run yet
+    unsettled.next_turn()
+    assert unsettled.settle(b.errors) == 1  # sent again, Redis still away
     assert b.unacked() and not b.consumes()
+    assert unsettled.next_try - time.monotonic() > SETTLE_INTERVAL / 2  # backs off
     proxy.heal()
+    assert unsettled.settle(b.errors) == 1  # before its next try
+    time.sleep(SETTLE_INTERVAL)
     assert unsettled.settle(b.errors) == 0
     assert b.message.acknowledged and not b.unacked() and b.consumes()
-    assert not unsettled.watched
 
 
 def test_an_ack_that_went_through_is_forgotten_not_sent_twice(
     broker: tuple[Broker, TcpProxy],
 ) -> None:
     b, _ = broker
-    unsettled = Unsettled()
+    unsettled = Unsettled(active=True)
     unsettled.watch(b.message, None)
     b.message.ack_log_error(log, b.errors)
     assert b.message.acknowledged and not b.unacked()
-    assert unsettled.settle(b.errors) == 0
-    assert not unsettled.watched  # a second ack would raise MessageStateError
+    unsettled.next_turn()
+    assert unsettled.settle(b.errors) == 0  # a second ack would raise MessageStateError
 
 
-def test_a_tick_before_celerys_own_ack_ran_does_not_send_it(
+def test_timer_ticks_within_one_loop_turn_never_send_an_ack_celery_has_queued(
     broker: tuple[Broker, TcpProxy],
 ) -> None:
-    """Celery sends an ack on the event loop's next turn: a timer tick may come first."""
+    """Celery sends an ack on the hub's next turn (call_soon). After a stall, several
+    timers run in one turn: the ack asked for by a timer (a time limit, a revoked
+    deferral), two settle ticks, and something that blocked in between (a heartbeat
+    reconnecting). The second tick must not send it: Celery's own ack would then raise."""
     b, _ = broker
-    unsettled = Unsettled()
-    unsettled.watch(b.message, None)
-    unsettled.settle(b.errors)
-    b.message.ack_log_error(log, b.errors)  # MessageStateError, had the tick sent it
+    unsettled = Unsettled(active=True)
+    hub = Hub(Timer())
+    hub.on_tick.add(unsettled.next_turn)
+
+    def acknowledge_from_a_timer() -> None:
+        unsettled.watch(b.message, None)  # as acks.Request.acknowledge
+        hub.call_soon(b.message.ack_log_error, log, b.errors)  # as Celery's call_soon_ack
+
+    hub.call_later(0, acknowledge_from_a_timer)
+    hub.call_repeatedly(0.3, unsettled.settle, b.errors)
+    hub.call_later(0.31, time.sleep, 0.4)
+    time.sleep(0.35)  # the loop was busy: all of them are due at its next turn
+    loop = hub.create_loop()
+    next(loop)  # the timers, two settle ticks among them
+    assert not b.message.acknowledged and unsettled.watched
+    next(loop)  # Celery's ack; MessageStateError here had a tick sent it
     assert b.message.acknowledged and not b.unacked()
+    hub.close()
 
 
 def test_a_failed_requeue_is_sent_again_and_puts_the_message_back(
     broker: tuple[Broker, TcpProxy],
 ) -> None:
     b, proxy = broker
-    unsettled = Unsettled()
+    unsettled = Unsettled(active=True)
     unsettled.watch(b.message, True)
     proxy.partition()
     b.message.reject_log_error(log, b.errors, requeue=True)
     assert not b.message.acknowledged and b.redis.llen(b.queue.name) == 0
-    unsettled.settle(b.errors)
     proxy.heal()
+    unsettled.next_turn()
     assert unsettled.settle(b.errors) == 0
     assert b.redis.llen(b.queue.name) == 1 and not b.unacked() and b.consumes()
 
 
-def test_a_message_whose_channel_closed_is_dropped_and_back_in_its_queue(
+def test_a_reject_of_the_consumer_that_failed_is_sent_again(
     broker: tuple[Broker, TcpProxy],
 ) -> None:
-    """A consumer restart closes the channel, and kombu restores its unacked messages."""
+    """Celery's consumer rejects an unknown or malformed message itself, then sends
+    task_rejected (or task_unknown); the worker's UNSETTLED watches it from there."""
     b, proxy = broker
-    unsettled = Unsettled()
-    unsettled.watch(b.message, None)
     proxy.partition()
-    b.message.ack_log_error(log, b.errors)
-    proxy.heal()
-    b.channel.close()
-    assert b.redis.llen(b.queue.name) == 1 and not b.unacked()
-    unsettled.settle(b.errors)
-    assert unsettled.settle(b.errors) == 0 and not unsettled.watched
-    assert b.redis.llen(b.queue.name) == 1  # the late ack did not take it away again
+    UNSETTLED.active = True
+    try:
+        b.message.reject_log_error(log, b.errors)
+        signals.task_rejected.send(sender=None, message=b.message, exc=None)
+        assert b.message in UNSETTLED.watched
+        proxy.heal()
+        UNSETTLED.next_turn()
+        assert UNSETTLED.settle(b.errors) == 0
+    finally:
+        UNSETTLED.active = False
+        UNSETTLED.clear()
+    assert b.message.acknowledged and not b.unacked() and b.redis.llen(b.queue.name) == 0
+
+
+def test_the_worker_watches_every_task_and_runs_the_settling_step() -> None:
+    from compiler_tasks import tasks
+    from compiler_tasks.app import app
+
+    assert tasks.compile_bundle.Request is Request and tasks.record_commit.Request is Request
+    assert SettleAcks in app.steps["consumer"]
