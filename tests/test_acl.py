@@ -126,7 +126,7 @@ def test_client_credential_submits_but_cannot_write(acl_server, tmp_path: Path) 
         fleet.start_worker(1, extra_env={"SCSSQ_REDIS_URL": url(server, WORKER_USER, WORKER_PW)})
         _client_flows(fleet, tmp_path)
         _client_writes_refused(fleet, client_url)
-        assert "NOPERM" not in fleet.logs() and "no permissions" not in fleet.logs()
+        assert "NOPERM" not in fleet.full_logs() and "no permissions" not in fleet.full_logs()
     finally:
         fleet.stop()
 

@@ -136,7 +136,7 @@ def test_rediss_with_password_end_to_end(tls_redis: Tls, tmp_path: Path) -> None
         _no_password(first.stdout, first.stderr, again.stderr, health.stdout, untrusted.stdout)
         fleet.stop_workers()
         _no_password(fleet.logs())
-        assert "rediss://:**@" in fleet.logs()  # Celery's banner shows the URL, masked
+        assert "rediss://:**@" in fleet.full_logs()  # Celery's banner shows the URL, masked
     finally:
         fleet.stop()
 
@@ -186,11 +186,11 @@ def test_passwords_never_shown_on_connection_errors(tls_redis: Tls, tmp_path: Pa
         )  # fmt: skip
         assert wrong.returncode == 3 and "FAIL redis" in wrong.stdout
         outputs += [wrong.stdout, wrong.stderr]
-        wait_for(lambda: "Cannot connect" in fleet.logs(), 20, "the worker's connection error")
+        wait_for(lambda: "Cannot connect" in fleet.full_logs(), 20, "the worker's connection error")
     finally:
         fleet.stop()
     _no_password(*outputs, fleet.logs())
-    assert "scssq-client:**@" in fleet.logs()
+    assert "scssq-client:**@" in fleet.full_logs()
 
 
 class _Exploit:
@@ -229,7 +229,9 @@ def test_pickle_messages_are_refused(make_fleet, tmp_path: Path) -> None:
         conn.Producer().publish(
             body, exchange="", routing_key=fleet.prefix, serializer="pickle", headers=headers
         )
-    wait_for(lambda: "ContentDisallowed" in fleet.logs(), 20, "the worker to refuse the message")
+    wait_for(
+        lambda: "ContentDisallowed" in fleet.full_logs(), 20, "the worker to refuse the message"
+    )
     time.sleep(0.5)
     assert not marker.exists(), "the worker unpickled the message"
     assert fleet.engine_runs() == []

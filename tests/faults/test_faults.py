@@ -112,7 +112,7 @@ def test_frozen_holder_neither_publishes_nor_overwrites(make_fleet, tmp_path: Pa
     finally:
         os.kill(stale, signal.SIGCONT)
     wait_for(
-        lambda: "was lost" in fleet.logs() or "lost before" in fleet.logs(),
+        lambda: "was lost" in fleet.full_logs() or "lost before" in fleet.full_logs(),
         30,
         "the stale holder to notice",
     )
@@ -193,7 +193,7 @@ def test_redis_dies_silently_while_clients_wait_and_workers_work(
         assert b"n: " in same_css(tmp_path, 3)
         # The holder could not renew its lock, so it dropped its compile unpublished; the
         # clients' re-enqueue compiled it once more, and the other tasks found the result.
-        assert "abandoned: lock of" in fleet.logs()
+        assert "abandoned: lock of" in fleet.full_logs()
         assert len(fleet.engine_runs()) == 2
     finally:
         proxy.close()
@@ -225,7 +225,7 @@ def test_an_ack_that_failed_twice_is_sent_again_once_redis_is_back(
         fleet.start_worker(concurrency=1, extra_args=("--without-heartbeat",))
         procs = _three_waiting(fleet, tmp_path, compile_seconds=4.0, timeout=90)
         proxy.partition()
-        wait_for(lambda: "Couldn't ack" in _full_logs(fleet), 60, "the ack to fail twice")
+        wait_for(lambda: "Couldn't ack" in fleet.full_logs(), 60, "the ack to fail twice")
         proxy.heal()
         finish_all(procs, fleet, timeout=80)
         assert b"n: " in same_css(tmp_path, 3)
@@ -234,13 +234,9 @@ def test_an_ack_that_failed_twice_is_sent_again_once_redis_is_back(
             "submit", HASH2, *submit_args(other, tmp_path / "o2"), "--timeout", "60", cwd=tmp_path
         )
         assert proc.returncode == 0, proc.stderr + fleet.logs()
-        assert "settled: the worker consumes again" in _full_logs(fleet)
+        assert "settled: the worker consumes again" in fleet.full_logs()
     finally:
         proxy.close()
-
-
-def _full_logs(fleet: Fleet) -> str:
-    return "\n".join(p.read_text(errors="replace") for p in fleet.tmp.glob("worker*.log"))
 
 
 def _subscribers(fleet: Fleet) -> int:
@@ -571,6 +567,6 @@ def test_a_long_lived_client_and_a_worker_replace_silently_dead_connections(
         finally:
             client.kill()
         assert out.split()[:2] == ["compiled", ".after"], err + fleet.logs()
-        assert "dropping stale connection" in fleet.logs()
+        assert "dropping stale connection" in fleet.full_logs()
     finally:
         proxy.close()

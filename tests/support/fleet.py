@@ -106,9 +106,15 @@ class Fleet:
         wait_for(ready, timeout, f"{count} workers of {self.prefix}", interval=0.1)
 
     def logs(self) -> str:
-        return "\n".join(
-            p.read_text(errors="replace")[-4000:] for p in sorted(self.tmp.glob("worker*.log"))
-        )
+        """The last 4000 characters of each worker's log: for a failing assertion's message."""
+        return "\n".join(text[-4000:] for text in self._log_texts())
+
+    def full_logs(self) -> str:
+        """Every worker's whole log: to look for a line in."""
+        return "\n".join(self._log_texts())
+
+    def _log_texts(self) -> list[str]:
+        return [p.read_text(errors="replace") for p in sorted(self.tmp.glob("worker*.log"))]
 
     def engine_runs(self) -> list[str]:
         """One line per compile, written by the engine child processes themselves."""
