@@ -26,6 +26,7 @@ from typing import Any
 
 from celery import bootsteps, signals
 from celery.worker.request import Request as CeleryRequest
+from kombu.exceptions import MessageStateError
 from kombu.message import Message
 
 log = logging.getLogger(__name__)
@@ -72,31 +73,28 @@ class Unsettled:
         if self.active and not message.acknowledged:
             self.watched.setdefault(message, _Watched(requeue, self.turn))
 
-    def settle(self, errors: tuple[type[BaseException], ...]) -> int:
+    def settle(self) -> int:
         """Forget settled messages and send failed ones again; returns how many are left.
 
-        Stops at the first connection error (in ``errors``): the broker is still away,
-        and each further try would block the event loop as long again; the next try
-        waits twice as long as the last one, up to :data:`SETTLE_BACKOFF_MAX`.
+        Stops at the first failure: the broker is still away (or read-only, during a
+        failover), and each further try would block the event loop as long again. The
+        next try waits twice as long as the last one, up to :data:`SETTLE_BACKOFF_MAX`.
         """
         for message, entry in list(self.watched.items()):
             if message.acknowledged:
                 del self.watched[message]
                 continue
             due = entry.turn < self.turn and time.monotonic() >= self.next_try
-            if due and not self._try(message, entry, errors):
+            if due and not self._try(message, entry):
                 break
         return len(self.watched)
 
-    def _try(
-        self, message: Message, entry: _Watched, errors: tuple[type[BaseException], ...]
-    ) -> bool:
+    def _try(self, message: Message, entry: _Watched) -> bool:
         if not entry.failed:
             entry.failed = True
-            what = "ack" if entry.requeue is None else "reject"
             log.warning(
                 "%s of task message %s did not reach the broker; sending it again",
-                what,
+                "ack" if entry.requeue is None else "reject",
                 message.delivery_tag,
             )
         try:
@@ -104,7 +102,9 @@ class Unsettled:
                 message.ack()
             else:
                 message.reject(requeue=entry.requeue)
-        except errors as e:
+        except MessageStateError:  # settled meanwhile, by another path: nothing to send
+            pass
+        except Exception as e:  # connection, timeout, READONLY in a failover: all pass
             self.next_try = time.monotonic() + self.backoff
             log.info(
                 "task message %s still unsettled (next try in %g s): %s",
@@ -114,10 +114,8 @@ class Unsettled:
             )
             self.backoff = min(self.backoff * 2, SETTLE_BACKOFF_MAX)
             return False
-        except Exception:  # a bug, or a state kombu did not expect: never retried forever
-            log.exception("task message %s cannot be settled; left as it is", message.delivery_tag)
         else:
-            log.warning("task message %s settled: the worker consumes again", message.delivery_tag)
+            log.warning("task message %s settled", message.delivery_tag)
         self.backoff = SETTLE_INTERVAL
         del self.watched[message]
         return True
@@ -135,15 +133,20 @@ UNSETTLED = Unsettled()
 class Request(CeleryRequest):
     """Celery's task request, watching its ack or reject until the broker takes it."""
 
+    # Watched after Celery asked for it: with ``-P threads`` a task thread acknowledges,
+    # and a watch that came first could outlast a turn and send the ack before Celery.
+
     def acknowledge(self) -> None:
-        if not self.acknowledged:
-            UNSETTLED.watch(self.message, None)
+        asked = self.acknowledged
         super().acknowledge()
+        if not asked:
+            UNSETTLED.watch(self.message, None)
 
     def reject(self, requeue: bool = False) -> None:
-        if not self.acknowledged:
-            UNSETTLED.watch(self.message, requeue)
+        asked = self.acknowledged
         super().reject(requeue)
+        if not asked:
+            UNSETTLED.watch(self.message, requeue)
 
 
 @signals.task_rejected.connect
@@ -166,10 +169,9 @@ class SettleAcks(bootsteps.StartStopStep):
     def start(self, parent: Any) -> None:
         if parent.hub is None:  # gevent or eventlet: Celery sends acks at once, unwatched
             return
-        errors = tuple(parent.connection_errors)
         parent.hub.on_tick.add(UNSETTLED.next_turn)
         UNSETTLED.active = True
-        self.tref = parent.timer.call_repeatedly(SETTLE_INTERVAL, UNSETTLED.settle, (errors,))
+        self.tref = parent.timer.call_repeatedly(SETTLE_INTERVAL, UNSETTLED.settle)
 
     def stop(self, parent: Any) -> None:
         if self.tref is None:

@@ -77,15 +77,15 @@ def test_a_failed_ack_is_sent_again_once_redis_is_back(broker: tuple[Broker, Tcp
     b.message.ack_log_error(log, b.errors)  # what Celery runs: logs the failure, goes on
     assert not b.message.acknowledged and b.unacked()
     assert not b.consumes()  # at prefetch 1, this consumer would never consume again
-    unsettled.settle(b.errors)  # the turn that asked: Celery's ack may not have run yet
+    unsettled.settle()  # the turn that asked: Celery's ack may not have run yet
     unsettled.next_turn()
-    assert unsettled.settle(b.errors) == 1  # sent again, Redis still away
+    assert unsettled.settle() == 1  # sent again, Redis still away
     assert b.unacked() and not b.consumes()
     assert unsettled.next_try - time.monotonic() > SETTLE_INTERVAL / 2  # backs off
     proxy.heal()
-    assert unsettled.settle(b.errors) == 1  # before its next try
+    assert unsettled.settle() == 1  # before its next try
     time.sleep(SETTLE_INTERVAL)
-    assert unsettled.settle(b.errors) == 0
+    assert unsettled.settle() == 0
     assert b.message.acknowledged and not b.unacked() and b.consumes()
 
 
@@ -98,7 +98,7 @@ def test_an_ack_that_went_through_is_forgotten_not_sent_twice(
     b.message.ack_log_error(log, b.errors)
     assert b.message.acknowledged and not b.unacked()
     unsettled.next_turn()
-    assert unsettled.settle(b.errors) == 0  # a second ack would raise MessageStateError
+    assert unsettled.settle() == 0  # a second ack would raise MessageStateError
 
 
 def test_timer_ticks_within_one_loop_turn_never_send_an_ack_celery_has_queued(
@@ -118,7 +118,7 @@ def test_timer_ticks_within_one_loop_turn_never_send_an_ack_celery_has_queued(
         hub.call_soon(b.message.ack_log_error, log, b.errors)  # as Celery's call_soon_ack
 
     hub.call_later(0, acknowledge_from_a_timer)
-    hub.call_repeatedly(0.3, unsettled.settle, b.errors)
+    hub.call_repeatedly(0.3, unsettled.settle)
     hub.call_later(0.31, time.sleep, 0.4)
     time.sleep(0.35)  # the loop was busy: all of them are due at its next turn
     loop = hub.create_loop()
@@ -140,7 +140,7 @@ def test_a_failed_requeue_is_sent_again_and_puts_the_message_back(
     assert not b.message.acknowledged and b.redis.llen(b.queue.name) == 0
     proxy.heal()
     unsettled.next_turn()
-    assert unsettled.settle(b.errors) == 0
+    assert unsettled.settle() == 0
     assert b.redis.llen(b.queue.name) == 1 and not b.unacked() and b.consumes()
 
 
@@ -158,7 +158,7 @@ def test_a_reject_of_the_consumer_that_failed_is_sent_again(
         assert b.message in UNSETTLED.watched
         proxy.heal()
         UNSETTLED.next_turn()
-        assert UNSETTLED.settle(b.errors) == 0
+        assert UNSETTLED.settle() == 0
     finally:
         UNSETTLED.active = False
         UNSETTLED.clear()
