@@ -128,6 +128,13 @@ def test_frozen_holder_neither_publishes_nor_overwrites(make_fleet, tmp_path: Pa
     assert len(fleet.engine_runs()) == 2
 
 
+def _serves_a_new_bundle(fleet: Fleet, tmp: Path, scss: str) -> None:
+    """The fleet compiles a new bundle (``main.scss`` = ``scss``) after the fault."""
+    src = make_src(tmp, {"main.scss": scss}, "after")
+    proc = fleet.scssq("submit", HASH2, *submit_args(src, tmp / "o2"), "--timeout", "60", cwd=tmp)
+    assert proc.returncode == 0, proc.stderr + fleet.logs()
+
+
 def _three_waiting(fleet: Fleet, tmp: Path, compile_seconds: float, timeout: int) -> list:
     """3 submitters of one bundle whose compile takes ``compile_seconds``, returned once
     the compile runs and all 3 wait on its channel (``--timeout`` ``timeout``)."""
@@ -156,12 +163,7 @@ def test_redis_cut_while_clients_wait_and_workers_work(
         proxy.restore()
         finish_all(procs, fleet)
         assert b"n: " in same_css(tmp_path, 3)
-        # The worker consumes again after the outage.
-        other = make_src(tmp_path, {"main.scss": ".after { outage: over; }\n"}, "other")
-        proc = fleet.scssq(
-            "submit", HASH2, *submit_args(other, tmp_path / "o2"), "--timeout", "60", cwd=tmp_path
-        )
-        assert proc.returncode == 0, proc.stderr + fleet.logs()
+        _serves_a_new_bundle(fleet, tmp_path, ".after { outage: over; }\n")
     finally:
         proxy.close()
 
@@ -230,11 +232,7 @@ def test_an_ack_that_failed_twice_is_sent_again_once_redis_is_back(
         proxy.heal()
         finish_all(procs, fleet, timeout=80)
         assert b"n: " in same_css(tmp_path, 3)
-        other = make_src(tmp_path, {"main.scss": ".after { partition: healed; }\n"}, "other")
-        proc = fleet.scssq(
-            "submit", HASH2, *submit_args(other, tmp_path / "o2"), "--timeout", "60", cwd=tmp_path
-        )
-        assert proc.returncode == 0, proc.stderr + fleet.logs()
+        _serves_a_new_bundle(fleet, tmp_path, ".after { partition: healed; }\n")
         assert re.search(r"task message \S+ settled", fleet.full_logs())
     finally:
         proxy.close()
@@ -322,9 +320,7 @@ def test_engine_crashing_every_time_is_reported_not_redelivered(make_fleet, tmp_
     assert "engine" in proc.stderr
     assert len(fleet.engine_runs()) == 2  # one try + one retry, then given up
     assert fleet.redis.keys(f"{fleet.prefix}:result:*") == []
-    good = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"}, "good")
-    ok = fleet.scssq("submit", HASH2, *submit_args(good, tmp_path / "o2"), cwd=tmp_path)
-    assert ok.returncode == 0, ok.stderr
+    _serves_a_new_bundle(fleet, tmp_path, ".a { b: c; }\n")
 
 
 def test_client_killed_mid_wait_leaves_a_cached_result(make_fleet, tmp_path: Path) -> None:
@@ -472,9 +468,7 @@ def test_a_message_that_kills_its_worker_is_not_redelivered_forever(
     # "holds" the lock: nobody renews it, so it is gone within its TTL (1 s here), and no
     # one else may delete it (invariant 3).
     wait_until(lambda: fleet.redis.keys(f"{fleet.prefix}:lock:*") == [], timeout=3)
-    good = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"}, "good")
-    ok = fleet.scssq("submit", HASH2, *submit_args(good, tmp_path / "o2"), cwd=tmp_path)
-    assert ok.returncode == 0, ok.stderr
+    _serves_a_new_bundle(fleet, tmp_path, ".a { b: c; }\n")
 
 
 def test_persistent_redis_restarted_while_clients_wait(tmp_path: Path) -> None:
@@ -495,11 +489,7 @@ def test_persistent_redis_restarted_while_clients_wait(tmp_path: Path) -> None:
         # The lock survived on disk; a second compile happens only if Redis was still
         # away when the holder completed (an infrastructure retry).
         assert len(fleet.engine_runs()) <= 2
-        other = make_src(tmp_path, {"main.scss": ".after { restart: ok; }\n"}, "other")
-        proc = fleet.scssq(
-            "submit", HASH2, *submit_args(other, tmp_path / "o2"), "--timeout", "60", cwd=tmp_path
-        )
-        assert proc.returncode == 0, proc.stderr + fleet.logs()
+        _serves_a_new_bundle(fleet, tmp_path, ".after { restart: ok; }\n")
     finally:
         fleet.stop()
         server.stop()
