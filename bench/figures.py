@@ -1,7 +1,7 @@
 """Draw one PNG per benchmark from the newest results under ``bench/results/``.
 
 ``python -m bench.figures`` writes ``bench/results/<benchmark>.png`` for every benchmark
-that has results (herd, throughput, miss, hit, memory, engines). Needs matplotlib
+that has results (herd, throughput, miss, hit, memory, dart-heap, engines). Needs matplotlib
 (``pip install -e '.[bench]'``); the figures are not committed.
 """
 
@@ -162,6 +162,29 @@ def memory(doc: dict[str, Any], ax: Any) -> None:
     ax.legend(fontsize=8)
 
 
+def dart_heap(doc: dict[str, Any], axes: Any) -> None:
+    rows = doc["data"]["rows"]
+    labels = [textwrap.fill(r["flags"] or "no flag", 18) for r in rows]
+    readings = ("first", "warm", "settled", "after")
+    width = 0.8 / len(readings)
+    for ki, key in enumerate(readings):
+        xs = [i - 0.4 + width * (ki + 0.5) for i in range(len(rows))]
+        axes[0].bar(xs, [r["rss"][key] for r in rows], width, label=key)
+    axes[0].set_xticks(range(len(rows)), labels, fontsize=7)
+    axes[0].set_ylabel("compiler RSS, MiB")
+    axes[0].set_title("small sheets: after 1, the warm-up, settled, the last")
+    axes[0].legend(fontsize=8)
+    cases = list(rows[0]["frameworks"]["median_ms"])
+    width = 0.8 / len(cases)
+    for ci, case in enumerate(cases):
+        xs = [i - 0.4 + width * (ci + 0.5) for i in range(len(rows))]
+        axes[1].bar(xs, [r["frameworks"]["median_ms"][case] for r in rows], width, label=case)
+    axes[1].set_xticks(range(len(rows)), labels, fontsize=7)
+    axes[1].set_ylabel("ms per compile (median)")
+    axes[1].set_title("frameworks, the compilers taking turns")
+    axes[1].legend(fontsize=8)
+
+
 def engines(doc: dict[str, Any], ax: Any) -> None:
     rows = doc["rows"]
     names = [
@@ -190,6 +213,7 @@ FIGURES: dict[str, tuple[Callable[[dict[str, Any], Any], None], int, tuple[float
     "miss": (miss, 1, (9, 5)),
     "hit": (hit, 2, (14, 5)),
     "memory": (memory, 1, (8, 5)),
+    "dart-heap": (dart_heap, 2, (13, 5)),
     "engines": (engines, 1, (8, 5)),
 }
 

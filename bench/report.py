@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.common import RESULTS, goals_table, latest, table
 
-ORDER = ("herd", "herd-pinned", "throughput", "miss", "hit", "memory", "engines")
+ORDER = ("herd", "herd-pinned", "throughput", "miss", "hit", "memory", "dart-heap", "engines")
 
 
 def _engines_text(doc: dict[str, Any]) -> str:

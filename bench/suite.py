@@ -23,7 +23,7 @@ import time
 
 from bench.common import ROOT, wait_for_quiet
 
-BENCHMARKS = ("herd", "herd-pinned", "throughput", "miss", "hit", "memory", "engines")
+BENCHMARKS = ("herd", "herd-pinned", "throughput", "miss", "hit", "memory", "dart-heap", "engines")
 
 
 def _command(name: str, quick: bool) -> list[str]:
@@ -48,7 +48,8 @@ def _command(name: str, quick: bool) -> list[str]:
             sizes,
             *extra,
         ]
-    return [sys.executable, "-m", f"bench.{name}", *(["--quick"] if quick else [])]
+    module = name.replace("-", "_")  # dart-heap: bench/dart_heap.py
+    return [sys.executable, "-m", f"bench.{module}", *(["--quick"] if quick else [])]
 
 
 def main() -> int:

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench import bundles, herd_stats, memory, miss
+from bench import bundles, dart_heap, herd_stats, memory, miss
 from bench.common import Report, goals_table, median_interval, percentile, summary
 from bench.hit import import_buckets
 from bench.monitor import Command, Recorder, by_name, kinds, publish_time, script_publish
@@ -388,3 +388,41 @@ def test_memory_growth_from_the_warm_up_and_after_the_first_100() -> None:
     assert engine["same_pid"] is False  # a replaced process is flagged
     # a run that ends at 100 compiles has no growth after them
     assert memory._rows("dart-sass", samples[:3])[2]["growth_after_settled"] is None
+
+
+# -- the Dart VM heap diagnostic ----------------------------------------------------------
+
+
+def test_dart_heap_runs_the_compiler_with_each_settings_vm_flags(tmp_path: Path) -> None:
+    sheet = bundles.small_modules(tmp_path / "sheet", 3)
+    for flags in dart_heap.SETTINGS:
+        engine = dart_heap._engine(flags, tmp_path)
+        try:
+            rss = dart_heap.small_sheets(engine, [sheet] * (dart_heap.WARMUP + 51))
+            command = Path(f"/proc/{engine.pid}/cmdline").read_bytes().split(b"\0")
+        finally:
+            engine.close()
+        assert flags.encode() in command if flags else b"--embedded" in command
+        assert command.index(b"--embedded") == (2 if flags else 1) + 1  # dart FLAGS snapshot
+        assert list(rss) == ["first", "warm", "settled", "after"]
+        assert all(5 < mib < 500 for mib in rss.values())
+
+
+def test_dart_heap_table_reads_growth_from_the_warm_up_and_from_settled() -> None:
+    row = {
+        "flags": "--new_gen_semi_max_size=4",
+        "rss": {"first": 10.0, "warm": 16.0, "settled": 20.0, "after": 21.0},
+        "frameworks": {"median_ms": {"bulma": 612.4}, "rss_after_mib": 30.0, "peak_mib": 80.4},
+    }
+    text = dart_heap.tables([row, {**row, "flags": ""}], 500)
+    lines = text.splitlines()
+    assert "RSS after 1 → 20 → 70 → 520 small" in lines[2]
+    assert lines[4].split(" | ")[1:] == [
+        "10.0 → 16.0 → 20.0 → 21.0 MiB",
+        "+31.2 %",
+        "+5.0 %",
+        "612 ms",
+        "30.0 MiB (80) |",
+    ]
+    assert lines[4].startswith("| `--new_gen_semi_max_size=4` |")
+    assert lines[5].startswith("| none (as shipped) |")
