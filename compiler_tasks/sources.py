@@ -15,7 +15,8 @@ is not the change time: see :func:`for_this_platform`).
 On a local filesystem the cache also remembers the whole bundle of a tree
 (:meth:`SourceCache.unchanged_tree`): when every folder walked and every file bundled
 has the signature it had, settled, the previous bundle is the answer, checked with one
-``stat`` per folder and file instead of a listing and an ``open`` per file. A folder's
+``stat`` per folder and file (relative to the folder) instead of a listing and an
+``open`` per file. A folder's
 signature stands for its listing, as in git's untracked cache. A tree with a link in it
 is walked every time: a link's target can change with nothing in the tree changing.
 
@@ -118,15 +119,70 @@ class Trail:
     linked: bool = False
 
 
+#: One folder of a tree check: its path, whether its own signature is checked (a folder
+#: walked: it stands for its listing), and the names of the bundled files in it. As bytes:
+#: ``os.stat`` then skips encoding each path on every check.
+_Folder = tuple[bytes, bool, tuple[bytes, ...]]
+#: A tree check opens each folder once and ``stat``s its files relative to it (``dir_fd``):
+#: the kernel then walks each file's path from its folder, not from ``/``. Side by side in
+#: one process, Bootstrap 5's 7 folders and 93 files: 175 vs 194 µs under a short temp
+#: path (the hit benchmark's), 172 vs 210 µs under the corpus's longer one.
+_BY_FOLDER = os.stat in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
+_OPEN_FOLDER = getattr(os, "O_DIRECTORY", 0) | os.O_CLOEXEC | getattr(os, "O_PATH", os.O_RDONLY)
+
+
 @dataclass(frozen=True)
 class _Tree:
-    """The bundle of one tree, and the signature of each folder walked and file bundled."""
+    """The bundle of one tree, and the signature of each folder walked and file bundled
+    (in :func:`_plan`'s order: the root folder first)."""
 
     key: tuple[object, ...]
     bundle: Bundle
-    #: As bytes: ``os.stat`` then skips encoding each path on every check.
-    paths: tuple[bytes, ...]
+    folders: tuple[_Folder, ...]
     signatures: tuple[FileSignature, ...]
+
+
+def _plan(
+    dirs: list[tuple[str, os.stat_result]], reals: list[str], signed: list[FileSignature]
+) -> tuple[tuple[_Folder, ...], tuple[FileSignature, ...]]:
+    """The folders of a tree check, and the signatures it must find, in its order: each
+    folder walked (the first one, the root, first), then the files bundled from it; then
+    the folders of files bundled from outside the walk (not signed themselves)."""
+    groups: dict[str, tuple[FileSignature | None, list[tuple[str, FileSignature]]]] = {
+        path: (file_signature(st), []) for path, st in dirs
+    }
+    for real, signature in zip(reals, signed, strict=True):
+        parent, name = os.path.split(real)
+        groups.setdefault(parent, (None, []))[1].append((name, signature))
+    folders: list[_Folder] = []
+    signatures: list[FileSignature] = []
+    for path, (own, files) in groups.items():
+        names = tuple(os.fsencode(name) for name, _signature in files)
+        folders.append((os.fsencode(path), own is not None, names))
+        signatures += ([own] if own is not None else []) + [sig for _name, sig in files]
+    return tuple(folders), tuple(signatures)
+
+
+def _check(folders: tuple[_Folder, ...]) -> list[FileSignature]:
+    """The signature of each folder and file of a tree check now (OSError: one is gone)."""
+    now: list[FileSignature] = []
+    add = now.append
+    for path, signed, names in folders:  # file_signature, inline: most of a warm hit's time
+        if not _BY_FOLDER:
+            stats = map(os.stat, [path] * signed + [os.path.join(path, n) for n in names])
+            now += [(s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns) for s in stats]
+            continue
+        fd = os.open(path, _OPEN_FOLDER)
+        try:
+            if signed:
+                st = os.fstat(fd)
+                add((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+            for name in names:
+                st = os.stat(name, dir_fd=fd)
+                add((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+        finally:
+            os.close(fd)
+    return now
 
 
 @dataclass
@@ -236,13 +292,10 @@ class SourceCache:
         return bundle
 
     def _unchanged(self, root: str, tree: _Tree) -> Bundle | None:
-        try:  # file_signature of each, inline: this loop is most of a warm hit's time
-            now = [
-                (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-                for st in map(os.stat, tree.paths)
-            ]
+        try:
+            now = _check(tree.folders)
         except OSError:
-            return None  # gone or unreadable: the full collect says why
+            return None  # gone, unreadable or no longer a folder: the full collect says why
         if tuple(now) != tree.signatures:
             return None
         self._roots.move_to_end(root)
@@ -288,12 +341,11 @@ class SourceCache:
             return  # a file changed just before it was read: read it again next time
         if not all(settled(st, trail.at, self.racy_ns) for _path, st in trail.dirs):
             return
-        signatures = (*(file_signature(st) for _path, st in trail.dirs), *signed)
+        folders, signatures = _plan(trail.dirs, reals, signed)
         if local_devices({signature[0] for signature in signatures}):
             if len(known.trees) >= MAX_TREES and res.key not in known.trees:
                 known.trees.clear()
-            paths = tuple(map(os.fsencode, (*(path for path, _st in trail.dirs), *reals)))
-            tree = known.trees[res.key] = _Tree(res.key, bundle, paths, signatures)
+            tree = known.trees[res.key] = _Tree(res.key, bundle, folders, signatures)
             self._prune()
             self._alias(res, tree)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from compiler_tasks import signatures
+from compiler_tasks import signatures, sources
 from compiler_tasks.bundle import Bundle, collect
 from compiler_tasks.errors import BundleError
 from compiler_tasks.signatures import local_devices
@@ -156,6 +156,42 @@ def test_a_file_added_deep_in_a_remembered_tree_is_bundled(local_dir: Path) -> N
     assert cache.tree_hits == 1
     (tmp_path / "lib" / "more.scss").unlink()
     assert "lib/more.scss" not in collect(tmp_path, exclude=[], cache=cache, **LIMITS).files
+
+
+@pytest.mark.parametrize("by_folder", [True, False], ids=["dir_fd", "whole paths"])
+def test_a_remembered_tree_sees_a_file_edited_or_a_folder_swapped_deep_in_it(
+    local_dir: Path, by_folder: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tree check stats each file relative to its folder (``dir_fd``) where it can, by
+    its whole path elsewhere; either way a changed file or folder is read again."""
+    monkeypatch.setattr(sources, "_BY_FOLDER", by_folder and sources._BY_FOLDER)
+    root = local_dir
+    _tree(root)
+    cache = _settled_cache(root)
+    assert collect(root, exclude=[], cache=cache, **LIMITS) is not None
+    assert cache.tree_hits == 1
+    (root / "lib" / "_colors.scss").write_text("$c: #bb0000;\n")  # same size, new bytes
+    time.sleep(TICK * 2)
+    assert collect(root, exclude=[], cache=cache, **LIMITS).files["lib/_colors.scss"] == (
+        b"$c: #bb0000;\n"
+    )
+    assert collect(root, exclude=[], cache=cache, **LIMITS) is not None
+    assert cache.tree_hits == 2  # the tree was walked after the edit, then remembered again
+    # lib/ swapped for another folder with the same names and sizes
+    (root / "lib").rename(root / "old-lib")
+    (root / "lib").mkdir()
+    (root / "lib" / "_colors.scss").write_text("$c: #cc0000;\n")
+    time.sleep(TICK * 2)
+    swapped = collect(root, exclude=[root / "old-lib"], cache=cache, **LIMITS)
+    assert swapped.files["lib/_colors.scss"] == b"$c: #cc0000;\n"
+    # lib/ replaced by a file: the check fails cleanly and the walk says what it finds
+    assert collect(root, exclude=[root / "old-lib"], cache=cache, **LIMITS) is swapped
+    hits = cache.tree_hits
+    shutil.rmtree(root / "lib")
+    (root / "lib").write_text("not a folder\n")
+    time.sleep(TICK * 2)
+    walked = collect(root, exclude=[root / "old-lib"], cache=cache, **LIMITS)
+    assert "lib/_colors.scss" not in walked.files and cache.tree_hits == hits
 
 
 def test_a_folder_changed_within_the_racy_window_is_listed_again(local_dir: Path) -> None:
