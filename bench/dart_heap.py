@@ -33,7 +33,7 @@ from typing import Any
 from bench import bundles
 from bench.common import Report, table
 from bench.corpus import ensure
-from bench.memory import WARMUP
+from bench.memory import WARMUP, status_kib
 from compiler_tasks.dart_engine import DartSassEngine
 from compiler_tasks.dart_sass import locate
 from compiler_tasks.engines import EngineRequest
@@ -57,10 +57,10 @@ DEADLINE = 300.0
 
 def _rss_mib(pid: int | None, field: str = "VmRSS") -> float:
     """``field`` of ``/proc/PID/status`` in MiB: VmRSS now, or VmHWM (its peak so far)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} for process {pid}")
+    kib = status_kib(pid or 0, field)
+    if kib is None:
+        raise RuntimeError(f"no {field} for process {pid}")
+    return kib / 1024
 
 
 def _engine(flags: str, tmp: Path) -> DartSassEngine:

@@ -35,17 +35,24 @@ COLORS = {
 }
 
 
+def _slots(series: int, groups: int) -> tuple[list[list[float]], float]:
+    """Grouped bars: the x of each series' bar in each of ``groups`` groups (centred on
+    0, 1, ...), and the bars' width."""
+    width = 0.8 / series
+    return [[g - 0.4 + width * (s + 0.5) for g in range(groups)] for s in range(series)], width
+
+
 def herd(doc: dict[str, Any], ax_row: Any) -> None:
     rows = doc["data"]["rows"]
     waits = sorted({r["target_wait_s"] for r in rows})
     variants = ["scssq", "poll-2s", "poll-100ms", "raw"]
     wake, cmds = ax_row
     sizes = sorted({r["n"] for r in rows})
-    width = 0.8 / (len(variants) * len(waits))
+    slots, width = _slots(len(variants) * len(waits), len(sizes))
     for vi, v in enumerate(variants):
         for wi, w in enumerate(waits):
             sel = {r["n"]: r for r in rows if r["variant"] == v and r["target_wait_s"] == w}
-            xs = [i + (vi * len(waits) + wi) * width - 0.4 + width / 2 for i in range(len(sizes))]
+            xs = slots[vi * len(waits) + wi]
             p99 = [sel[n]["wake_p99"] * 1000 if n in sel else math.nan for n in sizes]
             c = [sel[n]["commands_p50"] if n in sel else math.nan for n in sizes]
             kw = {"color": COLORS[v], "alpha": 1.0 if wi == 0 else 0.55}
@@ -96,9 +103,8 @@ def miss(doc: dict[str, Any], ax: Any) -> None:
         ("submit", "submit, client API"),
         ("cli", "`scssq submit` process"),
     ]
-    width = 0.8 / len(parts)
-    for pi, (key, label) in enumerate(parts):
-        xs = [i - 0.4 + width * (pi + 0.5) for i in range(len(rows))]
+    slots, width = _slots(len(parts), len(rows))
+    for xs, (key, label) in zip(slots, parts, strict=True):
         p50 = [r[key]["p50"] * 1000 for r in rows]
         err = [[0] * len(rows), [(r[key]["p99"] - r[key]["p50"]) * 1000 for r in rows]]
         ax.bar(xs, p50, width, yerr=err, capsize=3, label=label)
@@ -121,9 +127,8 @@ def hit(doc: dict[str, Any], axes: Any) -> None:
         ("new", "hit, new commit (local store)"),
     ]
     series = [(k, label) for k, label in series if k in rows[0]]  # older results lack "new"
-    width = 0.8 / len(series)
-    for si, (key, label) in enumerate(series):
-        xs = [i - 0.4 + width * (si + 0.5) for i in range(len(rows))]
+    slots, width = _slots(len(series), len(rows))
+    for xs, (key, label) in zip(slots, series, strict=True):
         p50 = [r[key]["p50"] * 1000 for r in rows]
         err = [[0] * len(rows), [(r[key]["p90"] - r[key]["p50"]) * 1000 for r in rows]]
         proc_ax.bar(xs, p50, width, yerr=err, capsize=3, label=label, color=COLORS[key])
@@ -166,18 +171,16 @@ def dart_heap(doc: dict[str, Any], axes: Any) -> None:
     rows = doc["data"]["rows"]
     labels = [textwrap.fill(r["flags"] or "no flag", 18) for r in rows]
     readings = ("first", "warm", "settled", "after")
-    width = 0.8 / len(readings)
-    for ki, key in enumerate(readings):
-        xs = [i - 0.4 + width * (ki + 0.5) for i in range(len(rows))]
+    slots, width = _slots(len(readings), len(rows))
+    for xs, key in zip(slots, readings, strict=True):
         axes[0].bar(xs, [r["rss"][key] for r in rows], width, label=key)
     axes[0].set_xticks(range(len(rows)), labels, fontsize=7)
     axes[0].set_ylabel("compiler RSS, MiB")
     axes[0].set_title("small sheets: after 1, the warm-up, settled, the last")
     axes[0].legend(fontsize=8)
     cases = list(rows[0]["frameworks"]["median_ms"])
-    width = 0.8 / len(cases)
-    for ci, case in enumerate(cases):
-        xs = [i - 0.4 + width * (ci + 0.5) for i in range(len(rows))]
+    slots, width = _slots(len(cases), len(rows))
+    for xs, case in zip(slots, cases, strict=True):
         axes[1].bar(xs, [r["frameworks"]["median_ms"][case] for r in rows], width, label=case)
     axes[1].set_xticks(range(len(rows)), labels, fontsize=7)
     axes[1].set_ylabel("ms per compile (median)")
@@ -192,9 +195,8 @@ def engines(doc: dict[str, Any], ax: Any) -> None:
         ("sass_cli", "sass CLI per compile"),
         ("libsass", "libsass"),
     ]
-    width = 0.8 / len(names)
-    for ni, (key, label) in enumerate(names):
-        xs = [i - 0.4 + width * (ni + 0.5) for i in range(len(rows))]
+    slots, width = _slots(len(names), len(rows))
+    for xs, (key, label) in zip(slots, names, strict=True):
         ys = [r.get(key, {}).get("median_ms", math.nan) for r in rows]
         ax.bar(xs, ys, width, label=label)
     labels = [textwrap.fill(r["bundle"].replace("`", ""), 22) for r in rows]

@@ -62,11 +62,16 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _rss_kib(pid: int) -> int:
+def status_kib(pid: int, field: str) -> int | None:
+    """A ``kB`` field of ``/proc/PID/status`` (``VmRSS``, ``VmHWM``: the peak), if listed."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
-    return 0
+    return None
+
+
+def _rss_kib(pid: int) -> int:
+    return status_kib(pid, "VmRSS") or 0
 
 
 def _cmdline(pid: int) -> str:

@@ -16,9 +16,9 @@ On a local filesystem the cache also remembers the whole bundle of a tree
 (:meth:`SourceCache.unchanged_tree`): when every folder walked and every file bundled
 has the signature it had, settled, the previous bundle is the answer, checked with one
 ``stat`` per folder and file (relative to the folder) instead of a listing and an
-``open`` per file. A folder's
-signature stands for its listing, as in git's untracked cache. A tree with a link in it
-is walked every time: a link's target can change with nothing in the tree changing.
+``open`` per file. A folder's signature stands for its listing, as in git's untracked
+cache. A tree with a link in it is walked every time: a link's target can change with
+nothing in the tree changing.
 
 A collect given the same ``--src`` and excluded paths as one that left a tree memo does
 not resolve them again (:meth:`SourceCache.unchanged`): one ``stat`` of each tells that
@@ -163,15 +163,18 @@ def _plan(
     return tuple(folders), tuple(signatures)
 
 
+def _paths(path: bytes, signed: bool, names: tuple[bytes, ...]) -> list[bytes]:
+    return ([path] if signed else []) + [os.path.join(path, name) for name in names]
+
+
 def _check(folders: tuple[_Folder, ...]) -> list[FileSignature]:
     """The signature of each folder and file of a tree check now (OSError: one is gone)."""
+    if not _BY_FOLDER:  # each whole path
+        paths = [p for path, signed, names in folders for p in _paths(path, signed, names)]
+        return [file_signature(os.stat(p)) for p in paths]
     now: list[FileSignature] = []
     add = now.append
     for path, signed, names in folders:  # file_signature, inline: most of a warm hit's time
-        if not _BY_FOLDER:
-            stats = map(os.stat, [path] * signed + [os.path.join(path, n) for n in names])
-            now += [(s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns) for s in stats]
-            continue
         fd = os.open(path, _OPEN_FOLDER)
         try:
             if signed:
