@@ -16,6 +16,13 @@ is killed, restarted and the compile retried once; a second failure is an Engine
 The compiler is replaced after ``SCSSQ_DART_MAX_COMPILES`` compiles, or when it idles
 above half of ``SCSSQ_ENGINE_MEMORY_MB``.
 
+A new compiler first compiles :data:`WARM_UP_SHEET` (about 40 ms, not counted as a
+compile nor traced): its allocations run through the Dart VM's young generation, which
+the VM grows to its working size and whose pages then count in RSS. Without it the
+compiler's RSS climbs by about a quarter over its first 50-70 real compiles (13 to 22
+MiB) and then stays flat; with it the compiler is at its working size from its first
+compile, and that compile is about 13 ms faster (Bootstrap 5: 235 vs 248 ms).
+
 Output equals the ``sass`` CLI's for the same files and options: ``charset`` is on
 (``@charset "UTF-8";`` or a BOM when compressed, as the CLI writes), the CSS ends with a
 newline, and with a source map ``a/main.css`` ends with
@@ -43,6 +50,7 @@ from .dart_messages import (
     compile_request,
     import_reply,
     rewrite_map,
+    warm_up_request,
 )
 from .dart_protocol import PROTOCOL_MAJOR, encode_packet, version_request
 from .dart_sass import CompilerProcess, DartSassBinary, locate
@@ -61,6 +69,18 @@ PING_TIMEOUT = 10.0
 START_TIMEOUT = 20.0
 #: An idle compiler above this share of SCSSQ_ENGINE_MEMORY_MB is replaced.
 RETIRE_RSS_SHARE = 0.5
+#: Iterations of the warm-up's loop: about 40 ms, and enough allocation for the Dart
+#: VM to grow its young generation to the size it reaches after ~70 real compiles.
+WARM_UP_ITERATIONS = 20_000
+#: What a new compiler compiles first (built-in modules only; its output is dropped).
+WARM_UP_SHEET = f"""@use "sass:map";
+@use "sass:string";
+$m: ();
+@for $i from 1 through {WARM_UP_ITERATIONS} {{
+  $m: map.merge((k: string.unquote("x#{{$i}}-abcdefghijklmnopqrstuvwxyz")), (v: $i));
+}}
+.a {{ b: map.get($m, v); }}
+"""
 _FILE_URL_RE = re.compile(r"""["']\s*file:""", re.IGNORECASE)
 
 
@@ -197,8 +217,22 @@ class DartSassEngine:
                 major = message.version_response.protocol_version.split(".")[0]
                 if major != str(PROTOCOL_MAJOR):
                     raise garbage(proc, f"protocol {major}, expected {PROTOCOL_MAJOR}")
+                self._warm_up(proc, loop)
                 return proc
         raise garbage(proc, "no VersionResponse at start")
+
+    def _warm_up(self, proc: CompilerProcess, loop: Loop) -> None:
+        """Compile :data:`WARM_UP_SHEET` on the new compiler (see the module doc)."""
+        cid = proc.next_id
+        proc.next_id += 1
+        proc.queue(encode_packet(cid, warm_up_request(WARM_UP_SHEET)))
+        while True:
+            for packet in loop.packets():
+                which = packet.message.WhichOneof("message")
+                if packet.compilation_id == cid and which == "compile_response":
+                    return
+                if packet.compilation_id != cid or which != "log_event":
+                    raise garbage(proc, f"{which} for compilation {packet.compilation_id}")
 
     def _run(
         self, proc: CompilerProcess, req: EngineRequest, root: str, source: str, loop: Loop

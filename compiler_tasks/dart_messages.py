@@ -78,6 +78,16 @@ def compile_request(req: EngineRequest, source: str, base: str) -> Any:
     return message
 
 
+def warm_up_request(source: str) -> Any:
+    """A CompileRequest of ``source`` alone: no URL, no importer (built-in modules only)."""
+    message = pb.InboundMessage()
+    request = message.compile_request
+    request.string.source = source
+    request.string.syntax = pb.SCSS
+    request.style = pb.COMPRESSED
+    return message
+
+
 def canonicalize_reply(importer: BundleImporter, message: Any) -> Any:
     request = message.canonicalize_request
     reply = pb.InboundMessage()

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from bench import bundles
 from compiler_tasks.dart_engine import DartSassEngine
 from compiler_tasks.dart_sass import dart_sass_version, locate
 from compiler_tasks.engine_api import EngineAborted, EngineOutput, EngineRequest
@@ -351,6 +352,33 @@ def test_one_process_serves_many_compiles_then_is_replaced(
             pids.append(eng.pid)
         assert pids[0] is None or len(set(pids[:2])) == 1
         assert eng.starts == 2 and eng.compiles_run == 4
+
+
+def _rss_kib(pid: int | None) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def test_a_new_compiler_is_at_its_working_size_from_its_first_compile(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warm-up runs the VM's young generation through before the first compile: the
+    memory benchmark's small sheets then grow the compiler's RSS by under 5 % over 80
+    compiles (without it: by about 60 %, 13 to 22 MiB). It is neither counted nor traced."""
+    trace = tmp_path / "trace.log"
+    monkeypatch.setenv("SCSSQ_ENGINE_TRACE", str(trace))
+    sheets = [bundles.small_modules(tmp_path / f"s{i}", i) for i in range(81)]
+    with DartSassEngine(settings) as eng:
+        run(eng, EngineRequest(sheets[0], bundles.ENTRY))
+        first = _rss_kib(eng.pid)
+        for sheet in sheets[1:]:
+            run(eng, EngineRequest(sheet, bundles.ENTRY))
+        after = _rss_kib(eng.pid)
+        assert after <= first * 1.05, f"{first} -> {after} KiB"
+        assert eng.starts == 1 and eng.compiles_run == 81
+    assert len(trace.read_text().splitlines()) == 81
 
 
 def test_compiler_runs_limited_and_without_credentials(
