@@ -2,9 +2,11 @@
 
 ``python -m bench.dart_heap [--quick] [--compiles 500] [--rounds 12]``
 
-The memory benchmark finds the Dart Sass compiler's RSS growing by about a quarter over
+The memory benchmark found the Dart Sass compiler's RSS growing by about a quarter over
 its first 50 compiles, then staying flat. This measures why, and what the VM's heap
-flags would trade for it. One compiler per setting of :data:`SETTINGS` (scssq's own
+flags would trade for it. Since the compiler runs a warm-up sheet at start
+(``compiler_tasks/dart_engine.py``), every setting's first reading is taken after it.
+One compiler per setting of :data:`SETTINGS` (scssq's own
 dart-sass engine, its ``dart`` started through a ``sh`` wrapper that adds the flags),
 all in one process and one run:
 

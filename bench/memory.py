@@ -11,8 +11,9 @@ replaced midway (their defaults, 500 and 1000, would hide their growth). RSS (``
 of ``/proc/PID/status``) of the worker's main process, its pool process and the pass's
 engine process (the libsass child, or the embedded Dart Sass compiler) is read after a
 warm-up of 20 compiles ("before"), every 50 compiles, and at the end ("after"). The
-growth after the first 100 compiles is shown as well: the Dart VM's climbs over its
-first 50-100 compiles, then stays flat.
+growth after the first 100 compiles is shown as well: the Dart VM's climbed over its
+first 50-100 compiles, then stayed flat, until the compiler ran a warm-up sheet of its
+own at start (``compiler_tasks/dart_engine.py``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from cli.client import Client, submit
 WARMUP = 20
 EVERY = 50
 #: Compiles after the warm-up from which the "settled" growth is measured as well: the
-#: Dart VM's RSS climbs over its first 50-100 compiles, then stays flat.
+#: Dart VM's RSS climbed over its first 50-100 compiles before the compiler's own warm-up.
 SETTLED = 100
 #: engine -> (the sheets it compiles, how its process is told apart among the pool's children)
 PASSES: dict[str, tuple[Callable[[Path, int], Path], str]] = {
