@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from bench import bundles
+from bench.memory import status_kib
 from compiler_tasks.dart_engine import DartSassEngine
 from compiler_tasks.dart_sass import dart_sass_version, locate
 from compiler_tasks.engine_api import EngineAborted, EngineOutput, EngineRequest
@@ -355,10 +356,9 @@ def test_one_process_serves_many_compiles_then_is_replaced(
 
 
 def _rss_kib(pid: int | None) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for process {pid}")
+    kib = status_kib(pid or 0, "VmRSS")
+    assert kib is not None, f"no VmRSS for process {pid}"
+    return kib
 
 
 def test_a_new_compiler_is_at_its_working_size_from_its_first_compile(
