@@ -1,24 +1,29 @@
-"""Sentry for scssq: set-up from the environment, spans, tags, fault capture.
+"""Sentry for scssq: set-up from the environment, spans, attributes, fault capture.
 
 Sentry is on when ``SENTRY_DSN`` is set, in the worker (from the
 ``celeryd_init`` signal, see :mod:`compiler_tasks.instrument`) and in the
 client (:func:`traced_submit`). Without it nothing here imports ``sentry_sdk``
 and every helper is a cheap no-op, so the client's cache-hit path stays free of
-it.
+it. The SDK is sentry-sdk 3.x: every span is streamed to Sentry as it ends (no
+transactions).
 
-One ``scssq submit`` is one trace: the client's transaction ``scssq submit``
-(spans: ``lock.wait`` while it waits for the fleet, Celery's enqueue span) and,
-continued through the task message's headers by ``CeleryIntegration``, the
-worker's ``scssq.compile`` transaction (spans ``lock.acquire``,
-``scss.compile``, ``artifact.upload``; ``lock.wait`` in a deferred task's
-re-check, covering the time since it found the lock taken). Both carry the
-tags ``commit``, ``key``, ``engine``, ``project`` and ``outcome``.
+One ``scssq submit`` is one trace: the client's root span ``scssq submit``
+(op ``scssq.submit``; children ``lock.wait`` while it waits for the fleet and
+Celery's ``queue.publish`` spans) and, continued through the task message's
+headers by ``CeleryIntegration``, the worker's root span ``scssq.compile``
+(children ``lock.acquire``, ``scss.compile``, ``artifact.upload``; ``lock.wait``
+in a deferred task's re-check, carrying ``scssq.waited_s``). Every span carries
+the attributes ``commit``, ``key``, ``engine``, ``project`` and, on the root
+spans, ``outcome``; error events carry the same values as tags.
 
-What never reaches Sentry: sources. ``include_local_variables`` is off (a frame
-holding the bundle would ship it), task arguments are removed from events
-(:func:`scrub_event`), no Redis integration records commands (their arguments
-carry bundles and manifests), breadcrumbs keep no engine stderr. User compile
-errors are tagged and counted, never captured; infrastructure faults are
+What never reaches Sentry: sources, task arguments, local variables, Redis
+command arguments, personal data. The 3.x options that guarantee it are in
+:data:`DATA_COLLECTION` (no frame variables, no queue message bodies, no user,
+cookies, headers, bodies or URL query strings); no Redis integration is enabled
+(``auto_enabling_integrations=False``); :func:`scrub_event`,
+:func:`scrub_span` and :func:`scrub_breadcrumb` remove what is left (task
+arguments, the process's command line, engine stderr, credentials in messages).
+User compile errors are counted, never captured; infrastructure faults are
 captured once with the compile's context (:func:`capture_fault`).
 """
 
@@ -38,12 +43,30 @@ from .settings import Settings
 
 R = TypeVar("R")
 
-#: Release reported with every event and transaction.
+#: Release reported with every event and span.
 RELEASE = f"scssq@{__version__}"
 #: Seconds the client waits for Sentry to accept its events before it exits.
 CLIENT_FLUSH_TIMEOUT = 5.0
 #: Keys of Celery's event extra ("celery-job") that hold the task arguments.
 _TASK_ARGUMENTS = ("args", "kwargs")
+#: Span attributes never sent: the process's command line (paths, a commit).
+_SPAN_ATTRIBUTES_DROPPED = ("process.command_args", "url.query", "http.query")
+#: sentry-sdk 3's data collection: nothing about users or requests, no frame
+#: variables, no queue message bodies (Celery task arguments hold the bundle).
+DATA_COLLECTION: dict[str, Any] = {
+    "user_info": False,
+    "cookies": {"mode": "off"},
+    "http_headers": {"request": {"mode": "off"}},
+    "http_bodies": [],
+    "url_query_params": {"mode": "off"},  # a presigned URL's signature
+    "database_query_data": False,
+    "queues": False,
+    "stack_frame_variables": False,
+    "gen_ai": {"inputs": False, "outputs": False},
+    "mcp": {"inputs": False, "outputs": False},
+}
+#: Outcomes that mark the root span as failed (infrastructure, not the user's sources).
+FAILED_OUTCOMES = frozenset({"failed", "poison", "lost"})
 
 _enabled = False
 
@@ -71,29 +94,33 @@ def init_sentry(component: str, settings: Settings, env: Mapping[str, str] | Non
         environment=(env.get("SENTRY_ENVIRONMENT") or "").strip() or "production",
         release=RELEASE,
         traces_sample_rate=settings.traces_sample_rate,
-        send_default_pii=False,
-        include_local_variables=False,
+        data_collection=DATA_COLLECTION,  # type: ignore[arg-type]
         max_request_body_size="never",
         # Only what is listed: the Redis integration would record command
         # arguments (bundles, manifests), the others add nothing here.
         auto_enabling_integrations=False,
         integrations=[
             CeleryIntegration(propagate_traces=True),
-            # Log lines become breadcrumbs, never events: faults are captured on purpose.
-            LoggingIntegration(level=logging.INFO, event_level=None),
+            # Log lines become breadcrumbs only: never events (faults are
+            # captured on purpose) nor Sentry logs.
+            LoggingIntegration(level=None, event_level=None, breadcrumb_level=logging.INFO),
         ],
         before_send=scrub_event,
-        before_send_transaction=scrub_event,
+        before_send_span=scrub_span,
         before_breadcrumb=scrub_breadcrumb,
     )
     sentry_sdk.set_tag("component", component)
+    sentry_sdk.set_attribute("component", component)
     _enabled = True
     return True
 
 
 def scrub_event(event: Any, hint: Any) -> Any:
-    """Remove task arguments (the inline bundle) and request bodies, redact secrets."""
-    job = (event.get("extra") or {}).get("celery-job")
+    """Remove task arguments (the inline bundle), the command line and request bodies,
+    redact secrets."""
+    extra = event.get("extra") or {}
+    extra.pop("sys.argv", None)  # the command line: paths, a commit
+    job = extra.get("celery-job")
     if isinstance(job, dict):
         for name in _TASK_ARGUMENTS:
             job.pop(name, None)
@@ -103,10 +130,19 @@ def scrub_event(event: Any, hint: Any) -> Any:
             exc["value"] = tasklog.redact(exc["value"])  # a password in a URL, an AWS secret
     for crumb in (event.get("breadcrumbs") or {}).get("values", []):
         scrub_breadcrumb(crumb, {})
-    for span in event.get("spans") or []:
-        if isinstance(span, dict) and isinstance(span.get("data"), dict):
-            span["data"].pop("http.query", None)  # a presigned URL's signature (presigned.py)
     return event
+
+
+def scrub_span(span: Any, hint: Any) -> Any:
+    """Drop the command line and query strings from a span's attributes."""
+    attributes = span.get("attributes")
+    if isinstance(attributes, dict):
+        for name in _SPAN_ATTRIBUTES_DROPPED:
+            attributes.pop(name, None)
+        full = attributes.get("url.full")
+        if isinstance(full, str) and "?" in full:
+            attributes["url.full"] = full.split("?", 1)[0]
+    return span
 
 
 def scrub_breadcrumb(crumb: Any, hint: Any) -> Any:
@@ -120,12 +156,16 @@ def scrub_breadcrumb(crumb: Any, hint: Any) -> Any:
     data = crumb.get("data")
     if isinstance(data, dict):
         data.pop("args", None)
-        data.pop("http.query", None)  # a presigned URL's signature (presigned.py)
+        for name in ("http.query", "url.query"):
+            data.pop(name, None)  # a presigned URL's signature (presigned.py)
+        full = data.get("url.full") or data.get("url")
+        if isinstance(full, str) and "?" in full:
+            data["url.full" if "url.full" in data else "url"] = full.split("?", 1)[0]
     return crumb
 
 
 def set_tags(**tags: Any) -> None:
-    """Tag the current scope (the task's or the submit's transaction and its events)."""
+    """Tag the scope: a tag on its events, an attribute on its spans."""
     if not _enabled:
         return
     import sentry_sdk
@@ -133,6 +173,7 @@ def set_tags(**tags: Any) -> None:
     for name, value in tags.items():
         if value is not None:
             sentry_sdk.set_tag(name, str(value))
+            sentry_sdk.set_attribute(name, str(value))
 
 
 @contextmanager
@@ -144,9 +185,8 @@ def span(op: str, **tags: Any) -> Iterator[None]:
             import sentry_sdk
 
             set_tags(**tags)
-            with sentry_sdk.start_span(op=op, name=op) as s:
-                for name, value in tags.items():
-                    s.set_tag(name, str(value))
+            attributes = {"sentry.op": op, **{k: str(v) for k, v in tags.items()}}
+            with sentry_sdk.start_span(name=op, attributes=attributes):
                 yield
         else:
             yield
@@ -157,22 +197,23 @@ def span(op: str, **tags: Any) -> Iterator[None]:
 
 
 def past_span(op: str, since: float, **tags: Any) -> None:
-    """A span that began at wall-clock time ``since`` and ends now (e.g. a deferral)."""
+    """A step that began at wall-clock time ``since`` and ends now (e.g. a deferral).
+
+    sentry-sdk 3 starts a span now, so the span carries the time waited in
+    ``scssq.waited_s``; the task's log line and metrics get it as a duration.
+    """
     seconds = max(0.0, time.time() - since)
     record = tasklog.current()
     if record is not None:
         record.add(op, seconds)
     if not _enabled:
         return
-    from datetime import UTC, datetime
-
     import sentry_sdk
 
-    with sentry_sdk.start_span(
-        op=op, name=op, start_timestamp=datetime.fromtimestamp(since, UTC)
-    ) as s:
-        for name, value in tags.items():
-            s.set_tag(name, str(value))
+    attributes: dict[str, Any] = {"sentry.op": op, "scssq.waited_s": round(seconds, 6)}
+    attributes.update({k: str(v) for k, v in tags.items()})
+    with sentry_sdk.start_span(name=op, attributes=attributes):
+        pass
 
 
 def capture_fault(error: BaseException | None, message: str = "", **context: Any) -> None:
@@ -197,15 +238,18 @@ def capture_fault(error: BaseException | None, message: str = "", **context: Any
 
 
 def set_outcome(outcome: str) -> None:
-    """Tag the outcome and mark the transaction failed for an infrastructure failure."""
+    """Tag the outcome; mark the running span failed for an infrastructure failure.
+
+    Called from ``task_postrun``, where the running span is the task's root span.
+    """
     if not _enabled:
         return
     import sentry_sdk
 
-    sentry_sdk.set_tag("outcome", outcome)
-    span_now = sentry_sdk.get_current_span()
-    if span_now is not None and outcome in ("failed", "poison", "lost"):
-        span_now.containing_transaction.set_status("internal_error")  # type: ignore[union-attr]
+    set_tags(outcome=outcome)
+    current = sentry_sdk.get_current_span()
+    if current is not None and outcome in FAILED_OUTCOMES:
+        current.status = "error"
 
 
 def _client_outcome(error: BaseException) -> str:
@@ -228,7 +272,7 @@ def _client_should_capture(error: BaseException) -> bool:
 
 
 def traced_submit(submit: Callable[..., R], settings: Settings) -> Callable[..., R]:
-    """``submit`` run inside the client's Sentry transaction, flushed before returning.
+    """``submit`` run inside the client's root span, flushed before returning.
 
     Without ``SENTRY_DSN`` it returns ``submit`` itself (nothing is imported).
     """
@@ -241,7 +285,9 @@ def traced_submit(submit: Callable[..., R], settings: Settings) -> Callable[...,
 
         error: BaseException | None = None
         try:
-            with sentry_sdk.start_transaction(op="scssq.submit", name="scssq submit") as tx:
+            with sentry_sdk.start_span(
+                name="scssq submit", attributes={"sentry.op": "scssq.submit"}
+            ) as root:
                 set_tags(
                     commit=commit,
                     project=getattr(config, "project", None),
@@ -249,12 +295,12 @@ def traced_submit(submit: Callable[..., R], settings: Settings) -> Callable[...,
                 )
                 try:
                     result = submit(client, config, commit, *args, **kwargs)
-                except BaseException as e:  # re-raised below, once the transaction ended
+                except BaseException as e:  # re-raised below, once the root span ended
                     error = e
                     outcome = _client_outcome(e)
                     set_tags(outcome=outcome, error=type(e).__name__)
                     # The user's compile error is a correct answer of the service: status ok.
-                    tx.set_status("internal_error" if outcome == "failed" else "ok")
+                    root.status = "error" if outcome in FAILED_OUTCOMES else "ok"
                     if _client_should_capture(e):
                         sentry_sdk.capture_exception(e)
                 else:

@@ -138,20 +138,21 @@ def test_metrics_and_task_lines_match_what_happened(make_fleet, tmp_path: Path) 
         assert done["total_s"] >= done["compile_s"] + done["upload_s"]
         assert all("inline" not in line and "options" not in line for line in lines)
 
-        # The deferred re-check is traced: its lock.wait continues the submit's trace.
-        recheck = sink.wait_for(
-            "re-check transaction",
-            lambda: [
-                t
-                for t in sink.transactions("scssq.compile")
-                if any(s["op"] == "lock.wait" for s in t.get("spans", []))
-            ],
-        )[0]
-        submits = sink.wait_for("client transactions", lambda: sink.transactions("scssq submit"))
-        assert recheck["contexts"]["trace"]["trace_id"] in {
-            t["contexts"]["trace"]["trace_id"] for t in submits
-        }
-        assert recheck["tags"]["outcome"] in ("cached", "deferred")
+        # The deferred re-check is traced: its lock.wait continues the submit's trace
+        # and carries the time it waited.
+        waits = sink.wait_for(
+            "re-check lock.wait span",
+            lambda: [s for s in sink.spans("lock.wait") if "scssq.waited_s" in s["attributes"]],
+        )
+        submits = sink.wait_for("client root spans", lambda: sink.roots("scssq submit"))
+        assert waits[0]["trace_id"] in {s["trace_id"] for s in submits}
+        assert 0.5 < waits[0]["attributes"]["scssq.waited_s"] < 10
+        recheck = next(
+            s
+            for s in sink.roots("scssq.compile")
+            if s["span_id"] == waits[0]["attributes"]["sentry.segment.id"]
+        )
+        assert recheck["attributes"]["outcome"] in ("cached", "deferred")
 
 
 @pytest.mark.parametrize(

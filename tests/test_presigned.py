@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -15,6 +18,7 @@ from compiler_tasks.errors import ArtifactMissing
 from compiler_tasks.s3store import S3Store
 from compiler_tasks.settings import Settings
 from compiler_tasks.storage import open_store
+from tests.support.sentry_sink import SentrySink
 
 STORE = "s3://bucket/pre/fix"
 PATH = "artifacts/ab/cd/main.css"
@@ -116,17 +120,47 @@ def test_a_failing_url_falls_back_to_the_store(s3_store_url: str, tmp_path: Path
         client.download({"outputs": {"main.scss": info}}, tmp_path / "out2")
 
 
-def test_sentry_never_gets_a_presigned_urls_signature() -> None:
-    """sentry-sdk's stdlib integration records an HTTP request's query string in its
-    breadcrumb and span: the query of a presigned URL is its signature (and a temporary
-    credential's session token)."""
-    from compiler_tasks.observability import scrub_breadcrumb, scrub_event
+_FETCH_TRACED = """
+import sys
+import sentry_sdk
+from compiler_tasks import observability, presigned
+from compiler_tasks.settings import Settings
 
-    query = "X-Amz-Credential=AKIA&X-Amz-Security-Token=tok&X-Amz-Signature=sig"
-    crumb = {"type": "http", "data": {"url": "http://s3/b/k", "http.query": query}}
-    event = {
-        "breadcrumbs": {"values": [crumb]},
-        "spans": [{"op": "http.client", "data": {"url": "http://s3/b/k", "http.query": query}}],
-    }
-    assert "sig" not in str(scrub_event(event, {}))
-    assert "sig" not in str(scrub_breadcrumb(dict(crumb, data=dict(crumb["data"])), {}))
+dsn, url, store_url, path = sys.stdin.read().split()
+settings = Settings.from_env({"SCSSQ_TRACES_SAMPLE_RATE": "1"})
+assert observability.init_sentry("client", settings, {"SENTRY_DSN": dsn})
+with sentry_sdk.start_span(name="scssq submit", attributes={"sentry.op": "scssq.submit"}):
+    assert presigned.fetch(url, store_url, path, limit=1 << 20) is not None
+    sentry_sdk.capture_message("after the download")  # its breadcrumbs hold the request
+sentry_sdk.flush(5)
+"""
+
+
+def test_sentry_never_gets_a_presigned_urls_signature(s3_store_url: str) -> None:
+    """The query of a presigned URL is its signature (and a temporary credential's
+    session token): the real sentry-sdk, tracing a real download, never sends it."""
+    store = open_store(s3_store_url)
+    assert isinstance(store, S3Store)
+    store.put(PATH, b".a { b: c; }\n")
+    url = store.presign_get(PATH, 60)
+    query = parse_qs(urlsplit(url).query)
+    secrets = [v for values in query.values() for v in values if len(v) >= 8]
+    assert secrets, url  # a signature, an access key id, ...
+    with SentrySink() as sink:
+        proc = subprocess.run(
+            [sys.executable, "-c", _FETCH_TRACED],
+            input=f"{sink.dsn} {url} {s3_store_url} {PATH}",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        sink.wait_for(
+            "the download's span",
+            lambda: [s for s in sink.spans() if s["op"] == "http.client" and "GET" in s["name"]],
+        )
+        assert sink.wait_for("the event", sink.errors)
+        for secret in secrets:
+            raw = sink.raw()
+            at = raw.find(secret.encode())
+            assert at < 0, (secret, raw[max(0, at - 300) : at + 100])

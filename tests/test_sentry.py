@@ -10,7 +10,6 @@ import json
 import secrets
 import subprocess
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,21 +38,8 @@ def sentry_fleet(make_fleet: Any, sink: SentrySink, workers: int = 1, **settings
     return fleet
 
 
-def ts(value: str | float) -> float:
-    """Seconds since the epoch of an envelope timestamp (ISO 8601 or a number)."""
-    if isinstance(value, int | float):
-        return float(value)
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-def spans(tx: dict[str, Any], *ops: str) -> list[dict[str, Any]]:
-    """The spans of ``tx`` with one of ``ops``, by start time."""
-    found = sorted(tx.get("spans", []), key=lambda s: ts(s["start_timestamp"]))
-    return [s for s in found if s["op"] in ops]
-
-
 def took(span: dict[str, Any]) -> float:
-    return ts(span["timestamp"]) - ts(span["start_timestamp"])
+    return float(span["end_timestamp"]) - float(span["start_timestamp"])
 
 
 def test_one_trace_per_submit_from_client_to_worker(make_fleet, tmp_path: Path) -> None:
@@ -69,46 +55,57 @@ def test_one_trace_per_submit_from_client_to_worker(make_fleet, tmp_path: Path) 
         assert second.stdout.startswith("shared")
 
         compiled = sink.wait_for(
-            "client transaction", lambda: sink.transactions("scssq submit", outcome="compiled")
+            "client root span", lambda: sink.roots("scssq submit", outcome="compiled")
         )[0]
         worker = sink.wait_for(
-            "worker transaction", lambda: sink.transactions("scssq.compile", outcome="compiled")
+            "worker root span", lambda: sink.roots("scssq.compile", outcome="compiled")
         )[0]
         shared = sink.wait_for(
-            "shared transaction", lambda: sink.transactions("scssq submit", outcome="shared")
+            "shared root span", lambda: sink.roots("scssq submit", outcome="shared")
         )[0]
+        assert compiled["op"] == "scssq.submit"
 
-        # One trace: the worker's task continues the client's transaction.
-        trace = compiled["contexts"]["trace"]["trace_id"]
-        assert worker["contexts"]["trace"]["trace_id"] == trace
-        enqueue = spans(compiled, "queue.submit.celery")
-        assert [s["span_id"] for s in enqueue] == [worker["contexts"]["trace"]["parent_span_id"]]
-        assert shared["contexts"]["trace"]["trace_id"] != trace  # its own submit, its own trace
+        # One trace: the worker's task continues the client's root span through
+        # the span of the client's enqueue.
+        trace = compiled["trace_id"]
+        assert worker["trace_id"] == trace
+        enqueue = [
+            s for s in sink.children(compiled, "queue.publish") if s["name"] == "scssq.compile"
+        ]
+        assert worker["parent_span_id"] in [s["span_id"] for s in enqueue]
+        assert shared["trace_id"] != trace  # its own submit, its own trace
 
         # The task's steps, in order, inside the task's time, with sane durations.
-        steps = spans(worker, "lock.acquire", "scss.compile", "artifact.upload")
+        steps = sink.children(worker, "lock.acquire", "scss.compile", "artifact.upload")
         assert [s["op"] for s in steps] == ["lock.acquire", "scss.compile", "artifact.upload"]
         for before, after in itertools.pairwise(steps):
-            assert ts(before["timestamp"]) <= ts(after["start_timestamp"])
+            assert before["end_timestamp"] <= after["start_timestamp"]
         for step in steps:
-            assert ts(worker["start_timestamp"]) <= ts(step["start_timestamp"])
-            assert ts(step["timestamp"]) <= ts(worker["timestamp"])
+            assert step["trace_id"] == trace
+            assert worker["start_timestamp"] <= step["start_timestamp"]
+            assert step["end_timestamp"] <= worker["end_timestamp"]
         durations = {s["op"]: took(s) for s in steps}
         assert 0.5 < durations["scss.compile"] < 30
         assert durations["lock.acquire"] < 1 and durations["artifact.upload"] < 5
 
-        report_key = compiled["tags"]["key"]
-        for tx in (compiled, worker, shared):
-            assert tx["tags"]["commit"] in (HASH1, HASH2)
-            assert tx["tags"]["key"] == report_key
-            assert tx["tags"]["engine"] == "libsass"
-            assert tx["release"] == "scssq@0.1.0" and tx["environment"] == "test"
-        assert worker["tags"]["commit"] == HASH1
+        report_key = compiled["attributes"]["key"]
+        for root in (compiled, worker, shared):
+            attributes = root["attributes"]
+            assert attributes["commit"] in (HASH1, HASH2)
+            assert attributes["key"] == report_key
+            assert attributes["engine"] == "libsass"
+            assert attributes["sentry.release"] == "scssq@0.1.0"
+            assert attributes["sentry.environment"] == "test"
+            assert "process.command_args" not in attributes
+        for step in steps:
+            assert step["attributes"]["key"] == report_key
+            assert step["attributes"]["commit"] == HASH1
+        assert worker["attributes"]["commit"] == HASH1
 
         # The submit that waited for another request's compile shows that wait.
-        waits = spans(shared, "lock.wait")
+        waits = sink.children(shared, "lock.wait")
         assert len(waits) == 1 and took(waits[0]) > 0.05
-        sent = [s.get("description") for s in spans(shared, "queue.submit.celery")]
+        sent = [s["name"] for s in sink.children(shared, "queue.publish")]
         assert "scssq.compile" not in sent  # it enqueued no compile of its own
 
         assert sink.errors() == []
@@ -130,11 +127,11 @@ def test_compile_errors_are_not_captured_store_outages_are(
             proc = fleet.scssq("submit", HASH1, *submit_args(broken, tmp_path / "o"), cwd=tmp_path)
             assert proc.returncode == 1 and token in proc.stderr  # the user sees it...
             sink.wait_for(
-                "compile-error transaction",
-                lambda: sink.transactions("scssq.compile", outcome="compile-error"),
+                "compile-error root span",
+                lambda: sink.roots("scssq.compile", outcome="compile-error"),
             )
-            client = sink.transactions("scssq submit", outcome="compile-error")
-            assert len(client) == 1 and client[0]["contexts"]["trace"]["status"] == "ok"
+            client = sink.roots("scssq submit", outcome="compile-error")
+            assert len(client) == 1 and client[0]["status"] == "ok"
             assert sink.errors() == []  # ...Sentry gets no error event for it
 
             good = make_src(tmp_path, {"main.scss": f"/* {token} */ .{token} {{ a: b; }}\n"})
@@ -142,20 +139,19 @@ def test_compile_errors_are_not_captured_store_outages_are(
             proc = fleet.scssq("submit", HASH2, *submit_args(good, tmp_path / "o2"), cwd=tmp_path)
             assert proc.returncode == 3, proc.stderr
             failed = sink.wait_for(
-                "failed transaction", lambda: sink.transactions("scssq.compile", outcome="failed")
+                "failed root span", lambda: sink.roots("scssq.compile", outcome="failed")
             )[0]
             errors = sink.wait_for("an error event", sink.errors)
             client = sink.wait_for(
-                "failed client transaction",
-                lambda: sink.transactions("scssq submit", outcome="failed"),
+                "failed client root span", lambda: sink.roots("scssq submit", outcome="failed")
             )[0]
             assert len(errors) == 1, errors
             event = errors[0]
             assert event["exception"]["values"][-1]["type"] == "StoreError"
             assert event["tags"]["commit"] == HASH2 and event["tags"]["engine"] == "libsass"
-            assert event["contexts"]["compile"]["key"] == failed["tags"]["key"]
-            assert event["contexts"]["trace"]["trace_id"] == client["contexts"]["trace"]["trace_id"]
-            assert failed["contexts"]["trace"]["status"] == "internal_error"
+            assert event["contexts"]["compile"]["key"] == failed["attributes"]["key"]
+            assert event["contexts"]["trace"]["trace_id"] == client["trace_id"]
+            assert failed["status"] == "error" and client["status"] == "error"
             # Not a line of the user's sources anywhere, nor the bundle.
             assert token.encode() not in sink.raw()
             assert "celery-job" not in event.get("extra", {}) or not {"args", "kwargs"} & set(
@@ -202,8 +198,8 @@ def test_client_without_dsn_imports_no_sentry(make_fleet, tmp_path: Path) -> Non
         traced = hit({"SENTRY_DSN": sink.dsn, "SCSSQ_TRACES_SAMPLE_RATE": "1"})
         assert traced.returncode == 0 and traced.stdout.startswith("cached")
         assert "sentry_sdk" in traced.stderr  # the check above can see an import
-        tx = sink.transactions("scssq submit", outcome="cached")  # flushed before exit
-        assert len(tx) == 1 and tx[0]["tags"]["commit"] == HASH1
+        roots = sink.roots("scssq submit", outcome="cached")  # flushed before exit
+        assert len(roots) == 1 and roots[0]["attributes"]["commit"] == HASH1
 
 
 def test_events_lose_task_arguments_and_engine_output() -> None:

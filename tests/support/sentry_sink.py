@@ -4,13 +4,19 @@
 :attr:`SentrySink.dsn` (``http://key@127.0.0.1:PORT/1``) and the SDK POSTs its
 envelopes to ``/api/1/envelope/``. Each body is decompressed (the SDK gzips
 by default) and parsed with ``sentry_sdk.envelope.Envelope.deserialize``, so a
-test asserts on the events and transactions Sentry would have received, and
-on the raw bytes (to prove something is absent).
+test asserts on the error events and the spans Sentry would have received, and
+on the raw bytes (to prove something is absent). sentry-sdk 3 streams spans:
+each ``span`` item holds ``{"version": 2, "items": [span, ...]}``, every span
+with ``trace_id``, ``span_id``, ``parent_span_id``, ``name``, ``status``,
+``is_segment`` (a root span: the client's submit, the worker's task), epoch
+``start_timestamp``/``end_timestamp`` and typed ``attributes``, which
+:meth:`SentrySink.spans` flattens to plain values.
 """
 
 from __future__ import annotations
 
 import gzip
+import json
 import threading
 import time
 import zlib
@@ -77,22 +83,57 @@ class SentrySink:
         self.server.server_close()
 
     def items(self, kind: str) -> list[dict[str, Any]]:
-        """Payloads of every envelope item of type ``kind`` (event, transaction, ...)."""
+        """Payloads of every envelope item of type ``kind`` (event, span, ...)."""
         with self._lock:
             found = []
             for envelope in self.envelopes:
                 for item in envelope.items:
-                    if item.type == kind and item.payload.json is not None:
-                        found.append(item.payload.json)
+                    if item.type != kind:
+                        continue
+                    payload = item.payload.json
+                    if payload is None:
+                        payload = json.loads(item.payload.get_bytes() or b"null")
+                    if payload is not None:
+                        found.append(payload)
             return found
 
-    def transactions(self, name: str | None = None, **tags: str) -> list[dict[str, Any]]:
-        """Transactions (by name and tag values) received so far."""
+    def spans(self, name: str | None = None, **attributes: Any) -> list[dict[str, Any]]:
+        """Spans received so far (by name and attribute values), oldest first.
+
+        Each span's ``attributes`` are plain values (``{"value": v, "type": t}``
+        unwrapped); ``op`` is its ``sentry.op`` attribute.
+        """
+        found = []
+        for container in self.items("span"):
+            for raw in container.get("items", []):
+                span = dict(raw)
+                span["attributes"] = {
+                    k: v.get("value") if isinstance(v, dict) else v
+                    for k, v in (raw.get("attributes") or {}).items()
+                }
+                span["op"] = span["attributes"].get("sentry.op")
+                found.append(span)
+        found.sort(key=lambda s: s["start_timestamp"])
         return [
-            t
-            for t in self.items("transaction")
-            if (name is None or t.get("transaction") == name)
-            and all(t.get("tags", {}).get(k) == v for k, v in tags.items())
+            s
+            for s in found
+            if (name is None or s.get("name") == name)
+            and all(s["attributes"].get(k) == v for k, v in attributes.items())
+        ]
+
+    def roots(self, name: str | None = None, **attributes: Any) -> list[dict[str, Any]]:
+        """Root spans (a submit's, a task's) by name and attribute values."""
+        return [s for s in self.spans(name, **attributes) if s.get("is_segment")]
+
+    def children(self, root: dict[str, Any], *ops: str) -> list[dict[str, Any]]:
+        """Spans under ``root`` (same segment) whose op is one of ``ops``, oldest first."""
+        return [
+            s
+            for s in self.spans()
+            if s["attributes"].get("sentry.segment.id") == root["span_id"]
+            and s is not root
+            and not s.get("is_segment")
+            and (not ops or s["op"] in ops)
         ]
 
     def errors(self) -> list[dict[str, Any]]:
@@ -113,8 +154,6 @@ class SentrySink:
             time.sleep(0.1)
         raise TimeoutError(
             f"Sentry sink: no {what} after {timeout}s; got "
-            f"{[(t.get('type'), t.get('transaction')) for t in self._all()]}"
+            f"{[(s.get('name'), s.get('op')) for s in self.spans()]} and "
+            f"{len(self.errors())} error events"
         )
-
-    def _all(self) -> list[dict[str, Any]]:
-        return self.items("transaction") + self.items("event")
