@@ -5,7 +5,7 @@ object (``SCSSQ_*`` variables, documented defaults) or is a fixed policy of
 the service explained beside it.
 """
 
-from compiler_tasks.connections import broker_ssl
+from compiler_tasks.coordination.connections import broker_ssl
 from compiler_tasks.settings import Settings
 
 _settings = Settings.from_env()

@@ -5,7 +5,7 @@
 The memory benchmark found the Dart Sass compiler's RSS growing by about a quarter over
 its first 50 compiles, then staying flat. This measures why, and what the VM's heap
 flags would trade for it. Since the compiler runs a warm-up sheet at start
-(``compiler_tasks/dart_engine.py``), every setting's first reading is taken after it.
+(``compiler_tasks/engines/dart/engine.py``), every setting's first reading is taken after it.
 One compiler per setting of :data:`SETTINGS` (scssq's own
 dart-sass engine, its ``dart`` started through a ``sh`` wrapper that adds the flags),
 all in one process and one run:
@@ -36,9 +36,9 @@ from bench import bundles
 from bench.common import Report, table
 from bench.corpus import ensure
 from bench.memory import WARMUP, status_kib
-from compiler_tasks.dart_engine import DartSassEngine
-from compiler_tasks.dart_sass import locate
-from compiler_tasks.engines import EngineRequest
+from compiler_tasks.engines.dart.compiler import locate
+from compiler_tasks.engines.dart.engine import DartSassEngine
+from compiler_tasks.engines.libsass.process import EngineRequest
 from compiler_tasks.settings import Settings
 
 #: Dart VM flags -> why each is measured. The VM's defaults (``dart --print_flags``,

@@ -50,9 +50,9 @@ from bench.fleet import BenchFleet, redis_server
 from bench.herd_runner import serve
 from bench.herd_stats import VARIANTS, goals, round_measures, rows, tables
 from bench.monitor import Recorder, publish_time, script_publish
-from compiler_tasks.bundle import collect
+from compiler_tasks.bundle.collect import collect
 from compiler_tasks.keys import RedisKeys, compile_key
-from compiler_tasks.storage import open_store
+from compiler_tasks.store.file import open_store
 
 PROCESSES = 4
 LOCK_TTL = 10

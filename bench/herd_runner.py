@@ -37,9 +37,9 @@ import redis
 
 from bench import bundles
 from cli import client as client_api
-from compiler_tasks import events
+from compiler_tasks.coordination import events
 from compiler_tasks.settings import Settings
-from compiler_tasks.storage import open_store
+from compiler_tasks.store.file import open_store
 
 _stamps = threading.local()
 

@@ -14,7 +14,7 @@
   one Redis ``GET`` of the result plus one read of the artifact from the store (warm
   connection, warm store object). The warm ``Client`` has collected the bundle before and
   nothing in it changed since, so on a local filesystem it ``stat``s each folder and file
-  instead of listing, reading and hashing them (``compiler_tasks/sources.py``), while its
+  instead of listing, reading and hashing them (``compiler_tasks/bundle/sources.py``), while its
   lookup (engine version, result, commit mapping: one round trip) is already on its way
   (``cli/lookup.py``). It still computes nothing from stale bytes: it reads the artifact,
   checks it (once per artifact signature for the local store) and compares it with the
@@ -45,7 +45,7 @@ from bench.common import Report, ms, ratio, summary, table
 from bench.fleet import BenchFleet, redis_server, s3_server
 from cli.client import submit
 from compiler_tasks.keys import RedisKeys
-from compiler_tasks.storage import open_store
+from compiler_tasks.store.file import open_store
 
 SCSSQ = str(Path(sys.executable).parent / "scssq")
 STORES = ("file", "s3")
@@ -187,7 +187,7 @@ def api_vs_floor(fleet: BenchFleet, src: Path, commit: str, out: Path, runs: int
 
 def _css_path(fleet: BenchFleet, src: Path) -> str:
     """The store path of the CSS of ``src``'s (cached) result."""
-    from compiler_tasks.bundle import collect
+    from compiler_tasks.bundle.collect import collect
     from compiler_tasks.keys import compile_key
 
     settings = fleet.settings()

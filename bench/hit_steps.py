@@ -24,7 +24,8 @@ from bench import bundles
 from bench.fleet import BenchFleet, redis_server
 from cli import client as client_api
 from cli import lookup, outputs
-from compiler_tasks import sources, storage
+from compiler_tasks.bundle import sources
+from compiler_tasks.store import file as storage
 
 STEPS = (
     (sources.SourceCache, "unchanged", "checking the sources (`stat`s)"),

@@ -13,7 +13,7 @@ engine process (the libsass child, or the embedded Dart Sass compiler) is read a
 warm-up of 20 compiles ("before"), every 50 compiles, and at the end ("after"). The
 growth after the first 100 compiles is shown as well: the Dart VM's climbed over its
 first 50-100 compiles, then stayed flat, until the compiler ran a warm-up sheet of its
-own at start (``compiler_tasks/dart_engine.py``).
+own at start (``compiler_tasks/engines/dart/engine.py``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ EVERY = 50
 SETTLED = 100
 #: engine -> (the sheets it compiles, how its process is told apart among the pool's children)
 PASSES: dict[str, tuple[Callable[[Path, int], Path], str]] = {
-    "libsass": (bundles.small, "compiler_tasks.engine_child"),
+    "libsass": (bundles.small, "compiler_tasks.engines.libsass.child"),
     "dart-sass": (bundles.small_modules, "--embedded"),
 }
 LABELS = {

@@ -43,8 +43,8 @@ from bench import bundles
 from bench.common import Report, median_interval, ms, ratio, summary, table
 from bench.fleet import BenchFleet, redis_server
 from cli.client import submit
-from compiler_tasks.dart_engine import DartSassEngine
-from compiler_tasks.engine_api import EngineRequest
+from compiler_tasks.engines.base import EngineRequest
+from compiler_tasks.engines.dart.engine import DartSassEngine
 from compiler_tasks.settings import Settings
 
 SCSSQ = str(Path(sys.executable).parent / "scssq")

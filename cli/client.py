@@ -9,7 +9,7 @@ worker to map it). A :class:`Client` is used by one thread at a time. ``scssq su
 same hit without redis-py first (:mod:`cli.fastpath`).
 
 The client never writes scssq's keys: workers write locks, results and the
-commit mapping (see :mod:`compiler_tasks.commits`), so a CI credential can be
+commit mapping (see :mod:`compiler_tasks.coordination.commits`), so a CI credential can be
 limited to reading them, subscribing and enqueueing (``deploy/redis-acl.conf``).
 """
 
@@ -24,9 +24,13 @@ from typing import Any
 
 import redis
 
-from compiler_tasks import commits, sources
-from compiler_tasks.bundle import Bundle
-from compiler_tasks.connections import redis_client
+from compiler_tasks.bundle import sources
+from compiler_tasks.bundle.collect import Bundle
+from compiler_tasks.bundle.sources import SourceCache
+from compiler_tasks.coordination import commits
+from compiler_tasks.coordination.connections import redis_client
+from compiler_tasks.coordination.events import Waiter
+from compiler_tasks.coordination.fleet import alive_workers
 from compiler_tasks.errors import (
     ArtifactMissing,
     CompileError,
@@ -34,13 +38,10 @@ from compiler_tasks.errors import (
     RedisUnavailable,
     error_from_kind,
 )
-from compiler_tasks.events import Waiter
-from compiler_tasks.fleet import alive_workers
 from compiler_tasks.keys import CompileOptions, RedisKeys, bundle_path
-from compiler_tasks.observability import span
+from compiler_tasks.observability.sentry import span
 from compiler_tasks.settings import Settings, redact_url
-from compiler_tasks.sources import SourceCache
-from compiler_tasks.storage import Store
+from compiler_tasks.store.file import Store
 
 from .config import SubmitConfig
 from .fastpath import RECORD_EXPIRES, collect_bundle, new_job, stored_result
@@ -64,7 +65,7 @@ class Client:
         self.keys = RedisKeys(settings.prefix)
         self.redis = redis_client(settings, name)
         self.artifacts = Artifacts(settings)
-        #: Source files read by this client's earlier submits (compiler_tasks.sources);
+        #: Source files read by this client's earlier submits (compiler_tasks.bundle.sources);
         #: None reads every file every time.
         self.sources: SourceCache | None = sources.for_this_platform()
         self.lookups = Lookups(settings, self.redis, self.keys)

@@ -3,7 +3,7 @@
 Most CI submits are repeats, so the hit is what a fleet's users pay most often;
 ``bench/hit.py`` holds it to half of compiling locally. A fresh process cannot
 afford redis-py (about 100 ms to import, with asyncio), so :func:`cached` reads
-with :mod:`compiler_tasks.resp` in two pipelined round trips, plus one write:
+with :mod:`compiler_tasks.protocol.resp` in two pipelined round trips, plus one write:
 
 1. ``HGET <prefix>:engines <engine>`` (plus AUTH/SELECT in the same write);
 2. ``GET <prefix>:result:<key>`` and the commit mapping's ``HGET``;
@@ -14,7 +14,7 @@ It answers every cache hit whose result is stored and readable (a compile error
 is a hit too). A commit not yet mapped to this bundle (a new push of unchanged
 styles, the usual CI case) or first mapped to other sources (reported as a
 conflict) is recorded the way the full client does it: a ``scssq.record`` task,
-here built with :mod:`compiler_tasks.messages` and pushed in the same write as
+here built with :mod:`compiler_tasks.protocol.messages` and pushed in the same write as
 the hit counter. Anything else (no result, an artifact gone from the store, a
 Redis error, a URL option it does not know, a broker other than
 ``SCSSQ_REDIS_URL``) returns None and :func:`submit` goes the full way
@@ -31,15 +31,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from compiler_tasks import commits, stats
-from compiler_tasks.bundle import Bundle, collect
+from compiler_tasks.bundle.collect import Bundle, collect
+from compiler_tasks.bundle.sources import SourceCache
+from compiler_tasks.coordination import commits
 from compiler_tasks.errors import ArtifactMissing, CompileError, InvalidInput
-from compiler_tasks.jobs import Job
 from compiler_tasks.keys import RedisKeys, compile_key
-from compiler_tasks.messages import task_message
-from compiler_tasks.resp import RespConnection, RespError
+from compiler_tasks.observability import stats
+from compiler_tasks.protocol.jobs import Job
+from compiler_tasks.protocol.messages import task_message
+from compiler_tasks.protocol.resp import RespConnection, RespError
 from compiler_tasks.settings import Settings
-from compiler_tasks.sources import SourceCache
 
 from .config import SubmitConfig
 from .outputs import Artifacts, SubmitResult

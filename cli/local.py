@@ -14,9 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from compiler_tasks.bundle import collect, write_tree
-from compiler_tasks.engine_api import request_for
-from compiler_tasks.engines import open_engine
+from compiler_tasks.bundle.collect import collect, write_tree
+from compiler_tasks.engines.base import request_for
+from compiler_tasks.engines.libsass.process import open_engine
 from compiler_tasks.settings import Settings
 
 from .config import SubmitConfig

@@ -9,7 +9,7 @@ round trip runs while the sources are ``stat``'ed. The replies count only if the
 bundle's digest turns out to be that one; otherwise they are dropped and the lookup is
 sent again.
 
-Submit counts (:mod:`compiler_tasks.stats`) are not sent on their own: they ride in
+Submit counts (:mod:`compiler_tasks.observability.stats`) are not sent on their own: they ride in
 front of the client's next lookup, or go when it is closed, garbage-collected or the
 process exits (waiting at most :data:`REPLY_WAIT` for Redis, and only from the process
 that made them, not a fork). Counts of a process killed by a signal are lost: counting
@@ -22,7 +22,7 @@ was interrupted), is disconnected first, so no later command reads a stale reply
 :class:`Lookups` belongs to one thread at a time, as its :class:`cli.client.Client`.
 
 The lookup sent ahead, a warm client's every plain hit, goes over a connection of its
-own that speaks RESP2 with :mod:`compiler_tasks.resp` (:class:`_Private`, named like the
+own that speaks RESP2 with :mod:`compiler_tasks.protocol.resp` (:class:`_Private`, named like the
 client's others), not through redis-py's pool and parser: about 50 µs less of a
 0.5-0.6 ms hit. Any failure there sends that submit's lookup the redis-py way, which reports as
 usual; a broken connection is opened again next time, as is one with replies left
@@ -41,9 +41,10 @@ from typing import Any
 
 import redis
 
-from compiler_tasks import resp, stats
 from compiler_tasks.errors import NoWorkers
 from compiler_tasks.keys import CompileOptions, RedisKeys, compile_key
+from compiler_tasks.observability import stats
+from compiler_tasks.protocol import resp
 from compiler_tasks.settings import Settings, redact_url
 
 from .config import SubmitConfig
@@ -85,7 +86,7 @@ class _Counts:
 
 
 class _Private:
-    """The :mod:`compiler_tasks.resp` connection that lookups sent ahead go over."""
+    """The :mod:`compiler_tasks.protocol.resp` connection that lookups sent ahead go over."""
 
     def __init__(self, settings: Settings, name: str | None) -> None:
         self.settings = settings

@@ -169,7 +169,7 @@ def submit(
     (it waited for another request's compile) or cached (the result existed).
     Exit codes: 0 ok, 1 compile error, 2 usage, 3 infrastructure or timeout.
     """
-    from compiler_tasks.observability import traced_submit  # Sentry only with SENTRY_DSN
+    from compiler_tasks.observability.sentry import traced_submit  # Sentry only with SENTRY_DSN
 
     from .fastpath import submit as do_submit
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from compiler_tasks.coordination.fleet import alive_workers
 from compiler_tasks.errors import (
     CompileError,
     NotFound,
@@ -20,7 +21,6 @@ from compiler_tasks.errors import (
     ScssqError,
     UsageError,
 )
-from compiler_tasks.fleet import alive_workers
 from compiler_tasks.keys import CompileOptions
 from compiler_tasks.settings import redact_url
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from celery import Celery
 
-from . import instrument  # noqa: F401  (signal handlers: Sentry, metrics, task log lines)
+from .observability import signals as instrument  # noqa: F401  (signal handlers: Sentry, metrics, task log lines)
 
-app = Celery("scssq", include=["compiler_tasks.tasks"])
+app = Celery("scssq", include=["compiler_tasks.worker.tasks"])
 app.config_from_object("celeryconfig")
 
 
 def _add_worker_steps() -> None:
-    from .acks import SettleAcks
-    from .worker import FleetHeartbeat
+    from .worker.acks import SettleAcks
+    from .worker.context import FleetHeartbeat
 
     app.steps["consumer"].add(FleetHeartbeat)
     app.steps["consumer"].add(SettleAcks)

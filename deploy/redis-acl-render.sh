@@ -2,7 +2,7 @@
 # Writes a fleet's Redis ACL file: the users of redis-acl.conf (scssq-client,
 # scssq-worker) and redis-acl-ops.conf (default = admin, scssq-flower,
 # scssq-keda), adapted to SCSSQ_PREFIX / SCSSQ_QUEUE by
-# `python -m compiler_tasks.acl`, each with the sha256 of its password taken
+# `python -m compiler_tasks.coordination.acl`, each with the sha256 of its password taken
 # from the environment (the file never holds a password in clear):
 #
 #   default       REDIS_PASSWORD (required: the admin, redis-cli, probes)
@@ -38,8 +38,8 @@ done
 umask 022
 # shellcheck disable=SC2086  # $args is a list of words
 {
-    python -m compiler_tasks.acl $args "$src/redis-acl-ops.conf"
-    python -m compiler_tasks.acl $args "$src/redis-acl.conf"
+    python -m compiler_tasks.coordination.acl $args "$src/redis-acl-ops.conf"
+    python -m compiler_tasks.coordination.acl $args "$src/redis-acl.conf"
 } > "$out.tmp"
 mv "$out.tmp" "$out"
 echo "redis-acl: wrote $(wc -l < "$out") users to $out"

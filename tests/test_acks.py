@@ -1,4 +1,4 @@
-"""Acks that did not reach Redis are sent again (compiler_tasks/acks.py).
+"""Acks that did not reach Redis are sent again (compiler_tasks/worker/acks.py).
 
 kombu's own Redis transport on a real redis-server, behind a loopback proxy that
 partitions it: every connection silently dead, new ones too, until it heals.
@@ -19,7 +19,7 @@ from kombu.asynchronous.hub import Hub
 from kombu.asynchronous.timer import Timer
 from kombu.message import Message
 
-from compiler_tasks.acks import SETTLE_INTERVAL, UNSETTLED, Request, SettleAcks, Unsettled
+from compiler_tasks.worker.acks import SETTLE_INTERVAL, UNSETTLED, Request, SettleAcks, Unsettled
 from tests.support.proxy import TcpProxy
 from tests.support.redis_server import RedisServer
 
@@ -166,8 +166,8 @@ def test_a_reject_of_the_consumer_that_failed_is_sent_again(
 
 
 def test_the_worker_watches_every_task_and_runs_the_settling_step() -> None:
-    from compiler_tasks import tasks
     from compiler_tasks.app import app
+    from compiler_tasks.worker import tasks
 
     assert tasks.compile_bundle.Request is Request and tasks.record_commit.Request is Request
     assert SettleAcks in app.steps["consumer"]

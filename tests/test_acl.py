@@ -1,7 +1,7 @@
 """Least privilege on a real redis-server: the ACL users of ``deploy/redis-acl.conf``.
 
 redis-server itself loads the file (``--aclfile``), first as written, then as
-:func:`compiler_tasks.acl.render` adapts it to the test fleet's prefix with
+:func:`compiler_tasks.coordination.acl.render` adapts it to the test fleet's prefix with
 passwords (``ACL LOAD``): the rules tested are the rules deployed. A CI job
 with the client credential submits end to end (miss, hit, a hit of a new
 commit, a conflict) and uses status/fetch/health; every write it could use to
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import redis
 
-from compiler_tasks.acl import ACL_FILE, CLIENT_USER, WORKER_USER, main, render, users
+from compiler_tasks.coordination.acl import ACL_FILE, CLIENT_USER, WORKER_USER, main, render, users
 from compiler_tasks.keys import artifact_dir, bundle_path
 from tests.support.fleet import Fleet
 from tests.support.redis_server import RedisServer

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compiler_tasks import archive
+from compiler_tasks.bundle import archive
 from compiler_tasks.errors import BundleError
 
 LIMITS = {"max_bytes": 4096, "max_files": 6}
@@ -179,7 +179,7 @@ def test_no_tarfile_import_for_a_packed_archive() -> None:
     import subprocess
 
     code = (
-        "import sys; from compiler_tasks import archive; "
+        "import sys; from compiler_tasks.bundle import archive; "
         f"files = {FILES!r}; "
         "assert archive.unpack(archive.pack(files), max_bytes=1 << 20, max_files=9) == files; "
         "print('tarfile' in sys.modules)"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from compiler_tasks.bundle import Bundle, collect, read_archive, write_tree
+from compiler_tasks.bundle.collect import Bundle, collect, read_archive, write_tree
 from compiler_tasks.errors import BundleError
 from tests.support.archives import regular, special, targz
 

@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from compiler_tasks.connections import redis_client
+from compiler_tasks.coordination.connections import redis_client
 from compiler_tasks.settings import Settings
 from tests.support.proxy import TcpProxy
 from tests.support.redis_server import RedisServer

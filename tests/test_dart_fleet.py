@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from compiler_tasks.dart_sass import dart_sass_version
+from compiler_tasks.engines.dart.compiler import dart_sass_version
 from tests.support.fleet import Fleet, wait_until
 from tests.support.sass_cli import sass_cli
 

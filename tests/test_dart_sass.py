@@ -21,10 +21,10 @@ import pytest
 
 from bench import bundles
 from bench.memory import status_kib
-from compiler_tasks.dart_engine import DartSassEngine
-from compiler_tasks.dart_sass import dart_sass_version, locate
-from compiler_tasks.engine_api import EngineAborted, EngineOutput, EngineRequest
-from compiler_tasks.engines import engine_version, open_engine
+from compiler_tasks.engines.base import EngineAborted, EngineOutput, EngineRequest
+from compiler_tasks.engines.dart.compiler import dart_sass_version, locate
+from compiler_tasks.engines.dart.engine import DartSassEngine
+from compiler_tasks.engines.libsass.process import engine_version, open_engine
 from compiler_tasks.errors import (
     CompileError,
     CompileTimeout,

@@ -45,7 +45,7 @@ import pytest
 import redis
 import yaml
 
-from compiler_tasks.acl import CLIENT_USER, WORKER_USER, users
+from compiler_tasks.coordination.acl import CLIENT_USER, WORKER_USER, users
 from compiler_tasks.settings import Settings
 from tests.support.fleet import WORKER_ARGS, Fleet
 from tests.support.procs import free_port, stop_group, wait_for
@@ -65,7 +65,8 @@ SECRET_TEMPLATE = "secret.example.yaml"
 KEDA_MANIFEST = "keda.yaml"
 #: JSON schemas of KEDA's kinds, vendored (see generate.py there).
 KEDA_SCHEMAS = ROOT / "deploy" / "schemas" / "keda"
-#: The Redis ACL users: scssq's (compiler_tasks.acl) and the operators' (admin, Flower, KEDA).
+#: The Redis ACL users: scssq's (compiler_tasks.coordination.acl) and the operators'
+#: (admin, Flower, KEDA).
 ACL_FILES = [ROOT / "deploy" / "redis-acl.conf", ROOT / "deploy" / "redis-acl-ops.conf"]
 ACL_RENDER = ROOT / "deploy" / "redis-acl-render.sh"
 FLOWER_USER, KEDA_USER = "scssq-flower", "scssq-keda"
@@ -380,7 +381,13 @@ def test_workers_scale_and_stop_warmly() -> None:
     env = {k: str(v) for k, v in worker["environment"].items()}
     grace = int(worker["stop_grace_period"].rstrip("s"))
     assert grace > longest_task(env)
-    assert worker["healthcheck"]["test"] == ["CMD", "python", "-m", "compiler_tasks.probe", "ready"]
+    assert worker["healthcheck"]["test"] == [
+        "CMD",
+        "python",
+        "-m",
+        "compiler_tasks.worker.probe",
+        "ready",
+    ]
 
 
 def test_compose_redis_loads_acl_users_noeviction_and_persistence() -> None:
@@ -758,7 +765,12 @@ def test_worker_deployment_shuts_down_warmly_with_fixed_resources() -> None:
     assert pod["terminationGracePeriodSeconds"] > longest_task(env)
     _, concurrency = worker_command(spec["command"] + spec["args"])
     for probe, kind in (("livenessProbe", "live"), ("readinessProbe", "ready")):
-        assert spec[probe]["exec"]["command"] == ["python", "-m", "compiler_tasks.probe", kind]
+        assert spec[probe]["exec"]["command"] == [
+            "python",
+            "-m",
+            "compiler_tasks.worker.probe",
+            kind,
+        ]
     resources = spec["resources"]
     assert resources["requests"]["memory"] == resources["limits"]["memory"]
     limit_mib = int(resources["limits"]["memory"].removesuffix("Mi"))
@@ -923,7 +935,7 @@ def test_workers_serve_metrics_inside_the_network_only() -> None:
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(port)
     assert annotations["prometheus.io/path"] == "/metrics"
-    # compiler_tasks.metrics creates PROMETHEUS_MULTIPROC_DIR with tempfile.mkdtemp:
+    # compiler_tasks.observability.metrics creates PROMETHEUS_MULTIPROC_DIR with tempfile.mkdtemp:
     # under TMPDIR or /tmp, a writable volume beside the read-only root filesystem.
     for files in (env, worker["environment"]):
         assert "PROMETHEUS_MULTIPROC_DIR" not in files, "the code sets its own, per worker"

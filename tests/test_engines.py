@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import sass
 
-from compiler_tasks.engines import (
+from compiler_tasks.engines.libsass.process import (
     EngineAborted,
     EngineOutput,
     EngineProcess,
@@ -493,7 +493,7 @@ def test_child_dies_with_its_parent(tmp_path: Path) -> None:
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from compiler_tasks.engines import EngineProcess, EngineRequest\n"
+        "from compiler_tasks.engines.libsass.process import EngineProcess, EngineRequest\n"
         "from compiler_tasks.settings import Settings\n"
         "ep = EngineProcess(Settings())\n"
         "def tick():\n"

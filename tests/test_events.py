@@ -8,10 +8,10 @@ import time
 
 import pytest
 
+from compiler_tasks.coordination.events import Waiter
+from compiler_tasks.coordination.lock import Lock
 from compiler_tasks.errors import FleetTimeout
-from compiler_tasks.events import Waiter
 from compiler_tasks.keys import RedisKeys
-from compiler_tasks.lock import Lock
 
 KEY = "e" * 64
 

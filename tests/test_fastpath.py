@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from compiler_tasks.messages import task_message
-from compiler_tasks.resp import RespConnection, RespError, Target, parse_url
+from compiler_tasks.protocol.messages import task_message
+from compiler_tasks.protocol.resp import RespConnection, RespError, Target, parse_url
 from compiler_tasks.settings import Settings
 from tests.support.fleet import Fleet, wait_until
 from tests.test_fleet import HASH1, HASH2, make_src, submit_args

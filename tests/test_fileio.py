@@ -1,4 +1,4 @@
-"""Reads sized to the file (compiler_tasks.fileio): every byte to the end, or the limit
+"""Reads sized to the file (compiler_tasks.bundle.fileio): every byte to the end, or the limit
 plus one, however the file's length and its ``fstat`` size disagree."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from compiler_tasks import fileio
-from compiler_tasks.fileio import OPEN_READ, read_fd
+from compiler_tasks.bundle import fileio
+from compiler_tasks.bundle.fileio import OPEN_READ, read_fd
 
 DATA = bytes(range(256)) * 40  # 10 KiB
 

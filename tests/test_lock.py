@@ -8,8 +8,8 @@ import time
 
 import redis
 
+from compiler_tasks.coordination.lock import Lock, Outcome
 from compiler_tasks.keys import RedisKeys
-from compiler_tasks.lock import Lock, Outcome
 
 KEY = "c" * 64
 

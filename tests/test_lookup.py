@@ -20,9 +20,10 @@ from cli import lookup as lookup_module
 from cli.client import Client, submit
 from cli.config import SubmitConfig
 from cli.lookup import REPLY_WAIT
-from compiler_tasks import resp, stats
 from compiler_tasks.errors import BundleError, NoWorkers
 from compiler_tasks.keys import CompileOptions, compile_key
+from compiler_tasks.observability import stats
+from compiler_tasks.protocol import resp
 from compiler_tasks.settings import Settings
 
 OPTIONS = CompileOptions(entries=("main.scss",))
@@ -317,7 +318,7 @@ def test_a_warm_lookup_goes_over_a_named_connection_of_its_own(
 def test_a_url_the_lookup_connection_does_not_speak_uses_redis_py(
     redis_server, tmp_path: Path
 ) -> None:
-    """``?protocol=3`` is redis-py's option, not compiler_tasks.resp's: every lookup goes
+    """``?protocol=3`` is redis-py's option, not compiler_tasks.protocol.resp's: every lookup goes
     through redis-py's pool, with the same answers."""
     client = _client(redis_server, tmp_path)
     settings = dataclasses.replace(client.settings, redis_url=redis_server.url + "?protocol=3")

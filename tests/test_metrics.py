@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from compiler_tasks.tasklog import TaskRecord
+from compiler_tasks.observability.logs import TaskRecord
 from tests.support.fleet import Fleet
 from tests.support.procs import free_port, wait_for
 from tests.support.sentry_sink import SentrySink

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from cli.outputs import write_output
-from compiler_tasks import storage
 from compiler_tasks.errors import InfrastructureError, InvalidInput, StoreError
-from compiler_tasks.storage import FileStore, get_verified
+from compiler_tasks.store import file as storage
+from compiler_tasks.store.file import FileStore, get_verified
 
 CSS = b".a { color: red; }\n"
 OLD = 1_000_000_000  # an mtime long ago (2001)

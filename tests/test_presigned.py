@@ -13,11 +13,11 @@ import pytest
 
 from cli.client import Client
 from cli.outputs import Artifacts
-from compiler_tasks import presigned
 from compiler_tasks.errors import ArtifactMissing
-from compiler_tasks.s3store import S3Store
 from compiler_tasks.settings import Settings
-from compiler_tasks.storage import open_store
+from compiler_tasks.store import presigned
+from compiler_tasks.store.file import open_store
+from compiler_tasks.store.s3 import S3Store
 from tests.support.sentry_sink import SentrySink
 
 STORE = "s3://bucket/pre/fix"
@@ -123,7 +123,8 @@ def test_a_failing_url_falls_back_to_the_store(s3_store_url: str, tmp_path: Path
 _FETCH_TRACED = """
 import sys
 import sentry_sdk
-from compiler_tasks import observability, presigned
+from compiler_tasks.observability import sentry as observability
+from compiler_tasks.store import presigned
 from compiler_tasks.settings import Settings
 
 dsn, url, store_url, path = sys.stdin.read().split()

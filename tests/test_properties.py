@@ -24,8 +24,8 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from compiler_tasks import resolver
-from compiler_tasks.bundle import Bundle, read_archive, write_tree
+from compiler_tasks.bundle.collect import Bundle, read_archive, write_tree
+from compiler_tasks.engines import resolver
 from compiler_tasks.errors import BundleError, InvalidInput
 from compiler_tasks.keys import (
     MAX_PATH_LEN,

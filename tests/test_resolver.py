@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import sass
 
-from compiler_tasks import resolver
-from compiler_tasks.resolver import ImportRefused
+from compiler_tasks.engines import resolver
+from compiler_tasks.engines.resolver import ImportRefused
 
 
 def write(root: Path, files: dict[str, str]) -> Path:

@@ -26,7 +26,7 @@ import kombu
 import pytest
 import redis
 
-from compiler_tasks.connections import broker_ssl
+from compiler_tasks.coordination.connections import broker_ssl
 from compiler_tasks.errors import ConfigError
 from compiler_tasks.settings import Settings
 from tests.hostile import forge

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from compiler_tasks.errors import ConfigError
-from compiler_tasks.observability import scrub_event
+from compiler_tasks.observability.sentry import scrub_event
 from compiler_tasks.settings import DEFAULT_TRACES_SAMPLE_RATE, Settings
 from tests.support.fleet import Fleet
 from tests.support.procs import wait_for

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from compiler_tasks import signatures, sources
-from compiler_tasks.bundle import Bundle, collect
+from compiler_tasks.bundle import signatures, sources
+from compiler_tasks.bundle.collect import Bundle, collect
+from compiler_tasks.bundle.signatures import local_devices
+from compiler_tasks.bundle.sources import Names, Resolution, SourceCache, Trail, identities, resolve
 from compiler_tasks.errors import BundleError
-from compiler_tasks.signatures import local_devices
-from compiler_tasks.sources import Names, Resolution, SourceCache, Trail, identities, resolve
 
 LIMITS = {"max_bytes": 1 << 20, "max_files": 100}
 #: Longer than any filesystem timestamp tick here (the kernel's coarse clock).

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from compiler_tasks import stats
-from compiler_tasks.signatures import local_devices
+from compiler_tasks.bundle.signatures import local_devices
+from compiler_tasks.observability import stats
 from tests.support.fleet import wait_until
 from tests.test_fleet import make_src, slow_scss, submit_args
 from tests.test_sources import _tree

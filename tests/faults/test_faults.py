@@ -209,7 +209,7 @@ def test_an_ack_that_failed_twice_is_sent_again_once_redis_is_back(
     connection too (a partition: every connection silently dead, new ones as well).
     kombu logs "Couldn't ack" and leaves the message pending in the consumer, which at
     prefetch 1 then consumed nothing more, with a fresh heartbeat: every client timed
-    out. The worker sends the ack again on its timer (compiler_tasks/acks.py), so once
+    out. The worker sends the ack again on its timer (compiler_tasks/worker/acks.py), so once
     Redis is back it consumes: the clients' re-enqueue compiles, and the next submit."""
     proxy = TcpProxy(redis_server.port)
     try:
@@ -339,7 +339,7 @@ def test_client_killed_mid_wait_leaves_a_cached_result(make_fleet, tmp_path: Pat
 CONTENDER = r"""
 import sys, time, redis
 from compiler_tasks.keys import RedisKeys
-from compiler_tasks.lock import Lock, Outcome
+from compiler_tasks.coordination.lock import Lock, Outcome
 url, prefix, log = sys.argv[1], sys.argv[2], sys.argv[3]
 client = redis.Redis.from_url(url)
 lines = []

@@ -2,7 +2,7 @@
 
 A request is built the way ``cli/client.py`` builds it and sent with a real
 Celery producer (JSON, the fleet's queue); the submitter's side is the real
-:class:`compiler_tasks.events.Waiter`, subscribed before the send, so a test
+:class:`compiler_tasks.coordination.events.Waiter`, subscribed before the send, so a test
 sees exactly what a waiting ``scssq submit`` would see.
 """
 
@@ -20,9 +20,9 @@ from typing import Any
 
 from celery import Celery
 
-from compiler_tasks.bundle import Bundle
+from compiler_tasks.bundle.collect import Bundle
+from compiler_tasks.coordination.events import Waiter
 from compiler_tasks.errors import error_from_kind, exit_code_for
-from compiler_tasks.events import Waiter
 from compiler_tasks.keys import CompileOptions, RedisKeys, compile_key
 from tests.support.archives import regular, special, targz
 from tests.support.fleet import Fleet

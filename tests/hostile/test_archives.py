@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from compiler_tasks import archive as archive_format
+from compiler_tasks.bundle import archive as archive_format
 from compiler_tasks.keys import bundle_path
 from tests.hostile import forge
 from tests.hostile.forge import regular, special

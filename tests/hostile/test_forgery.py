@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from compiler_tasks.bundle import Bundle
+from compiler_tasks.bundle.collect import Bundle
+from compiler_tasks.coordination.events import Waiter
 from compiler_tasks.errors import FleetTimeout
-from compiler_tasks.events import Waiter
 from compiler_tasks.keys import RedisKeys
 from tests.hostile import forge
 from tests.test_fleet import make_src, submit_args

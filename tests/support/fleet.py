@@ -89,7 +89,7 @@ class Fleet:
     def probe(self, kind: str, number: int) -> subprocess.CompletedProcess[str]:
         env = {**self.env, "SCSSQ_HEARTBEAT_FILE": str(self.heartbeat_file(number))}
         return subprocess.run(
-            [sys.executable, "-m", "compiler_tasks.probe", kind],
+            [sys.executable, "-m", "compiler_tasks.worker.probe", kind],
             env=env,
             capture_output=True,
             text=True,

@@ -11,7 +11,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from compiler_tasks.dart_sass import locate
+from compiler_tasks.engines.dart.compiler import locate
 
 
 @dataclass(frozen=True)

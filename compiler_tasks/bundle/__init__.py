@@ -1,0 +1,1 @@
+"""Bundles: the source files of one submit, how they are collected, packed and read."""

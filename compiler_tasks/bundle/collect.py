@@ -1,0 +1,208 @@
+"""Bundles: the set of source files one submit sends to the fleet.
+
+The client collects a bundle from a directory (what goes in, what stays out)
+and computes the content digest; :mod:`archive` packs it as a deterministic
+tar.gz for transport. The worker reads an archive back (:func:`read_archive`:
+regular files with plain relative names only, bounded count and size, no
+duplicates), checks the digest, and writes the files into a fresh per-task
+directory. The tar archive is only transport: the digest is over (path,
+sha256) pairs, see :func:`keys.content_digest`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from ..errors import BundleError, InvalidInput
+from ..keys import content_digest, validate_relpath
+from .sources import Source, SourceCache, Trail, read_source, resolve
+
+SOURCE_SUFFIXES = (".scss", ".sass")
+#: Directories never bundled: version control metadata.
+SKIPPED_DIRS = frozenset({".git", ".hg", ".svn"})
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """Source files by relative POSIX path, and their content digest."""
+
+    #: Read-only: a warm client hands the same bundle to every submit of an unchanged tree.
+    files: Mapping[str, bytes]
+    digest: str
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes]) -> Bundle:
+        pairs = ((path, hashlib.sha256(data).hexdigest()) for path, data in files.items())
+        return cls(files=MappingProxyType(files), digest=content_digest(pairs))
+
+    @classmethod
+    def from_sources(cls, sources: dict[str, Source]) -> Bundle:
+        files = {path: source.data for path, source in sources.items()}
+        digest = content_digest((path, source.sha256) for path, source in sources.items())
+        return cls(files=MappingProxyType(files), digest=digest)
+
+    @property
+    def size(self) -> int:
+        return sum(len(data) for data in self.files.values())
+
+    def archive(self) -> bytes:
+        """A deterministic tar.gz of the files (same files, same bytes), for transport."""
+        from . import archive
+
+        return archive.pack(self.files)
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + os.sep)
+
+
+def _walk(root: str, excluded: list[str], trail: Trail | None = None) -> dict[str, str]:
+    """Relative path -> real path of candidate files; links followed while inside ``root``
+    (a real path). ``trail`` gets each folder's stat, taken before listing it."""
+    found: dict[str, str] = {}
+    # Each directory carries the real paths of its ancestors: a link back up is a cycle.
+    stack: list[tuple[str, str, frozenset[str]]] = [(root, "", frozenset())]
+    while stack:
+        real_dir, rel_dir, ancestors = stack.pop()
+        if real_dir in ancestors:
+            continue
+        ancestors = ancestors | {real_dir}
+        try:
+            if trail is not None:
+                trail.dirs.append((real_dir, os.stat(real_dir)))
+            entries = sorted(os.scandir(real_dir), key=lambda e: e.name)
+        except OSError as e:
+            raise BundleError(f"cannot read directory {rel_dir or '.'!r} under --src: {e}") from e
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if entry.is_symlink():  # resolved, then held to the root like any path
+                if trail is not None:
+                    trail.linked = True
+                real = os.path.realpath(entry.path)
+                is_dir, is_file = os.path.isdir(real), os.path.isfile(real)
+            else:  # inside a real directory: already real (no lstat per path component)
+                real = os.path.join(real_dir, entry.name)
+                is_dir = entry.is_dir(follow_symlinks=False)
+                is_file = entry.is_file(follow_symlinks=False)
+            if not _inside(real, root) or any(_inside(real, ex) for ex in excluded):
+                continue
+            if is_dir:
+                if entry.name not in SKIPPED_DIRS:
+                    stack.append((real, rel, ancestors))
+            elif is_file and entry.name.endswith((*SOURCE_SUFFIXES, ".css")):
+                found[rel] = real
+    return found
+
+
+def collect(
+    src: Path,
+    *,
+    exclude: list[Path],
+    max_bytes: int,
+    max_files: int,
+    cache: SourceCache | None = None,
+) -> Bundle:
+    """Bundle the stylesheets under ``src`` and the .css files they import.
+
+    ``exclude`` holds directories to leave out (the output folder). Files are
+    read once; limits are checked as they are read. ``cache`` (a long-lived
+    client's) skips reading files that provably did not change since its last
+    collect of ``src``, and returns its previous bundle when nothing under a local
+    ``src`` changed (:meth:`SourceCache.unchanged_tree`), without resolving ``src`` and
+    ``exclude`` again when they still name what they named (:meth:`SourceCache.unchanged`).
+    """
+    names = (str(src), tuple(map(str, exclude)), max_bytes, max_files)
+    if cache is not None and (known := cache.unchanged(names)) is not None:
+        return known
+    if not src.is_dir():
+        raise BundleError(f"--src {str(src)!r} is not a directory; pass the bundle root")
+    res = resolve(names, cache is not None)
+    if cache is not None and (known := cache.unchanged_tree(res)) is not None:
+        return known
+    trail = Trail() if cache is not None else None
+    candidates = _walk(res.root, list(res.excluded), trail)
+    reader = cache.reader(res.root) if cache is not None else None
+    read = read_source if reader is None else reader
+    sources: dict[str, Source] = {}
+    reals: list[str] = []
+    css: dict[str, str] = {}
+    total = 0
+    for rel, real in candidates.items():
+        if rel.endswith(".css"):
+            css[rel] = real
+            continue
+        total += _add(sources, rel, read, real, total, max_bytes, max_files)
+        reals.append(real)
+    stems: set[str] = set()
+    for source in sources.values():
+        stems |= source.stems
+    for rel, real in css.items():
+        if rel.rsplit("/", 1)[-1][:-4].lstrip("_") in stems:
+            total += _add(sources, rel, read, real, total, max_bytes, max_files)
+            reals.append(real)
+    if not sources:
+        raise BundleError(f"--src {str(src)!r} holds no .scss or .sass file")
+    bundle = Bundle.from_sources(sources)
+    if reader is not None and trail is not None:
+        reader.cache.remember_tree(res, bundle, trail, reader, reals)
+    return bundle
+
+
+def _add(
+    sources: dict[str, Source],
+    rel: str,
+    read: Callable[[str, int], Source],
+    real: str,
+    total: int,
+    max_bytes: int,
+    max_files: int,
+) -> int:
+    try:
+        validate_relpath(rel, "bundled file")
+    except InvalidInput as e:
+        raise BundleError(f"{e}; rename it or move it out of --src") from None
+    if len(sources) >= max_files:
+        raise BundleError(
+            f"the bundle has more than {max_files} files; narrow --src (SCSSQ_MAX_BUNDLE_FILES)"
+        )
+    source = read(real, max_bytes - total)
+    if total + len(source.data) > max_bytes:
+        raise BundleError(
+            f"the bundle exceeds {max_bytes} bytes at {rel!r}; narrow --src "
+            "(SCSSQ_MAX_BUNDLE_BYTES)"
+        )
+    sources[rel] = source
+    return len(source.data)
+
+
+def read_archive(data: bytes, *, max_bytes: int, max_files: int) -> Bundle:
+    """The bundle a tar.gz holds, refusing anything but plain relative regular files
+    within the limits (see :func:`archive.unpack`)."""
+    from . import archive
+
+    return Bundle.from_files(archive.unpack(data, max_bytes=max_bytes, max_files=max_files))
+
+
+def write_tree(bundle: Bundle, root: Path) -> None:
+    """Write the bundle's files under the empty directory ``root`` (never outside it)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    made = {""}  # directories created so far, relative to root
+    base = str(root)
+    for rel in sorted(bundle.files):
+        validate_relpath(rel, "bundled file")
+        parent = rel.rpartition("/")[0]
+        if parent not in made:
+            os.makedirs(os.path.join(base, parent), exist_ok=True)
+            made.add(parent)
+        fd = os.open(os.path.join(base, rel), flags, 0o644)
+        try:
+            view = memoryview(bundle.files[rel])
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)

@@ -1,0 +1,1 @@
+"""Shared state in Redis: connections and ACLs, the lock, done events, fleet, commits."""

@@ -1,0 +1,113 @@
+"""The commit mapping: (project, commit, entries + options) -> compile key.
+
+CI names its work by commit hash; one commit may map to several keys (one per
+variant: entries + options). Only workers write the mapping, and only after
+they tied the key to a digest themselves: from the bundle a compile task
+received, or (on a cache hit, through the small ``scssq.record`` task) from
+the result a worker stored for that key. So the digest a mapping reports is
+always the digest of the sources whose CSS it serves; a client credential can
+neither replace a mapping nor point one at CSS of other sources.
+
+The first mapping stands (``HSETNX``); a later one with another digest is
+kept beside it under ``<prefix>:conflict:...`` for ``status``/``fetch`` to
+report. Clients only read (:func:`read`) and warn with :func:`conflict_message`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import redis
+
+from ..keys import CompileOptions, RedisKeys, compile_key
+
+#: Outcomes of :func:`record`.
+FIRST = "first"  # this call created the mapping
+SAME = "same"  # the mapping existed with the same digest
+CONFLICT = "conflict"  # the mapping existed with another digest: recorded as a conflict
+
+
+def read(
+    client: redis.Redis, keys: RedisKeys, project: str, commit: str, options: CompileOptions
+) -> dict[str, Any] | None:
+    """The first mapping of (project, commit, variant), or None (read-only)."""
+    return parse(client.hget(keys.commit(project, commit), options.variant()))
+
+
+def parse(raw: bytes | None) -> dict[str, Any] | None:
+    """A mapping as stored (the ``HGET`` reply), or None when the commit is not mapped."""
+    return None if raw is None else dict(json.loads(raw))
+
+
+def record(
+    client: redis.Redis,
+    keys: RedisKeys,
+    ttl: int,
+    *,
+    project: str,
+    commit: str,
+    options: CompileOptions,
+    key: str,
+    digest: str,
+    engine_version: str,
+) -> str:
+    """Map (project, commit, variant) -> key once; a later other digest is a conflict.
+
+    Workers only: call it after checking that ``key`` is the compile key of
+    ``digest`` (see :func:`key_matches`). Returns FIRST, SAME or CONFLICT.
+    """
+    variant = options.variant()
+    value = json.dumps(
+        {
+            "key": key,
+            "digest": digest,
+            "options": options.as_dict(),
+            "engine_version": engine_version,
+            "at": time.time(),
+        }
+    )
+    name = keys.commit(project, commit)
+    pipe = client.pipeline(transaction=False)
+    pipe.hsetnx(name, variant, value)
+    pipe.hget(name, variant)
+    created, existing = pipe.execute()
+    if created:
+        client.expire(name, ttl)
+        return FIRST
+    if json.loads(existing or "{}").get("digest") == digest:
+        return SAME
+    conflicts = keys.conflicts(project, commit)
+    pipe = client.pipeline(transaction=False)
+    pipe.hset(conflicts, variant, value)
+    pipe.expire(conflicts, ttl)
+    pipe.execute()
+    return CONFLICT
+
+
+def announced(project: str, commit: str, variant: str) -> dict[str, str]:
+    """How a compile's announcement (``mapped``) names the mapping its task recorded to
+    the compiled digest: its waiters of that commit know it without reading it back."""
+    return {"project": project, "commit": commit, "variant": variant}
+
+
+def key_matches(
+    key: str, digest: str, options: CompileOptions, result: dict[str, Any] | None
+) -> bool:
+    """True when a stored ``result`` (written by a worker) proves ``key`` compiles ``digest``."""
+    if result is None or result.get("key") != key or result.get("digest") != digest:
+        return False
+    version = str(result.get("engine_version", ""))
+    return compile_key(digest, options, version) == key
+
+
+def conflict_message(project: str, commit: str, first_digest: str, digest: str) -> str:
+    """What a submitter is told when its commit was first mapped to other sources."""
+    return (
+        f"commit {commit[:12]} of project {project!r} was first submitted with other "
+        f"sources (digest {first_digest[:12]}, this one {digest[:12]}); "
+        "the first mapping stands and status/fetch report the conflict. "
+        "This submit gets the CSS of its own sources."
+    )

@@ -1,0 +1,1 @@
+"""Sass engines: what they share, the libsass child process, the Dart Sass compiler."""

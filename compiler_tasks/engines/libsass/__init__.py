@@ -1,0 +1,1 @@
+"""The libsass engine: a killable child process and the program it runs."""

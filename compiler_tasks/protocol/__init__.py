@@ -1,0 +1,1 @@
+"""What clients and workers exchange: the job, its Celery message, a minimal RESP client."""
