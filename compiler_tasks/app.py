@@ -17,7 +17,7 @@ app.config_from_object("celeryconfig")
 
 def _add_worker_steps() -> None:
     from .worker.acks import SettleAcks
-    from .worker.context import FleetHeartbeat
+    from .worker.bootsteps import FleetHeartbeat
 
     app.steps["consumer"].add(FleetHeartbeat)
     app.steps["consumer"].add(SettleAcks)

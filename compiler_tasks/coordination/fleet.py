@@ -1,6 +1,6 @@
 """The fleet registry in Redis: which workers are alive, which engines they run.
 
-Workers write it (see ``worker.FleetHeartbeat``); clients read it to compute
+Workers write it (see ``worker.bootsteps.FleetHeartbeat``); clients read it to compute
 compile keys and to tell a user when no worker is alive. Redis only: cheap to
 import on the client's hit path.
 """

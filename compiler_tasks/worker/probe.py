@@ -2,7 +2,7 @@
 
 ``python -m compiler_tasks.worker.probe live``: exit 0 while the worker's heartbeat
 file (touched from the Celery consumer's own timer, see
-``worker.FleetHeartbeat``) is younger than ``SCSSQ_LIVENESS_MAX_AGE``. It goes
+``worker.bootsteps.FleetHeartbeat``) is younger than ``SCSSQ_LIVENESS_MAX_AGE``. It goes
 stale when the worker is frozen, or when its consumer stopped (lost the broker
 and did not come back), so the orchestrator restarts it. It imports neither
 Celery nor the app, and never touches the broker.
