@@ -36,9 +36,9 @@ from bench import bundles
 from bench.common import Report, table
 from bench.corpus import ensure
 from bench.memory import WARMUP, status_kib
+from compiler_tasks.engines.base import EngineRequest
 from compiler_tasks.engines.dart.compiler import locate
 from compiler_tasks.engines.dart.engine import DartSassEngine
-from compiler_tasks.engines.libsass.process import EngineRequest
 from compiler_tasks.settings import Settings
 
 #: Dart VM flags -> why each is measured. The VM's defaults (``dart --print_flags``,

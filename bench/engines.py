@@ -37,9 +37,11 @@ sys.path.insert(0, str(ROOT))
 from bench import bundles  # noqa: E402
 from bench.common import cpu_model  # noqa: E402
 from bench.corpus import ensure  # noqa: E402
+from compiler_tasks.engines.base import EngineRequest  # noqa: E402
 from compiler_tasks.engines.dart.compiler import dart_sass_version, locate  # noqa: E402
 from compiler_tasks.engines.dart.engine import DartSassEngine  # noqa: E402
-from compiler_tasks.engines.libsass.process import EngineProcess, EngineRequest, engine_version  # noqa: E402
+from compiler_tasks.engines.libsass.process import EngineProcess  # noqa: E402
+from compiler_tasks.engines.registry import engine_version  # noqa: E402
 from compiler_tasks.errors import CompileError  # noqa: E402
 from compiler_tasks.settings import Settings  # noqa: E402
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from compiler_tasks.bundle.collect import collect, write_tree
 from compiler_tasks.engines.base import request_for
-from compiler_tasks.engines.libsass.process import open_engine
+from compiler_tasks.engines.registry import open_engine
 from compiler_tasks.settings import Settings
 
 from .config import SubmitConfig

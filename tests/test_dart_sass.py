@@ -24,7 +24,7 @@ from bench.memory import status_kib
 from compiler_tasks.engines.base import EngineAborted, EngineOutput, EngineRequest
 from compiler_tasks.engines.dart.compiler import dart_sass_version, locate
 from compiler_tasks.engines.dart.engine import DartSassEngine
-from compiler_tasks.engines.libsass.process import engine_version, open_engine
+from compiler_tasks.engines.registry import engine_version, open_engine
 from compiler_tasks.errors import (
     CompileError,
     CompileTimeout,

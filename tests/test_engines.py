@@ -19,14 +19,9 @@ from typing import Any
 import pytest
 import sass
 
-from compiler_tasks.engines.libsass.process import (
-    EngineAborted,
-    EngineOutput,
-    EngineProcess,
-    EngineRequest,
-    engine_version,
-    open_engine,
-)
+from compiler_tasks.engines.base import EngineAborted, EngineOutput, EngineRequest
+from compiler_tasks.engines.libsass.process import EngineProcess
+from compiler_tasks.engines.registry import engine_version, open_engine
 from compiler_tasks.errors import CompileError, CompileTimeout, EngineCrash, InvalidInput
 from compiler_tasks.settings import Settings
 
@@ -493,7 +488,8 @@ def test_child_dies_with_its_parent(tmp_path: Path) -> None:
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from compiler_tasks.engines.libsass.process import EngineProcess, EngineRequest\n"
+        "from compiler_tasks.engines.base import EngineRequest\n"
+        "from compiler_tasks.engines.libsass.process import EngineProcess\n"
         "from compiler_tasks.settings import Settings\n"
         "ep = EngineProcess(Settings())\n"
         "def tick():\n"

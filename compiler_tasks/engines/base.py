@@ -5,7 +5,7 @@ deadline, calling ``tick()`` every ``tick_interval`` seconds while it waits (loc
 renewal). Two implementations: the libsass child process
 (:mod:`compiler_tasks.engines.libsass.process`) and the Dart Sass embedded compiler
 (:mod:`compiler_tasks.engines.dart.engine`); pick one with
-:func:`compiler_tasks.engines.libsass.process.open_engine`.
+:func:`compiler_tasks.engines.registry.open_engine`.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import redis
 
 from ..coordination import connections
-from ..engines.libsass.process import Engine, engine_version, open_engine
+from ..engines.base import Engine
+from ..engines.registry import engine_version, open_engine
 from ..keys import RedisKeys
 from ..observability import metrics
 from ..settings import ENGINES, Settings

@@ -24,8 +24,7 @@ from ..bundle.collect import Bundle, read_archive, write_tree
 from ..coordination import commits
 from ..coordination.events import done_message, progress_message
 from ..coordination.lock import Lock, Outcome
-from ..engines.base import request_for
-from ..engines.libsass.process import EngineAborted, EngineOutput
+from ..engines.base import EngineAborted, EngineOutput, request_for
 from ..errors import (
     KIND_INVALID,
     CompileError,

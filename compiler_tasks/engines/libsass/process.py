@@ -16,10 +16,9 @@ is ``a/main.css`` and its map ``a/main.css.map`` (the CSS ends with
 
 An :class:`EngineProcess` is not thread-safe: one per worker pool process.
 
-Two engines: ``libsass`` (:class:`EngineProcess`, here) and ``dart-sass`` (a long-lived
-Dart Sass compiler, :mod:`compiler_tasks.engines.dart.engine`); :func:`open_engine` picks one and
-:func:`engine_version` gives the exact version that goes into every compile key. The
-request, output and abort types they share live in :mod:`compiler_tasks.engines.base`.
+The other engine, ``dart-sass``, is a long-lived Dart Sass compiler
+(:mod:`compiler_tasks.engines.dart.engine`); :mod:`compiler_tasks.engines.registry` picks one.
+The request, output and abort types they share live in :mod:`compiler_tasks.engines.base`.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ...errors import CompileError, CompileTimeout, EngineCrash, InvalidInput
-from ...settings import Settings
+from ...settings import ENGINES, Settings
 from .. import resolver
 from ..base import (
     TRACE_ENV,
@@ -54,51 +53,21 @@ from ..base import (
 )
 
 __all__ = [
-    "ENGINES",
     "TRACE_ENV",
     "Engine",
     "EngineAborted",
     "EngineOutput",
     "EngineProcess",
     "EngineRequest",
-    "engine_version",
-    "open_engine",
 ]
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("libsass", "dart-sass")
 _HEADER = struct.Struct(">I")
 _MAX_RESPONSE_HEADER = 4 << 20
 _READ_CHUNK = 1 << 20
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[3])
 _CHILD_ENV = ("PATH", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONHASHSEED")
-
-
-def engine_version(name: str = "libsass") -> str:
-    """The exact version string of an engine, part of every compile key.
-
-    Raises ConfigError when the engine cannot run on this machine (dart-sass without a
-    bundled binary for the platform), InvalidInput for an unknown name.
-    """
-    if name == "dart-sass":
-        from ..dart.compiler import dart_sass_version
-
-        return dart_sass_version()
-    if name != "libsass":
-        raise InvalidInput(f"engine {name!r} is not available; choose one of {', '.join(ENGINES)}")
-    import sass
-
-    return f"libsass-python {sass.__version__} / libsass {sass.libsass_version}"
-
-
-def open_engine(settings: Settings, name: str) -> Engine:
-    """A new (lazily started) engine of the given name for this process."""
-    if name == "dart-sass":
-        from ..dart.engine import DartSassEngine
-
-        return DartSassEngine(settings)
-    return EngineProcess(settings, name)
 
 
 class _Child:
