@@ -52,7 +52,7 @@ from bench.herd_stats import VARIANTS, goals, round_measures, rows, tables
 from bench.monitor import Recorder, publish_time, script_publish
 from compiler_tasks.bundle.collect import collect
 from compiler_tasks.keys import RedisKeys, compile_key
-from compiler_tasks.store.file import open_store
+from compiler_tasks.store import open_store
 
 PROCESSES = 4
 LOCK_TTL = 10

@@ -39,7 +39,7 @@ from bench import bundles
 from cli import client as client_api
 from compiler_tasks.coordination import events
 from compiler_tasks.settings import Settings
-from compiler_tasks.store.file import open_store
+from compiler_tasks.store import open_store
 
 _stamps = threading.local()
 

@@ -45,7 +45,7 @@ from bench.common import Report, ms, ratio, summary, table
 from bench.fleet import BenchFleet, redis_server, s3_server
 from cli.client import submit
 from compiler_tasks.keys import RedisKeys
-from compiler_tasks.store.file import open_store
+from compiler_tasks.store import open_store
 
 SCSSQ = str(Path(sys.executable).parent / "scssq")
 STORES = ("file", "s3")

@@ -41,7 +41,7 @@ from compiler_tasks.errors import (
 from compiler_tasks.keys import CompileOptions, RedisKeys, bundle_path
 from compiler_tasks.observability.sentry import span
 from compiler_tasks.settings import Settings, redact_url
-from compiler_tasks.store.file import Store
+from compiler_tasks.store import Store
 
 from .config import SubmitConfig
 from .fastpath import RECORD_EXPIRES, collect_bundle, new_job, stored_result

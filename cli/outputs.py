@@ -17,8 +17,7 @@ from typing import Any
 from compiler_tasks.bundle.fileio import OPEN_READ, read_fd
 from compiler_tasks.errors import InfrastructureError, InvalidInput
 from compiler_tasks.settings import Settings
-from compiler_tasks.store import presigned
-from compiler_tasks.store.file import Store, get_verified, open_store, verified
+from compiler_tasks.store import Store, get_verified, open_store, presigned, verified
 
 #: Reads one output of a result: (the output's manifest entry, "css" or "map") -> bytes,
 #: the CSS checked against the manifest's sha256 (:meth:`Artifacts.read`).

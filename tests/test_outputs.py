@@ -13,7 +13,8 @@ import pytest
 from cli.outputs import write_output
 from compiler_tasks.errors import InfrastructureError, InvalidInput, StoreError
 from compiler_tasks.store import file as storage
-from compiler_tasks.store.file import FileStore, get_verified
+from compiler_tasks.store import get_verified
+from compiler_tasks.store.file import FileStore
 
 CSS = b".a { color: red; }\n"
 OLD = 1_000_000_000  # an mtime long ago (2001)

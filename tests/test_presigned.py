@@ -15,8 +15,7 @@ from cli.client import Client
 from cli.outputs import Artifacts
 from compiler_tasks.errors import ArtifactMissing
 from compiler_tasks.settings import Settings
-from compiler_tasks.store import presigned
-from compiler_tasks.store.file import open_store
+from compiler_tasks.store import open_store, presigned
 from compiler_tasks.store.s3 import S3Store
 from tests.support.sentry_sink import SentrySink
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from compiler_tasks.errors import ArtifactMissing, ConfigError, InvalidInput, StoreError
-from compiler_tasks.store.file import Store, open_store
+from compiler_tasks.store import Store, open_store
 from tests.support.s3 import aws_env, free_port
 
 BINARY = bytes(range(256)) * 300 + b"\x00\r\n\xff"
@@ -275,7 +275,7 @@ def test_open_store_refuses_bad_urls(url: str) -> None:
 def test_local_store_does_not_import_boto3(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from compiler_tasks.store.file import open_store\n"
+        "from compiler_tasks.store import open_store\n"
         f"s = open_store('file://{tmp_path}')\n"
         "s.put('a.css', b'x'); assert s.get('a.css') == b'x'\n"
         "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules\n"

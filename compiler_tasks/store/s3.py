@@ -1,9 +1,9 @@
-"""The S3 backend of the artifact store (:mod:`compiler_tasks.store.file`).
+"""The S3 backend of the artifact store (:mod:`compiler_tasks.store`).
 
 ``s3://bucket/optional/prefix``: boto3 configured by the standard AWS chain
 (``AWS_ENDPOINT_URL``, credentials, region); ``put_once`` is PutObject with
 ``If-None-Match: *``. This module is imported, and boto3 with it, only when an S3 store
-is opened (:func:`compiler_tasks.store.file.open_store`).
+is opened (:func:`compiler_tasks.store.open_store`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from ..errors import ArtifactMissing, StoreError
 from ..keys import validate_relpath
 from ..settings import redact_url
-from .file import too_large, within_limit
+from .base import too_large, within_limit
 
 T = TypeVar("T")
 

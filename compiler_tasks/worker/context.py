@@ -20,7 +20,7 @@ from ..engines.registry import engine_version, open_engine
 from ..keys import RedisKeys
 from ..observability import metrics
 from ..settings import ENGINES, Settings
-from ..store.file import Store, open_store
+from ..store import Store, open_store
 
 
 def redis_client(settings: Settings, name: str | None = None) -> redis.Redis:
