@@ -25,7 +25,7 @@ from typing import Any
 import redis
 
 from compiler_tasks.bundle import sources
-from compiler_tasks.bundle.collect import Bundle
+from compiler_tasks.bundle.model import Bundle
 from compiler_tasks.bundle.sources import SourceCache
 from compiler_tasks.coordination import commits
 from compiler_tasks.coordination.connections import redis_client

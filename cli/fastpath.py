@@ -31,7 +31,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from compiler_tasks.bundle.collect import Bundle, collect
+from compiler_tasks.bundle.collect import collect
+from compiler_tasks.bundle.model import Bundle
 from compiler_tasks.bundle.sources import SourceCache
 from compiler_tasks.coordination import commits
 from compiler_tasks.errors import ArtifactMissing, CompileError, InvalidInput

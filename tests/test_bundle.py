@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from compiler_tasks.bundle.collect import Bundle, collect, read_archive, write_tree
+from compiler_tasks.bundle.collect import collect, read_archive, write_tree
+from compiler_tasks.bundle.model import Bundle
 from compiler_tasks.errors import BundleError
 from tests.support.archives import regular, special, targz
 

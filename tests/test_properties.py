@@ -24,7 +24,8 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from compiler_tasks.bundle.collect import Bundle, read_archive, write_tree
+from compiler_tasks.bundle.collect import read_archive, write_tree
+from compiler_tasks.bundle.model import Bundle
 from compiler_tasks.engines import resolver
 from compiler_tasks.errors import BundleError, InvalidInput
 from compiler_tasks.keys import (

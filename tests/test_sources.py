@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from compiler_tasks.bundle import signatures, sources
-from compiler_tasks.bundle.collect import Bundle, collect
+from compiler_tasks.bundle.collect import collect
+from compiler_tasks.bundle.model import Bundle
 from compiler_tasks.bundle.signatures import local_devices
 from compiler_tasks.bundle.sources import Names, Resolution, SourceCache, Trail, identities, resolve
 from compiler_tasks.errors import BundleError

@@ -1,60 +1,27 @@
-"""Bundles: the set of source files one submit sends to the fleet.
+"""Collecting a bundle: from a directory on the client, from an archive on the worker.
 
 The client collects a bundle from a directory (what goes in, what stays out)
-and computes the content digest; :mod:`archive` packs it as a deterministic
+and computes the content digest; :mod:`.archive` packs it as a deterministic
 tar.gz for transport. The worker reads an archive back (:func:`read_archive`:
 regular files with plain relative names only, bounded count and size, no
 duplicates), checks the digest, and writes the files into a fresh per-task
-directory. The tar archive is only transport: the digest is over (path,
-sha256) pairs, see :func:`keys.content_digest`.
+directory (:func:`write_tree`). The values themselves are in :mod:`.model`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from types import MappingProxyType
 
 from ..errors import BundleError, InvalidInput
-from ..keys import content_digest, validate_relpath
-from .sources import Source, SourceCache, Trail, read_source, resolve
+from ..keys import validate_relpath
+from .model import Bundle, Source
+from .sources import SourceCache, Trail, read_source, resolve
 
 SOURCE_SUFFIXES = (".scss", ".sass")
 #: Directories never bundled: version control metadata.
 SKIPPED_DIRS = frozenset({".git", ".hg", ".svn"})
-
-
-@dataclass(frozen=True)
-class Bundle:
-    """Source files by relative POSIX path, and their content digest."""
-
-    #: Read-only: a warm client hands the same bundle to every submit of an unchanged tree.
-    files: Mapping[str, bytes]
-    digest: str
-
-    @classmethod
-    def from_files(cls, files: dict[str, bytes]) -> Bundle:
-        pairs = ((path, hashlib.sha256(data).hexdigest()) for path, data in files.items())
-        return cls(files=MappingProxyType(files), digest=content_digest(pairs))
-
-    @classmethod
-    def from_sources(cls, sources: dict[str, Source]) -> Bundle:
-        files = {path: source.data for path, source in sources.items()}
-        digest = content_digest((path, source.sha256) for path, source in sources.items())
-        return cls(files=MappingProxyType(files), digest=digest)
-
-    @property
-    def size(self) -> int:
-        return sum(len(data) for data in self.files.values())
-
-    def archive(self) -> bytes:
-        """A deterministic tar.gz of the files (same files, same bytes), for transport."""
-        from . import archive
-
-        return archive.pack(self.files)
 
 
 def _inside(path: str, root: str) -> bool:

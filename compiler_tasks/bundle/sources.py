@@ -39,21 +39,16 @@ between threads).
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from stat import S_ISDIR
-from typing import TYPE_CHECKING
 
 from .fileio import read_fd
+from .model import Bundle, Source
 from .signatures import RACY_NS, FileSignature, file_signature, local_devices, settled
-
-if TYPE_CHECKING:
-    from .collect import Bundle
 
 #: Source roots a :class:`SourceCache` keeps memos for (least recently collected dropped).
 MAX_ROOTS = 8
@@ -66,34 +61,6 @@ MAX_ALIASES = MAX_ROOTS * MAX_TREES
 Identity = tuple[int, int] | None
 #: A collect's arguments as given: ``--src``, the excluded paths, max bytes, max files.
 Names = tuple[str, tuple[str, ...], int, int]
-
-_IMPORT_RE = re.compile(r"@(?:import|use|forward)\s+([^;\n]+)")
-_QUOTED_RE = re.compile(r"""["']([^"']+)["']""")
-
-
-@dataclass(frozen=True)
-class Source:
-    """One file as bundled: its bytes, their sha256 (hex) and the stems it imports."""
-
-    data: bytes
-    sha256: str
-    stems: frozenset[str]
-
-    @classmethod
-    def of(cls, data: bytes) -> Source:
-        return cls(data, hashlib.sha256(data).hexdigest(), import_stems(data))
-
-
-def import_stems(data: bytes) -> frozenset[str]:
-    """Base names (no extension, no leading '_') of everything a stylesheet imports."""
-    stems = set()
-    for clause in _IMPORT_RE.findall(data.decode("utf-8", errors="replace")):
-        for target in _QUOTED_RE.findall(clause):
-            name = target.rsplit("/", 1)[-1]
-            if name.endswith(".css"):
-                name = name[:-4]
-            stems.add(name.lstrip("_"))
-    return frozenset(stems)
 
 
 def read_source(real: str, limit: int) -> Source:

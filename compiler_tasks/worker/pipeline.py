@@ -20,7 +20,8 @@ from typing import Any
 import redis
 
 from ..bundle.archive import archive_limit
-from ..bundle.collect import Bundle, read_archive, write_tree
+from ..bundle.collect import read_archive, write_tree
+from ..bundle.model import Bundle
 from ..coordination import commits
 from ..coordination.events import done_message, progress_message
 from ..coordination.lock import Lock, Outcome

@@ -27,7 +27,7 @@ import redis
 from celery import Task
 
 from ..app import app
-from ..bundle.collect import Bundle
+from ..bundle.model import Bundle
 from ..coordination import commits
 from ..coordination.events import done_message
 from ..errors import (

@@ -20,7 +20,7 @@ from typing import Any
 
 from celery import Celery
 
-from compiler_tasks.bundle.collect import Bundle
+from compiler_tasks.bundle.model import Bundle
 from compiler_tasks.coordination.events import Waiter
 from compiler_tasks.errors import error_from_kind, exit_code_for
 from compiler_tasks.keys import CompileOptions, RedisKeys, compile_key

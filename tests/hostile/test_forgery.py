@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from compiler_tasks.bundle.collect import Bundle
+from compiler_tasks.bundle.model import Bundle
 from compiler_tasks.coordination.events import Waiter
 from compiler_tasks.errors import FleetTimeout
 from compiler_tasks.keys import RedisKeys

@@ -1,0 +1,76 @@
+"""The bundle's values: one source file as bundled (:class:`Source`), and the set of
+files one submit sends with their content digest (:class:`Bundle`).
+
+The digest is over (path, sha256) pairs (:func:`compiler_tasks.keys.content_digest`);
+the tar archive (:mod:`.archive`) is only transport. How a bundle is collected from a
+directory or read from an archive is :mod:`.collect`; the per-process memo of source
+files is :mod:`.sources`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from ..keys import content_digest
+
+_IMPORT_RE = re.compile(r"@(?:import|use|forward)\s+([^;\n]+)")
+_QUOTED_RE = re.compile(r"""["']([^"']+)["']""")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One file as bundled: its bytes, their sha256 (hex) and the stems it imports."""
+
+    data: bytes
+    sha256: str
+    stems: frozenset[str]
+
+    @classmethod
+    def of(cls, data: bytes) -> Source:
+        return cls(data, hashlib.sha256(data).hexdigest(), import_stems(data))
+
+
+def import_stems(data: bytes) -> frozenset[str]:
+    """Base names (no extension, no leading '_') of everything a stylesheet imports."""
+    stems = set()
+    for clause in _IMPORT_RE.findall(data.decode("utf-8", errors="replace")):
+        for target in _QUOTED_RE.findall(clause):
+            name = target.rsplit("/", 1)[-1]
+            if name.endswith(".css"):
+                name = name[:-4]
+            stems.add(name.lstrip("_"))
+    return frozenset(stems)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """Source files by relative POSIX path, and their content digest."""
+
+    #: Read-only: a warm client hands the same bundle to every submit of an unchanged tree.
+    files: Mapping[str, bytes]
+    digest: str
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes]) -> Bundle:
+        pairs = ((path, hashlib.sha256(data).hexdigest()) for path, data in files.items())
+        return cls(files=MappingProxyType(files), digest=content_digest(pairs))
+
+    @classmethod
+    def from_sources(cls, sources: dict[str, Source]) -> Bundle:
+        files = {path: source.data for path, source in sources.items()}
+        digest = content_digest((path, source.sha256) for path, source in sources.items())
+        return cls(files=MappingProxyType(files), digest=digest)
+
+    @property
+    def size(self) -> int:
+        return sum(len(data) for data in self.files.values())
+
+    def archive(self) -> bytes:
+        """A deterministic tar.gz of the files (same files, same bytes), for transport."""
+        from . import archive
+
+        return archive.pack(self.files)
