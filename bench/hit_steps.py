@@ -25,13 +25,13 @@ from bench.fleet import BenchFleet, redis_server
 from cli import client as client_api
 from cli import lookup, outputs
 from compiler_tasks.bundle import sources
-from compiler_tasks.store import file as storage
+from compiler_tasks.store import file as file_store
 
 STEPS = (
     (sources.SourceCache, "unchanged", "checking the sources (`stat`s)"),
     (lookup.Lookups, "ahead", "sending the lookup"),
     (lookup.Pending, "found_for", "reading its replies"),
-    (storage.FileStore, "get_verified", "reading the artifact"),
+    (file_store.FileStore, "get_verified", "reading the artifact"),
     (outputs, "write_output", "comparing it with the file under `--out`, touching it"),
 )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from .observability import signals as instrument  # noqa: F401  (signal handlers: Sentry, metrics, task log lines)
+from .observability import signals  # noqa: F401  (handlers: Sentry, metrics, task log lines)
 
 app = Celery("scssq", include=["compiler_tasks.worker.tasks"])
 app.config_from_object("celeryconfig")

@@ -12,7 +12,7 @@ import pytest
 
 from cli.outputs import write_output
 from compiler_tasks.errors import InfrastructureError, InvalidInput, StoreError
-from compiler_tasks.store import file as storage
+from compiler_tasks.store import file as file_store
 from compiler_tasks.store import get_verified
 from compiler_tasks.store.file import FileStore
 
@@ -90,13 +90,13 @@ def test_a_remembered_artifact_is_not_hashed_again(
 ) -> None:
     store, sha = _stored(tmp_path, CSS)
     checks: list[str] = []
-    real_verified = storage.verified
+    real_verified = file_store.verified
 
     def counting(data: bytes, sha256: str, path: str) -> bytes:
         checks.append(path)
         return real_verified(data, sha256, path)
 
-    monkeypatch.setattr(storage, "verified", counting)
+    monkeypatch.setattr(file_store, "verified", counting)
     for _ in range(3):
         assert get_verified(store, "out/main.css", sha) == CSS
     assert checks == ["out/main.css"]

@@ -122,13 +122,13 @@ def test_a_failing_url_falls_back_to_the_store(s3_store_url: str, tmp_path: Path
 _FETCH_TRACED = """
 import sys
 import sentry_sdk
-from compiler_tasks.observability import sentry as observability
+from compiler_tasks.observability import sentry
 from compiler_tasks.store import presigned
 from compiler_tasks.settings import Settings
 
 dsn, url, store_url, path = sys.stdin.read().split()
 settings = Settings.from_env({"SCSSQ_TRACES_SAMPLE_RATE": "1"})
-assert observability.init_sentry("client", settings, {"SENTRY_DSN": dsn})
+assert sentry.init_sentry("client", settings, {"SENTRY_DSN": dsn})
 with sentry_sdk.start_span(name="scssq submit", attributes={"sentry.op": "scssq.submit"}):
     assert presigned.fetch(url, store_url, path, limit=1 << 20) is not None
     sentry_sdk.capture_message("after the download")  # its breadcrumbs hold the request

@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 from .. import __version__
 from ..errors import CompileError, CompileTimeout, InfrastructureError, ScssqError
 from ..settings import Settings
-from . import logs as tasklog
+from . import logs
 
 R = TypeVar("R")
 
@@ -128,7 +128,7 @@ def scrub_event(event: Any, hint: Any) -> Any:
     event.pop("request", None)
     for exc in (event.get("exception") or {}).get("values", []):
         if isinstance(exc.get("value"), str):
-            exc["value"] = tasklog.redact(exc["value"])  # a password in a URL, an AWS secret
+            exc["value"] = logs.redact(exc["value"])  # a password in a URL, an AWS secret
     for crumb in (event.get("breadcrumbs") or {}).get("values", []):
         scrub_breadcrumb(crumb, {})
     return event
@@ -153,7 +153,7 @@ def scrub_breadcrumb(crumb: Any, hint: Any) -> Any:
         cut = message.find("; stderr:")
         if cut >= 0:
             message = message[:cut] + "; stderr: [removed]"
-        crumb["message"] = tasklog.redact(message)[: tasklog.MAX_ERROR_CHARS]
+        crumb["message"] = logs.redact(message)[: logs.MAX_ERROR_CHARS]
     data = crumb.get("data")
     if isinstance(data, dict):
         data.pop("args", None)
@@ -192,7 +192,7 @@ def span(op: str, **tags: Any) -> Iterator[None]:
         else:
             yield
     finally:
-        record = tasklog.current()
+        record = logs.current()
         if record is not None:
             record.add(op, time.monotonic() - started)
 
@@ -204,7 +204,7 @@ def past_span(op: str, since: float, **tags: Any) -> None:
     ``scssq.waited_s``; the task's log line and metrics get it as a duration.
     """
     seconds = max(0.0, time.time() - since)
-    record = tasklog.current()
+    record = logs.current()
     if record is not None:
         record.add(op, seconds)
     if not _enabled:
@@ -219,7 +219,7 @@ def past_span(op: str, since: float, **tags: Any) -> None:
 
 def capture_fault(error: BaseException | None, message: str = "", **context: Any) -> None:
     """Send one infrastructure fault of the running task to Sentry, with its context."""
-    record = tasklog.current()
+    record = logs.current()
     if record is not None:
         if record.captured:
             return
@@ -235,7 +235,7 @@ def capture_fault(error: BaseException | None, message: str = "", **context: Any
         if error is not None:
             sentry_sdk.capture_exception(error)
         else:
-            sentry_sdk.capture_message(tasklog.redact(message), level="error")
+            sentry_sdk.capture_message(logs.redact(message), level="error")
 
 
 def set_outcome(outcome: str) -> None:

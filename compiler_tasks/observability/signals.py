@@ -24,9 +24,7 @@ from typing import Any
 from celery import signals
 
 from ..settings import Settings
-from . import logs as tasklog
-from . import metrics
-from . import sentry as observability
+from . import logs, metrics, sentry
 
 #: Task whose outcomes are counted in ``scssq_compiles_total``.
 COMPILE_TASK = "scssq.compile"
@@ -38,14 +36,14 @@ _FAULT_OUTCOMES = {
     "poison": "a compile message killed its worker repeatedly and was given up",
 }
 
-span = observability.span
-capture_fault = observability.capture_fault
+span = sentry.span
+capture_fault = sentry.capture_fault
 
 
 @signals.celeryd_init.connect
 def _on_worker_init(**_: Any) -> None:
     settings = Settings.from_env()
-    observability.init_sentry("worker", settings)
+    sentry.init_sentry("worker", settings)
     if metrics.prepare(settings):
         metrics.serve(settings)
 
@@ -91,7 +89,7 @@ def _header(request: Any, name: str) -> Any:
 def _on_task_start(task_id: str, task: Any, kwargs: Any = None, **_: Any) -> None:
     request = task.request
     fields = job_fields((kwargs or {}).get("request"))
-    record = tasklog.TaskRecord(
+    record = logs.TaskRecord(
         task=str(task.name),
         task_id=str(task_id),
         worker=str(getattr(request, "hostname", "") or ""),
@@ -100,21 +98,21 @@ def _on_task_start(task_id: str, task: Any, kwargs: Any = None, **_: Any) -> Non
     )
     if (getattr(request, "delivery_info", None) or {}).get("redelivered"):
         record.fields["redelivered"] = True
-    tasklog.begin(record)
-    observability.set_tags(**fields)
+    logs.begin(record)
+    sentry.set_tags(**fields)
     # A retry may inherit its message's headers: only a fresh re-check waited.
     deferred_at = _header(request, DEFERRED_AT) if record.retries == 0 else None
     if deferred_at is not None:
         record.fields["deferred"] = True
         try:
-            observability.past_span("lock.wait", float(deferred_at))
+            sentry.past_span("lock.wait", float(deferred_at))
         except (TypeError, ValueError):
             pass
 
 
 def lock_acquired(acquired: bool) -> None:
     """After a lock attempt: count a takeover (a re-check or redelivery that got it)."""
-    record = tasklog.current()
+    record = logs.current()
     if not acquired or record is None:
         return
     if record.fields.get("deferred") or record.fields.get("redelivered"):
@@ -135,14 +133,14 @@ def _outcome(retval: Any, state: Any) -> tuple[str, str | None]:
 
 @signals.task_postrun.connect
 def _on_task_end(task: Any, retval: Any = None, state: Any = None, **_: Any) -> None:
-    record = tasklog.current()
+    record = logs.current()
     if record is None:
         return
     try:
         outcome, error = _outcome(retval, state)
-        observability.set_outcome(outcome)
+        sentry.set_outcome(outcome)
         if outcome in _FAULT_OUTCOMES:
-            observability.capture_fault(None, _FAULT_OUTCOMES[outcome], **record.fields)
+            sentry.capture_fault(None, _FAULT_OUTCOMES[outcome], **record.fields)
         if record.task == COMPILE_TASK:
             metrics.task_done(
                 record.fields.get("engine", "unknown"),
@@ -150,6 +148,6 @@ def _on_task_end(task: Any, retval: Any = None, state: Any = None, **_: Any) -> 
                 record.durations.get("scss.compile"),
                 record.durations.get("lock.wait"),
             )
-        tasklog.write(record.line(outcome, error))
+        logs.write(record.line(outcome, error))
     finally:
-        tasklog.end()
+        logs.end()
