@@ -165,22 +165,36 @@ def compile_request(
         os.chdir(root)  # libsass's implicit first include path is its working directory
         result = sass.compile(**kwargs)
     except (_Refusal, sass.CompileError) as e:
-        text = str(e)
-        if guard.out_of_memory or "Unable to allocate memory" in text:
-            return {"status": "oom"}, []
-        if guard.refusal is not None:
-            message, where, line, col = guard.refusal
-            if not line:  # refused import: libsass knows where the @import statement is
-                line, col = resolver.error_position(text) or (0, 0)
-            message = _at(message, where, line, col)
-        else:
-            message = resolver.format_libsass_error(text, root, entry)
-        message = resolver.bound_text(resolver.scrub(message, roots), max_message, "message")
-        return {"status": "error", "message": message}, []
+        return _failed(str(e), guard, root, entry, max_message), []
     except OSError:
         return {"status": "error", "message": f"{entry}: cannot read the entry"}, []
     finally:
         os.chdir("/")
+    return _output(result, entry, roots, max_output)
+
+
+def _failed(
+    text: str, guard: ImportGuard, root: str, entry: str, max_message: int
+) -> dict[str, Any]:
+    """The response to a failed compile: out of memory, or the error message for users."""
+    if guard.out_of_memory or "Unable to allocate memory" in text:
+        return {"status": "oom"}
+    if guard.refusal is not None:
+        message, where, line, col = guard.refusal
+        if not line:  # refused import: libsass knows where the @import statement is
+            line, col = resolver.error_position(text) or (0, 0)
+        message = _at(message, where, line, col)
+    else:
+        message = resolver.format_libsass_error(text, root, entry)
+    message = resolver.bound_text(resolver.scrub(message, (root,)), max_message, "message")
+    return {"status": "error", "message": message}
+
+
+def _output(
+    result: Any, entry: str, roots: tuple[str, ...], max_output: int
+) -> tuple[dict[str, Any], list[bytes]]:
+    """The response to a compile that succeeded: the CSS and map, unless too large or
+    naming a worker path."""
     css_text, map_text = result if isinstance(result, tuple) else (result, None)
     css = css_text.encode("utf-8")
     blobs = [css]
