@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from compiler_tasks import commits, sources
+from compiler_tasks import commits
 from compiler_tasks.bundle import Bundle
 from compiler_tasks.connections import redis_client
 from compiler_tasks.errors import (
@@ -39,7 +39,6 @@ from compiler_tasks.fleet import alive_workers
 from compiler_tasks.keys import CompileOptions, RedisKeys, bundle_path
 from compiler_tasks.observability import span
 from compiler_tasks.settings import Settings, redact_url
-from compiler_tasks.sources import SourceCache
 from compiler_tasks.storage import Store
 
 from .config import SubmitConfig
@@ -64,9 +63,6 @@ class Client:
         self.keys = RedisKeys(settings.prefix)
         self.redis = redis_client(settings, name)
         self.artifacts = Artifacts(settings)
-        #: Source files read by this client's earlier submits (compiler_tasks.sources);
-        #: None reads every file every time.
-        self.sources: SourceCache | None = sources.for_this_platform()
         self.lookups = Lookups(settings, self.redis, self.keys)
 
     @property
@@ -157,7 +153,7 @@ def submit(
             # The lookup for the digest this folder had last time runs while the sources
             # are checked (cli.lookup); it counts only if the digest is still that one.
             ahead = client.lookups.ahead(config, commit)
-            bundle = collect_bundle(config, client.settings, client.sources)
+            bundle = collect_bundle(config, client.settings)
         client.lookups.remember(config, bundle.digest)
         return _retrying(
             client, config, bundle, commit, ahead, started, started + timeout, wait, progress, warn

@@ -39,7 +39,6 @@ from compiler_tasks.keys import RedisKeys, compile_key
 from compiler_tasks.messages import task_message
 from compiler_tasks.resp import RespConnection, RespError
 from compiler_tasks.settings import Settings
-from compiler_tasks.sources import SourceCache
 
 from .config import SubmitConfig
 from .outputs import Artifacts, SubmitResult
@@ -52,16 +51,13 @@ CONNECT_TIMEOUT = 5.0
 RECORD_EXPIRES = 600.0
 
 
-def collect_bundle(
-    config: SubmitConfig, settings: Settings, cache: SourceCache | None = None
-) -> Bundle:
+def collect_bundle(config: SubmitConfig, settings: Settings) -> Bundle:
     """The submit's bundle, bounded by the settings; every entry must be in it."""
     bundle = collect(
         config.src,
         exclude=[config.out],
         max_bytes=settings.max_bundle_bytes,
         max_files=settings.max_bundle_files,
-        cache=cache,
     )
     for entry in config.options.entries:
         if entry not in bundle.files:
