@@ -20,7 +20,7 @@ from types import MappingProxyType
 
 from .errors import BundleError, InvalidInput
 from .keys import content_digest, validate_relpath
-from .sources import Source, read_source
+from .sources import Source, import_stems, read_source
 
 SOURCE_SUFFIXES = (".scss", ".sass")
 #: Directories never bundled: version control metadata.
@@ -114,8 +114,8 @@ def collect(src: Path, *, exclude: list[Path], max_bytes: int, max_files: int) -
             continue
         total += _add(sources, rel, real, total, max_bytes, max_files)
     stems: set[str] = set()
-    for source in sources.values():
-        stems |= source.stems
+    for source in sources.values() if css else ():  # only a .css file needs them
+        stems |= import_stems(source.data)
     for rel, real in css.items():
         if rel.rsplit("/", 1)[-1][:-4].lstrip("_") in stems:
             total += _add(sources, rel, real, total, max_bytes, max_files)

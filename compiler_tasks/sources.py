@@ -1,4 +1,4 @@
-"""Reading a bundle's source files: each file's bytes, their sha256 and its import stems.
+"""Reading a bundle's source files (bytes and sha256), and the stems a stylesheet imports.
 
 Every collect reads every file again: what is bundled is always what the files hold now.
 """
@@ -18,15 +18,14 @@ _QUOTED_RE = re.compile(r"""["']([^"']+)["']""")
 
 @dataclass(frozen=True)
 class Source:
-    """One file as bundled: its bytes, their sha256 (hex) and the stems it imports."""
+    """One file as bundled: its bytes and their sha256 (hex)."""
 
     data: bytes
     sha256: str
-    stems: frozenset[str]
 
     @classmethod
     def of(cls, data: bytes) -> Source:
-        return cls(data, hashlib.sha256(data).hexdigest(), import_stems(data))
+        return cls(data, hashlib.sha256(data).hexdigest())
 
 
 def import_stems(data: bytes) -> frozenset[str]:
