@@ -24,9 +24,7 @@ from typing import Any
 
 import redis
 
-from compiler_tasks.bundle import sources
 from compiler_tasks.bundle.model import Bundle
-from compiler_tasks.bundle.sources import SourceCache
 from compiler_tasks.coordination import commits
 from compiler_tasks.coordination.connections import redis_client
 from compiler_tasks.coordination.events import Waiter
@@ -65,9 +63,6 @@ class Client:
         self.keys = RedisKeys(settings.prefix)
         self.redis = redis_client(settings, name)
         self.artifacts = Artifacts(settings)
-        #: Source files read by this client's earlier submits (compiler_tasks.bundle.sources);
-        #: None reads every file every time.
-        self.sources: SourceCache | None = sources.for_this_platform()
         self.lookups = Lookups(settings, self.redis, self.keys)
 
     @property
@@ -158,7 +153,7 @@ def submit(
             # The lookup for the digest this folder had last time runs while the sources
             # are checked (cli.lookup); it counts only if the digest is still that one.
             ahead = client.lookups.ahead(config, commit)
-            bundle = collect_bundle(config, client.settings, client.sources)
+            bundle = collect_bundle(config, client.settings)
         client.lookups.remember(config, bundle.digest)
         return _retrying(
             client, config, bundle, commit, ahead, started, started + timeout, wait, progress, warn

@@ -33,7 +33,6 @@ from typing import Any
 
 from compiler_tasks.bundle.collect import collect
 from compiler_tasks.bundle.model import Bundle
-from compiler_tasks.bundle.sources import SourceCache
 from compiler_tasks.coordination import commits
 from compiler_tasks.errors import ArtifactMissing, CompileError, InvalidInput
 from compiler_tasks.keys import RedisKeys, compile_key
@@ -54,16 +53,13 @@ CONNECT_TIMEOUT = 5.0
 RECORD_EXPIRES = 600.0
 
 
-def collect_bundle(
-    config: SubmitConfig, settings: Settings, cache: SourceCache | None = None
-) -> Bundle:
+def collect_bundle(config: SubmitConfig, settings: Settings) -> Bundle:
     """The submit's bundle, bounded by the settings; every entry must be in it."""
     bundle = collect(
         config.src,
         exclude=[config.out],
         max_bytes=settings.max_bundle_bytes,
         max_files=settings.max_bundle_files,
-        cache=cache,
     )
     for entry in config.options.entries:
         if entry not in bundle.files:

@@ -7,7 +7,7 @@ Packages, by concept:
   the bundle), ``libsass/`` (a killable child process) and ``dart/`` (a long-lived
   Dart Sass compiler and its host).
 * ``bundle``: the source files of one submit: ``model`` (the values), ``collect``,
-  ``sources`` (the client's memo), ``archive`` (transport), ``fileio``, ``signatures``.
+  ``sources`` (reading a source file), ``archive`` (transport), ``fileio``.
 * ``store``: the artifact store: ``base`` (interface), ``file``, ``s3``, ``presigned``.
 * ``coordination``: shared state in Redis: ``connections``, ``acl``, ``lock``,
   ``events``, ``fleet``, ``commits``.

@@ -12,7 +12,6 @@ import pytest
 
 from cli.outputs import write_output
 from compiler_tasks.errors import InfrastructureError, InvalidInput, StoreError
-from compiler_tasks.store import file as file_store
 from compiler_tasks.store import get_verified
 from compiler_tasks.store.file import FileStore
 
@@ -49,16 +48,9 @@ def test_an_output_where_there_is_none_yet_is_written(tmp_path: Path) -> None:
     assert (tmp_path / "main.css").read_bytes() == CSS
 
 
-#: The racy window of the stores here: longer than any filesystem timestamp tick.
-TICK = 0.05
-
-
-def _stored(tmp_path: Path, data: bytes, settle: bool = True) -> tuple[FileStore, str]:
+def _stored(tmp_path: Path, data: bytes) -> tuple[FileStore, str]:
     store = FileStore(str(tmp_path / "store"))
-    store.racy_ns = int(TICK * 1e9)
     store.put_once("out/main.css", data)
-    if settle:
-        time.sleep(TICK * 2)
     return store, hashlib.sha256(CSS).hexdigest()
 
 
@@ -69,70 +61,25 @@ def test_an_artifact_that_does_not_match_its_sha256_is_refused(tmp_path: Path) -
 
 
 def test_an_artifact_changed_after_it_was_checked_is_checked_again(tmp_path: Path) -> None:
-    """A store remembers the artifacts it checked by signature: a same-size rewrite in
-    place with the old mtime put back is still caught (its ctime changed)."""
+    """A same-size rewrite in place with the old mtime put back is caught."""
     store, sha = _stored(tmp_path, CSS)
-    assert get_verified(store, "out/main.css", sha) == CSS
-    assert len(store._verified) == 1  # remembered as checked
     assert get_verified(store, "out/main.css", sha) == CSS
     path = tmp_path / "store" / "out" / "main.css"
     before = os.stat(path)
     os.chmod(path, 0o644)
     path.write_bytes(b".a { color: RED; }\n")
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
-    for _ in range(2):  # and again: a refused artifact is not remembered either
+    for _ in range(2):  # and again
         with pytest.raises(StoreError, match="does not match"):
             get_verified(store, "out/main.css", sha)
-
-
-def test_a_remembered_artifact_is_not_hashed_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store, sha = _stored(tmp_path, CSS)
-    checks: list[str] = []
-    real_verified = file_store.verified
-
-    def counting(data: bytes, sha256: str, path: str) -> bytes:
-        checks.append(path)
-        return real_verified(data, sha256, path)
-
-    monkeypatch.setattr(file_store, "verified", counting)
-    for _ in range(3):
-        assert get_verified(store, "out/main.css", sha) == CSS
-    assert checks == ["out/main.css"]
-    other = hashlib.sha256(b"other").hexdigest()  # another manifest's sha256: checked
-    with pytest.raises(StoreError, match="does not match"):
-        get_verified(store, "out/main.css", other)
-    assert len(checks) == 2
-
-
-def test_a_fresh_artifact_is_checked_every_time(tmp_path: Path) -> None:
-    """Written within the racy window: a write in the same timestamp tick could keep its
-    signature, so it is not remembered as checked."""
-    store, sha = _stored(tmp_path, CSS, settle=False)
-    for _ in range(2):
-        assert get_verified(store, "out/main.css", sha) == CSS
-    assert not store._verified
-
-
-def test_a_remembered_artifact_is_read_without_resolving_its_path(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store, sha = _stored(tmp_path, CSS)
-    assert get_verified(store, "out/main.css", sha) == CSS
-    resolved: list[str] = []
-    realpath = os.path.realpath
-    monkeypatch.setattr(os.path, "realpath", lambda p: resolved.append(p) or realpath(p))
-    assert get_verified(store, "out/main.css", sha) == CSS
-    assert resolved == []
 
 
 @pytest.mark.parametrize("swap", ["file", "folder"])
 def test_a_link_out_of_the_store_swapped_in_after_the_check_is_refused(
     tmp_path: Path, swap: str
 ) -> None:
-    """The remembered check covers the file it checked, nothing a link leads to now, even
-    with the same bytes: the path is held to the store again."""
+    """Even with the same bytes, a link leading out of the store is refused: the path is
+    held to the store on every read."""
     store, sha = _stored(tmp_path, CSS)
     assert get_verified(store, "out/main.css", sha) == CSS
     outside = tmp_path / "outside"

@@ -11,13 +11,12 @@ directory (:func:`write_tree`). The values themselves are in :mod:`.model`.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import BundleError, InvalidInput
 from ..keys import validate_relpath
-from .model import Bundle, Source
-from .sources import SourceCache, Trail, read_source, resolve
+from .model import Bundle, Source, import_stems
+from .sources import read_source
 
 SOURCE_SUFFIXES = (".scss", ".sass")
 #: Directories never bundled: version control metadata.
@@ -28,9 +27,9 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root + os.sep)
 
 
-def _walk(root: str, excluded: list[str], trail: Trail | None = None) -> dict[str, str]:
+def _walk(root: str, excluded: list[str]) -> dict[str, str]:
     """Relative path -> real path of candidate files; links followed while inside ``root``
-    (a real path). ``trail`` gets each folder's stat, taken before listing it."""
+    (a real path)."""
     found: dict[str, str] = {}
     # Each directory carries the real paths of its ancestors: a link back up is a cycle.
     stack: list[tuple[str, str, frozenset[str]]] = [(root, "", frozenset())]
@@ -40,16 +39,12 @@ def _walk(root: str, excluded: list[str], trail: Trail | None = None) -> dict[st
             continue
         ancestors = ancestors | {real_dir}
         try:
-            if trail is not None:
-                trail.dirs.append((real_dir, os.stat(real_dir)))
             entries = sorted(os.scandir(real_dir), key=lambda e: e.name)
         except OSError as e:
             raise BundleError(f"cannot read directory {rel_dir or '.'!r} under --src: {e}") from e
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             if entry.is_symlink():  # resolved, then held to the root like any path
-                if trail is not None:
-                    trail.linked = True
                 real = os.path.realpath(entry.path)
                 is_dir, is_file = os.path.isdir(real), os.path.isfile(real)
             else:  # inside a real directory: already real (no lstat per path component)
@@ -66,64 +61,38 @@ def _walk(root: str, excluded: list[str], trail: Trail | None = None) -> dict[st
     return found
 
 
-def collect(
-    src: Path,
-    *,
-    exclude: list[Path],
-    max_bytes: int,
-    max_files: int,
-    cache: SourceCache | None = None,
-) -> Bundle:
+def collect(src: Path, *, exclude: list[Path], max_bytes: int, max_files: int) -> Bundle:
     """Bundle the stylesheets under ``src`` and the .css files they import.
 
     ``exclude`` holds directories to leave out (the output folder). Files are
-    read once; limits are checked as they are read. ``cache`` (a long-lived
-    client's) skips reading files that provably did not change since its last
-    collect of ``src``, and returns its previous bundle when nothing under a local
-    ``src`` changed (:meth:`SourceCache.unchanged_tree`), without resolving ``src`` and
-    ``exclude`` again when they still name what they named (:meth:`SourceCache.unchanged`).
+    read once; limits are checked as they are read.
     """
-    names = (str(src), tuple(map(str, exclude)), max_bytes, max_files)
-    if cache is not None and (known := cache.unchanged(names)) is not None:
-        return known
     if not src.is_dir():
         raise BundleError(f"--src {str(src)!r} is not a directory; pass the bundle root")
-    res = resolve(names, cache is not None)
-    if cache is not None and (known := cache.unchanged_tree(res)) is not None:
-        return known
-    trail = Trail() if cache is not None else None
-    candidates = _walk(res.root, list(res.excluded), trail)
-    reader = cache.reader(res.root) if cache is not None else None
-    read = read_source if reader is None else reader
+    root = os.path.realpath(src)
+    candidates = _walk(root, [os.path.realpath(path) for path in exclude])
     sources: dict[str, Source] = {}
-    reals: list[str] = []
     css: dict[str, str] = {}
     total = 0
     for rel, real in candidates.items():
         if rel.endswith(".css"):
             css[rel] = real
             continue
-        total += _add(sources, rel, read, real, total, max_bytes, max_files)
-        reals.append(real)
+        total += _add(sources, rel, real, total, max_bytes, max_files)
     stems: set[str] = set()
-    for source in sources.values():
-        stems |= source.stems
+    for source in sources.values() if css else ():  # only a .css file needs them
+        stems |= import_stems(source.data)
     for rel, real in css.items():
         if rel.rsplit("/", 1)[-1][:-4].lstrip("_") in stems:
-            total += _add(sources, rel, read, real, total, max_bytes, max_files)
-            reals.append(real)
+            total += _add(sources, rel, real, total, max_bytes, max_files)
     if not sources:
         raise BundleError(f"--src {str(src)!r} holds no .scss or .sass file")
-    bundle = Bundle.from_sources(sources)
-    if reader is not None and trail is not None:
-        reader.cache.remember_tree(res, bundle, trail, reader, reals)
-    return bundle
+    return Bundle.from_sources(sources)
 
 
 def _add(
     sources: dict[str, Source],
     rel: str,
-    read: Callable[[str, int], Source],
     real: str,
     total: int,
     max_bytes: int,
@@ -137,7 +106,7 @@ def _add(
         raise BundleError(
             f"the bundle has more than {max_files} files; narrow --src (SCSSQ_MAX_BUNDLE_FILES)"
         )
-    source = read(real, max_bytes - total)
+    source = read_source(real, max_bytes - total)
     if total + len(source.data) > max_bytes:
         raise BundleError(
             f"the bundle exceeds {max_bytes} bytes at {rel!r}; narrow --src "

@@ -12,8 +12,6 @@ import os
 
 #: Opening a file to read: binary (Windows), and a FIFO does not block the open.
 OPEN_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
-#: Added to :data:`OPEN_READ` where a link as the last component must not be followed.
-NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 #: Bytes read per call once a file turned out longer than its ``fstat`` size.
 CHUNK = 1 << 20
 

@@ -3,8 +3,8 @@ files one submit sends with their content digest (:class:`Bundle`).
 
 The digest is over (path, sha256) pairs (:func:`compiler_tasks.keys.content_digest`);
 the tar archive (:mod:`.archive`) is only transport. How a bundle is collected from a
-directory or read from an archive is :mod:`.collect`; the per-process memo of source
-files is :mod:`.sources`.
+directory or read from an archive is :mod:`.collect`; reading one source file is
+:mod:`.sources`.
 """
 
 from __future__ import annotations
@@ -23,15 +23,14 @@ _QUOTED_RE = re.compile(r"""["']([^"']+)["']""")
 
 @dataclass(frozen=True)
 class Source:
-    """One file as bundled: its bytes, their sha256 (hex) and the stems it imports."""
+    """One file as bundled: its bytes and their sha256 (hex)."""
 
     data: bytes
     sha256: str
-    stems: frozenset[str]
 
     @classmethod
     def of(cls, data: bytes) -> Source:
-        return cls(data, hashlib.sha256(data).hexdigest(), import_stems(data))
+        return cls(data, hashlib.sha256(data).hexdigest())
 
 
 def import_stems(data: bytes) -> frozenset[str]:
@@ -50,7 +49,7 @@ def import_stems(data: bytes) -> frozenset[str]:
 class Bundle:
     """Source files by relative POSIX path, and their content digest."""
 
-    #: Read-only: a warm client hands the same bundle to every submit of an unchanged tree.
+    #: Read-only: the digest was computed over these files.
     files: Mapping[str, bytes]
     digest: str
 

@@ -114,7 +114,7 @@ def candidates(target: str) -> tuple[list[str], list[str]]:
 
 def _join(directory: str, name: str) -> str:
     """``posixpath.join(directory, name)`` for a ``name`` with no leading slash, without its
-    generic checks: ~0.1 ms of an import's lookup once Bootstrap's 88 imports are counted."""
+    generic checks: it runs for each of the up to 14 candidates of every import."""
     return directory + name if not directory or directory.endswith("/") else f"{directory}/{name}"
 
 

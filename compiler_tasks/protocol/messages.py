@@ -2,8 +2,8 @@
 
 A cache hit of a commit not yet mapped (the usual CI push: a new commit, styles
 unchanged) asks a worker to map it with the small ``scssq.record`` task. Importing
-Celery to send it would cost such a hit about 0.3 s, as much as the whole hit, so
-:mod:`cli.fastpath` builds the message itself and ``LPUSH``es it on the queue's
+Celery to send it would cost such a hit more than the rest of it (``bench/hit.py``
+measures hits), so :mod:`cli.fastpath` builds the message itself and ``LPUSH``es it on the queue's
 Redis list, exactly where kombu's Redis transport puts it.
 
 The layout is Celery's task message protocol 2 (JSON body ``[args, kwargs,

@@ -1,7 +1,7 @@
 """A minimal Redis client on the standard library, for the cache-hit fast path.
 
-Importing redis-py costs a fresh ``scssq submit`` process about 100 ms (it imports
-asyncio), a third of a whole cache hit (``bench/hit.py`` measures it). A hit needs
+Importing redis-py (it imports asyncio) is a large share of a cache hit by a fresh
+``scssq submit`` process (``bench/hit.py`` measures it). A hit needs
 four plain commands, so :mod:`cli.fastpath` speaks RESP2 itself over one socket: it
 pipelines them in two round trips. Anything this module does not fully understand
 (an unsupported URL option, an error reply, a short read) raises :class:`RespError`

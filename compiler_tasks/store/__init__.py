@@ -27,8 +27,6 @@ _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 
 def get_verified(store: Store, path: str, sha256: str) -> bytes:
     """The object at ``path`` in ``store``, checked against ``sha256`` (hex)."""
-    if isinstance(store, FileStore):
-        return store.get_verified(path, sha256)
     return verified(store.get(path), sha256, path)
 
 

@@ -3,8 +3,7 @@
 ``put`` renames a temporary file over the target; ``put_once`` hard-links one to it
 (fails if it exists), so readers never see a partial object. Objects are named by
 relative POSIX paths, validated again here, so no read or write leaves the root
-directory. An artifact checked against its manifest's sha256 is remembered under its
-stat signature (:mod:`compiler_tasks.bundle.signatures`) and not hashed again.
+directory.
 """
 
 from __future__ import annotations
@@ -13,22 +12,17 @@ import contextlib
 import os
 import stat
 import tempfile
-import time
 
-from ..bundle.fileio import NOFOLLOW, OPEN_READ, read_fd
-from ..bundle.signatures import RACY_NS, FileSignature, file_signature, settled
+from ..bundle.fileio import OPEN_READ, read_fd
 from ..errors import ArtifactMissing, StoreError
 from ..keys import validate_relpath
-from .base import verified, within_limit
+from .base import within_limit
 
 #: Mode of stored files: readable by other users of the machine (e.g. a web server).
 FILE_MODE = 0o644
 #: Temporary files are named this + random characters. ':' never occurs in a valid path
 #: part, so no caller can name (read, overwrite, delete) a half-written temporary file.
 _TMP_PREFIX = ".scssq-tmp:"
-
-#: Objects a :class:`FileStore` remembers as checked (then it starts over).
-MAX_VERIFIED = 4096
 
 
 class FileStore:
@@ -37,10 +31,6 @@ class FileStore:
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
         self.url = "file://" + self.root
-        #: File -> (signature, sha256) of objects :meth:`get_verified` checked.
-        self._verified: dict[str, tuple[FileSignature, str]] = {}
-        #: How long an object must have been left alone to be remembered as checked.
-        self.racy_ns = RACY_NS
         try:
             os.makedirs(self.root, exist_ok=True)
             self._real_root = os.path.realpath(self.root)
@@ -101,14 +91,12 @@ class FileStore:
             _unlink_quietly(tmp)
 
     def get(self, path: str, limit: int | None = None) -> bytes:
-        data, _st, _at = self._read(self._target(path), path, limit)
+        data = self._read(self._target(path), path, limit)
         return within_limit(data, limit, self.url, path)
 
-    def _read(
-        self, target: str, path: str, limit: int | None = None
-    ) -> tuple[bytes, os.stat_result, int]:
-        """The file's bytes (at most ``limit`` + 1), its ``fstat`` and when it was taken
-        (time.time_ns). Anything but a regular file is refused, never waited on (FIFO)."""
+    def _read(self, target: str, path: str, limit: int | None = None) -> bytes:
+        """The file's bytes (at most ``limit`` + 1). Anything but a regular file is
+        refused, never waited on (FIFO)."""
         try:
             fd = os.open(target, OPEN_READ)
             try:
@@ -117,62 +105,13 @@ class FileStore:
                     raise IsADirectoryError(target)
                 if not stat.S_ISREG(st.st_mode):
                     raise StoreError(f"store {self.url}: {path!r} is not a regular file")
-                at = time.time_ns()
-                return read_fd(fd, st.st_size, limit), st, at
+                return read_fd(fd, st.st_size, limit)
             finally:
                 os.close(fd)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
             raise ArtifactMissing(f"store {self.url} has no object {path!r}") from e
         except OSError as e:
             raise self._fail("read", path, e) from e
-
-    def get_verified(self, path: str, sha256: str) -> bytes:
-        """The object at ``path``, checked against ``sha256`` (hex) like :func:`verified`.
-
-        Objects are never modified in place (``put`` renames a new file over the old
-        one, a new inode), so a file this store checked before, whose signature is
-        unchanged and was settled then (:mod:`compiler_tasks.bundle.signatures`), is not
-        hashed again; nor is its path resolved again (:meth:`_known`).
-        """
-        known = self._known(path, sha256)
-        if known is not None:
-            return known
-        target = self._target(path)
-        data, st, at = self._read(target, path)
-        verified(data, sha256, path)
-        if settled(st, at, self.racy_ns) and len(data) == st.st_size:
-            if len(self._verified) >= MAX_VERIFIED:
-                self._verified.clear()
-            self._verified[target] = (file_signature(st), sha256)
-        return data
-
-    def _known(self, path: str, sha256: str) -> bytes | None:
-        """The object if the file at ``path`` is one this store checked against
-        ``sha256`` (inside the store: :meth:`_target`) and it did not change since, else
-        None (the caller takes the long way).
-
-        The path is not resolved again: ``stat`` must find the checked file there before
-        it is opened, and the file opened must still be it (``fstat``; a link swapped in
-        as the last component in between is not followed).
-        """
-        target = self._path(path)
-        remembered = self._verified.get(target)
-        if remembered is None or remembered[1] != sha256:
-            return None
-        try:
-            if file_signature(os.stat(target)) != remembered[0]:
-                return None
-            fd = os.open(target, OPEN_READ | NOFOLLOW)
-            try:
-                st = os.fstat(fd)
-                if file_signature(st) != remembered[0]:
-                    return None
-                data = read_fd(fd, st.st_size)
-            finally:
-                os.close(fd)
-        except OSError:
-            return None
-        return data if len(data) == st.st_size else None
 
     def exists(self, path: str) -> bool:
         target = self._target(path)

@@ -16,12 +16,12 @@ is killed, restarted and the compile retried once; a second failure is an Engine
 The compiler is replaced after ``SCSSQ_DART_MAX_COMPILES`` compiles, or when it idles
 above half of ``SCSSQ_ENGINE_MEMORY_MB``.
 
-A new compiler first compiles :data:`WARM_UP_SHEET` (about 40 ms, not counted as a
-compile nor traced): its allocations run through the Dart VM's young generation, which
-the VM grows to its working size and whose pages then count in RSS. Without it the
-compiler's RSS climbs by about a quarter over its first 50-70 real compiles (13 to 22
-MiB) and then stays flat; with it the compiler is at its working size from its first
-compile, and that compile is about 13 ms faster (Bootstrap 5: 235 vs 248 ms).
+A new compiler first compiles :data:`WARM_UP_SHEET` (not counted as a compile nor
+traced): its allocations run through the Dart VM's young generation, which the VM grows
+to its working size and whose pages then count in RSS. Without it the compiler's RSS
+climbs over its first few dozen real compiles and then stays flat, and its first compile
+is slower; with it the compiler is at its working size from its first compile
+(``bench/dart_heap.py`` measures the growth).
 
 Output equals the ``sass`` CLI's for the same files and options: ``charset`` is on
 (``@charset "UTF-8";`` or a BOM when compressed, as the CLI writes), the CSS ends with a
@@ -69,8 +69,8 @@ PING_TIMEOUT = 10.0
 START_TIMEOUT = 20.0
 #: An idle compiler above this share of SCSSQ_ENGINE_MEMORY_MB is replaced.
 RETIRE_RSS_SHARE = 0.5
-#: Iterations of the warm-up's loop: about 40 ms, and enough allocation for the Dart
-#: VM to grow its young generation to the size it reaches after ~70 real compiles.
+#: Iterations of the warm-up's loop: enough allocation for the Dart VM to grow its
+#: young generation to the size it reaches after dozens of real compiles.
 WARM_UP_ITERATIONS = 20_000
 #: What a new compiler compiles first (built-in modules only; its output is dropped).
 WARM_UP_SHEET = f"""@use "sass:map";
