@@ -27,7 +27,7 @@ test: setup lint
 	$(PY) -m pytest
 
 # The benchmark suite (not tests): corpus, every benchmark, figures and a summary under
-# bench/results/ (ignored). Slow (about an hour on 2 cores); see README "Performance".
+# bench/results/ (ignored). Slow (about an hour on 2 cores); see docs/benchmarks.md.
 bench: setup $(VENV)/.bench-installed
 	$(PY) -m bench.suite
 

@@ -2,7 +2,7 @@
 
 ``python -m bench.report`` reads the newest results of each benchmark under
 ``bench/results/`` and writes ``bench/results/summary.md`` (and prints it): the Markdown
-that the README's Performance section is made from.
+that the goals table of docs/benchmarks.md is made from.
 """
 
 from __future__ import annotations

@@ -1,297 +1,329 @@
 """The one typed settings object of scssq, read from ``SCSSQ_*`` variables.
 
-Every default is a named constant below with a comment saying what it is for.
-A variable holding a value scssq cannot use fails at once with
-:class:`~compiler_tasks.errors.ConfigError` naming the variable and the fix.
-``celeryconfig.py`` and every other module read their settings from here.
+Each setting is declared once, as a field of :class:`Settings`: its variable, type,
+default, bounds and help in one :func:`~compiler_tasks.envvars.setting` call. That table
+drives :meth:`Settings.from_env`, ``docs/configuration.md`` and the comments of
+``.env.example`` (rendered by :mod:`compiler_tasks.settings_docs`, checked by a test).
+The client's own variables, read by click in ``cli/``, are rows of :data:`CLIENT_SETTINGS`.
+A value scssq cannot use fails at once with :class:`~compiler_tasks.errors.ConfigError`
+naming the variable, the value and the fix.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from dataclasses import dataclass, fields
+from typing import Any
 
+from .envvars import (
+    ABSOLUTE_PATH,
+    CHOICE,
+    FILE_PATH,
+    INTEGER,
+    NAME,
+    NUMBER,
+    PEM_FILE,
+    RATE,
+    REDIS_URL,
+    STORE_URL,
+    TEXT,
+    Spec,
+    redact_url,
+    setting,
+)
 from .errors import ConfigError
 
-#: Redis for locks, results and pub/sub (also the broker unless SCSSQ_BROKER_URL).
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-#: Prefix of every Redis key and channel scssq uses (one fleet per prefix).
-DEFAULT_PREFIX = "scssq"
-#: Celery queue the compile tasks travel on (KEDA scales on its length).
-DEFAULT_QUEUE = "scssq"
-#: Where artifacts live: ``file:///abs/path`` (default, no cloud) or ``s3://bucket/prefix``.
-DEFAULT_STORE_DIR = "~/.local/share/scssq/store"
-#: Engine used when a submit does not name one.
-DEFAULT_ENGINE = "libsass"
-#: Lock time-to-live in seconds; holders renew every third of it.
-DEFAULT_LOCK_TTL = 30.0
-#: Wall-clock limit for all engine work of one task, in seconds.
-DEFAULT_COMPILE_TIMEOUT = 120.0
-#: Address-space limit of an engine process, in MiB.
-DEFAULT_ENGINE_MEMORY_MB = 2048
-#: Largest CSS (or source map) one entry may produce, in bytes.
-DEFAULT_MAX_OUTPUT_BYTES = 32 * 1024 * 1024
-#: Largest warnings/debug text kept from one compile, in bytes.
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
-#: Compiles an engine process serves before it is replaced (bounds its memory).
-DEFAULT_ENGINE_MAX_COMPILES = 500
-#: Compiles one Dart Sass compiler process serves before it is replaced. The process is
-#: long-lived (no VM start per compile); replacing it bounds its memory.
-DEFAULT_DART_MAX_COMPILES = 1000
-#: How long results stay in Redis, in seconds (7 days).
-DEFAULT_RESULT_TTL = 7 * 24 * 3600
-#: Bundles whose archive is larger than this many bytes go through the store.
-DEFAULT_INLINE_BUNDLE_MAX = 512 * 1024
-#: Largest bundle accepted, counting the uncompressed size of its files.
-DEFAULT_MAX_BUNDLE_BYTES = 64 * 1024 * 1024
-#: Most files a bundle may hold.
-DEFAULT_MAX_BUNDLE_FILES = 20_000
-#: Retries of a task after an infrastructure failure (store, Redis, engine crash).
-DEFAULT_TASK_RETRIES = 3
-#: Deliveries of one message before it is declared poison (worker died each time).
-DEFAULT_MAX_DELIVERIES = 3
-#: Seconds an unacknowledged message waits before Redis redelivers it.
-DEFAULT_VISIBILITY_TIMEOUT = 900
-#: Seconds any command to Redis (the service's or the broker's: a GET, a Lua call, a
-#: publish, an ack) waits for its reply before its connection counts as dead and is
-#: replaced. Without a limit, a connection that died silently (a dropped NAT or firewall
-#: entry: no FIN, no RST) blocks a worker, or a waiting client, for good. Blocking reads
-#: with their own timeout (a waiter's subscription) are not cut short by it. redis-py 8
-#: has the same default; kombu, for the broker, has none.
-DEFAULT_REDIS_REPLY_TIMEOUT = 5.0
-#: Seconds between kombu's checks of a worker's long-lived broker connections: a BRPOP
-#: whose reply is this much overdue (it always comes within 1 s from a live server) is
-#: dropped and reconnected, and the pub/sub connection is pinged.
-DEFAULT_BROKER_HEALTH_CHECK_INTERVAL = 10
-#: Seconds a worker stays listed as alive after its last heartbeat.
-DEFAULT_WORKER_ALIVE_WINDOW = 30.0
-#: File a worker touches from its consumer's timer; liveness probes read its age.
-DEFAULT_HEARTBEAT_FILE = "/tmp/scssq-worker-heartbeat"
-#: A worker whose heartbeat file is older than this many seconds is not alive.
-DEFAULT_LIVENESS_MAX_AGE = 30.0
-#: Seconds a client waits for the fleet (queue + compile + download).
-DEFAULT_SUBMIT_TIMEOUT = 600.0
-#: Share of submits traced in Sentry (when SENTRY_DSN is set): 0 none, 1 every one.
-DEFAULT_TRACES_SAMPLE_RATE = 0.1
-#: Port of a worker's Prometheus endpoint (/metrics); 0 turns it off.
-DEFAULT_METRICS_PORT = 0
-#: Folder a worker unpacks each bundle into for its engine ("": the system's temp folder,
-#: TMPDIR or /tmp). A memory-backed folder (tmpfs) saves writing and removing every file
-#: of every bundle on disk; deploy/ mounts one (README, Configuration).
-DEFAULT_WORK_DIR = ""
-
-_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 ENGINES = ("libsass", "dart-sass")
 
-
-def _raw(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name)
-    if value is None or value.strip() == "":
-        return None
-    return value.strip()
-
-
-def env_str(env: Mapping[str, str], name: str, default: str) -> str:
-    """The string in ``name``, or ``default`` when unset or empty."""
-    value = _raw(env, name)
-    return default if value is None else value
-
-
-def env_float(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
-    """A number of at least ``minimum`` from ``name``; a bad value names the variable."""
-    value = _raw(env, name)
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(
-            f"{name}={value!r} is not a number; set it to e.g. {default:g} or unset it"
-        ) from None
-    if not number >= minimum or number != number or number == float("inf"):
-        raise ConfigError(f"{name}={value!r} must be a finite number >= {minimum:g}")
-    return number
-
-
-def env_fraction(env: Mapping[str, str], name: str, default: float) -> float:
-    """A number from 0 to 1 (a rate) from ``name``; a bad value names the variable."""
-    number = env_float(env, name, default, 0.0)
-    if number > 1.0:
-        raise ConfigError(f"{name}={number:g} must be a rate from 0 to 1 (e.g. {default:g})")
-    return number
-
-
-def env_int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    """An integer of at least ``minimum`` from ``name``; a bad value names the variable."""
-    value = _raw(env, name)
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(
-            f"{name}={value!r} is not an integer; set it to e.g. {default} or unset it"
-        ) from None
-    if number < minimum:
-        raise ConfigError(f"{name}={value!r} must be an integer >= {minimum}")
-    return number
-
-
-def _check_redis_url(name: str, url: str) -> str:
-    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(
-            f"{name}={redact_url(url)!r} is not a Redis URL; "
-            "use redis://host:port/db, rediss:// for TLS or unix:///path"
-        )
-    return url
-
-
-def _store_url(env: Mapping[str, str]) -> str:
-    value = _raw(env, "SCSSQ_STORE")
-    if value is None:
-        return "file://" + str(Path(DEFAULT_STORE_DIR).expanduser())
-    parts = urlsplit(value)
-    if parts.scheme == "file" and parts.path.startswith("/") and not parts.netloc:
-        return value
-    if parts.scheme == "s3" and parts.netloc:
-        return value
-    raise ConfigError(
-        f"SCSSQ_STORE={value!r} is not a store URL; use file:///absolute/path "
-        "or s3://bucket/optional/prefix"
-    )
-
-
-def _tls_file(env: Mapping[str, str], name: str) -> str | None:
-    """A PEM file named by ``name`` (absolute path), or None when unset."""
-    value = _raw(env, name)
-    if value is None:
-        return None
-    path = os.path.abspath(os.path.expanduser(value))
-    if not os.path.isfile(path) or not os.access(path, os.R_OK):
-        raise ConfigError(f"{name}={value!r} is not a readable file; point it at a PEM file")
-    return path
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe for logs and errors)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+# The groups of the table, in the order the docs show them.
+REDIS = "Redis and the broker"
+STORE = "Store and bundles"
+ENGINE = "Engines"
+DELIVERY = "Locks and delivery"
+HEALTH = "Worker health"
+OBSERVE = "Observability"
+CLIENT = "Client (`scssq`)"
+_RC = "`rediss://` only: "
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable about scssq; build with :meth:`from_env`."""
 
-    redis_url: str = DEFAULT_REDIS_URL
-    broker_url: str = DEFAULT_REDIS_URL
-    #: rediss:// only: CA bundle that signed Redis's certificate (default: the system's CAs).
-    redis_ca_file: str | None = None
-    #: rediss:// only: client certificate and key, when Redis requires them (mutual TLS).
-    redis_cert_file: str | None = None
-    redis_key_file: str | None = None
-    prefix: str = DEFAULT_PREFIX
-    queue: str = DEFAULT_QUEUE
-    store_url: str = "file://" + DEFAULT_STORE_DIR
-    engine: str = DEFAULT_ENGINE
-    lock_ttl: float = DEFAULT_LOCK_TTL
-    compile_timeout: float = DEFAULT_COMPILE_TIMEOUT
-    engine_memory_mb: int = DEFAULT_ENGINE_MEMORY_MB
-    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    engine_max_compiles: int = DEFAULT_ENGINE_MAX_COMPILES
-    dart_max_compiles: int = DEFAULT_DART_MAX_COMPILES
-    result_ttl: int = DEFAULT_RESULT_TTL
-    inline_bundle_max: int = DEFAULT_INLINE_BUNDLE_MAX
-    max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
-    max_bundle_files: int = DEFAULT_MAX_BUNDLE_FILES
-    task_retries: int = DEFAULT_TASK_RETRIES
-    max_deliveries: int = DEFAULT_MAX_DELIVERIES
-    visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
-    redis_reply_timeout: float = DEFAULT_REDIS_REPLY_TIMEOUT
-    broker_health_check_interval: int = DEFAULT_BROKER_HEALTH_CHECK_INTERVAL
-    worker_alive_window: float = DEFAULT_WORKER_ALIVE_WINDOW
-    heartbeat_file: str = DEFAULT_HEARTBEAT_FILE
-    liveness_max_age: float = DEFAULT_LIVENESS_MAX_AGE
-    traces_sample_rate: float = DEFAULT_TRACES_SAMPLE_RATE
-    metrics_port: int = DEFAULT_METRICS_PORT
-    work_dir: str = DEFAULT_WORK_DIR
+    redis_url: str = setting(
+        "SCSSQ_REDIS_URL",
+        "redis://127.0.0.1:6379/0",
+        "Redis for locks, results and pub/sub; also the Celery broker unless "
+        "`SCSSQ_BROKER_URL` is set. Redis must run with `maxmemory-policy noeviction`.",
+        REDIS_URL,
+        REDIS,
+    )
+    broker_url: str = setting(
+        "SCSSQ_BROKER_URL",
+        "redis://127.0.0.1:6379/0",
+        "Celery broker.",
+        REDIS_URL,
+        REDIS,
+        shown="`SCSSQ_REDIS_URL`",
+        same_as="redis_url",
+    )
+    redis_ca_file: str | None = setting(
+        "SCSSQ_REDIS_CA_FILE",
+        None,
+        _RC + "CA bundle that signed Redis's certificate; the certificate is always verified.",
+        PEM_FILE,
+        REDIS,
+        shown="the system's CAs",
+    )
+    redis_cert_file: str | None = setting(
+        "SCSSQ_REDIS_CERT_FILE",
+        None,
+        _RC + "client certificate, when Redis requires one (mutual TLS).",
+        PEM_FILE,
+        REDIS,
+        shown="none",
+    )
+    redis_key_file: str | None = setting(
+        "SCSSQ_REDIS_KEY_FILE",
+        None,
+        _RC + "the client certificate's key (mutual TLS).",
+        PEM_FILE,
+        REDIS,
+        shown="none",
+    )
+    prefix: str = setting(
+        "SCSSQ_PREFIX",
+        "scssq",
+        "Prefix of every Redis key and channel scssq uses (one fleet per prefix).",
+        NAME,
+        REDIS,
+    )
+    queue: str = setting(
+        "SCSSQ_QUEUE",
+        "scssq",
+        "Celery queue the compile tasks travel on (KEDA scales on its length).",
+        NAME,
+        REDIS,
+    )
+    redis_reply_timeout: float = setting(
+        "SCSSQ_REDIS_REPLY_TIMEOUT",
+        5.0,
+        "Seconds any command to Redis or the broker (a GET, a Lua call, a publish, an ack) "
+        "waits for its reply before its connection counts as dead and is replaced. Without "
+        "a limit, a connection that died silently (a dropped NAT or firewall entry: no FIN, "
+        "no RST) blocks a worker, or a waiting client, for good. Blocking reads with their "
+        "own timeout (a waiter's subscription) are not cut short by it.",
+        NUMBER,
+        REDIS,
+        minimum=2.0,
+        unit="s",
+    )
+    broker_health_check_interval: int = setting(
+        "SCSSQ_BROKER_HEALTH_CHECK_INTERVAL",
+        10,
+        "Seconds between kombu's checks of a worker's long-lived broker connections: a "
+        "`BRPOP` whose reply is this much overdue (it always comes within 1 s from a live "
+        "server) is dropped and reconnected, and the pub/sub connection is pinged.",
+        INTEGER,
+        REDIS,
+        minimum=1,
+        unit="s",
+    )
+    result_ttl: int = setting(
+        "SCSSQ_RESULT_TTL",
+        7 * 24 * 3600,
+        "How long results stay in Redis (7 days).",
+        INTEGER,
+        REDIS,
+        minimum=1,
+        unit="s",
+    )
+    store_url: str = setting(
+        "SCSSQ_STORE",
+        "file://~/.local/share/scssq/store",
+        "Where artifacts live: a local folder (no cloud) or an S3 bucket, with endpoint and "
+        "credentials from the standard AWS chain (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, …).",
+        STORE_URL,
+        STORE,
+    )
+    inline_bundle_max: int = setting(
+        "SCSSQ_INLINE_BUNDLE_MAX",
+        512 * 1024,
+        "Bundles whose archive (compressed) is larger than this travel through the store "
+        "instead of inside the task message.",
+        INTEGER,
+        STORE,
+        unit="bytes",
+    )
+    max_bundle_bytes: int = setting(
+        "SCSSQ_MAX_BUNDLE_BYTES",
+        64 * 1024 * 1024,
+        "Largest bundle accepted, counting the uncompressed size of its files.",
+        INTEGER,
+        STORE,
+        minimum=1024,
+        unit="bytes",
+    )
+    max_bundle_files: int = setting(
+        "SCSSQ_MAX_BUNDLE_FILES", 20_000, "Most files a bundle may hold.", INTEGER, STORE, minimum=1
+    )
+    engine: str = setting(
+        "SCSSQ_ENGINE",
+        "libsass",
+        "Engine used when a submit names none.",
+        CHOICE,
+        ENGINE,
+        choices=ENGINES,
+    )
+    compile_timeout: float = setting(
+        "SCSSQ_COMPILE_TIMEOUT",
+        120.0,
+        "Wall-clock limit for all engine work of one task.",
+        NUMBER,
+        ENGINE,
+        minimum=0.1,
+        unit="s",
+    )
+    engine_memory_mb: int = setting(
+        "SCSSQ_ENGINE_MEMORY_MB",
+        2048,
+        "Address-space limit of an engine process.",
+        INTEGER,
+        ENGINE,
+        minimum=64,
+        unit="MiB",
+    )
+    max_output_bytes: int = setting(
+        "SCSSQ_MAX_OUTPUT_BYTES",
+        32 * 1024 * 1024,
+        "Largest CSS (or source map) one entry may produce.",
+        INTEGER,
+        ENGINE,
+        minimum=1024,
+        unit="bytes",
+    )
+    max_message_bytes: int = setting(
+        "SCSSQ_MAX_MESSAGE_BYTES",
+        64 * 1024,
+        "Largest warnings/debug text kept from one compile.",
+        INTEGER,
+        ENGINE,
+        minimum=256,
+        unit="bytes",
+    )
+    engine_max_compiles: int = setting(
+        "SCSSQ_ENGINE_MAX_COMPILES",
+        500,
+        "Compiles a libsass engine process serves before it is replaced (bounds its memory).",
+        INTEGER,
+        ENGINE,
+        minimum=1,
+    )
+    dart_max_compiles: int = setting(
+        "SCSSQ_DART_MAX_COMPILES",
+        1000,
+        "Compiles one Dart Sass compiler process serves before it is replaced. The process is "
+        "long-lived (no VM start per compile); replacing it bounds its memory. It is also "
+        "replaced when it idles above half of `SCSSQ_ENGINE_MEMORY_MB`.",
+        INTEGER,
+        ENGINE,
+        minimum=1,
+    )
+    work_dir: str = setting(
+        "SCSSQ_WORK_DIR",
+        "",
+        "Folder a worker unpacks each bundle into for its engine (removed after the compile). "
+        "A memory-backed folder (tmpfs) saves writing and removing every file of every bundle "
+        "on disk; `deploy/` mounts one. Checked at worker start.",
+        ABSOLUTE_PATH,
+        ENGINE,
+        shown="the system's temp folder (`TMPDIR` or `/tmp`)",
+    )
+    lock_ttl: float = setting(
+        "SCSSQ_LOCK_TTL",
+        30.0,
+        "Lock time-to-live; holders renew it every third of it, and it caps each wait for "
+        "another request's compile.",
+        NUMBER,
+        DELIVERY,
+        minimum=0.3,
+        unit="s",
+    )
+    task_retries: int = setting(
+        "SCSSQ_TASK_RETRIES",
+        3,
+        "Retries of a task after an infrastructure failure (store, Redis, engine crash).",
+        INTEGER,
+        DELIVERY,
+    )
+    max_deliveries: int = setting(
+        "SCSSQ_MAX_DELIVERIES",
+        3,
+        "Deliveries of one message before it is declared poison (its worker died each time).",
+        INTEGER,
+        DELIVERY,
+        minimum=1,
+    )
+    visibility_timeout: int = setting(
+        "SCSSQ_VISIBILITY_TIMEOUT",
+        900,
+        "Seconds an unacknowledged message waits before Redis redelivers it; must exceed "
+        "the longest task (`SCSSQ_COMPILE_TIMEOUT` + 2 x `SCSSQ_LOCK_TTL`).",
+        INTEGER,
+        DELIVERY,
+        minimum=1,
+        unit="s",
+    )
+    worker_alive_window: float = setting(
+        "SCSSQ_WORKER_ALIVE_WINDOW",
+        30.0,
+        "A worker stays listed as alive this long after its last heartbeat.",
+        NUMBER,
+        HEALTH,
+        minimum=1.0,
+        unit="s",
+    )
+    heartbeat_file: str = setting(
+        "SCSSQ_HEARTBEAT_FILE",
+        "/tmp/scssq-worker-heartbeat",
+        "File a worker touches from its consumer's timer; `probe live` reads its age.",
+        FILE_PATH,
+        HEALTH,
+    )
+    liveness_max_age: float = setting(
+        "SCSSQ_LIVENESS_MAX_AGE",
+        30.0,
+        "`python -m compiler_tasks.worker.probe live` fails when the heartbeat file is older.",
+        NUMBER,
+        HEALTH,
+        minimum=1.0,
+        unit="s",
+    )
+    traces_sample_rate: float = setting(
+        "SCSSQ_TRACES_SAMPLE_RATE",
+        0.1,
+        "Share of submits traced in Sentry (when `SENTRY_DSN` is set): 0 none, 1 every one.",
+        RATE,
+        OBSERVE,
+    )
+    metrics_port: int = setting(
+        "SCSSQ_METRICS_PORT",
+        0,
+        "Port of a worker's Prometheus endpoint (`/metrics`); 0 turns it off.",
+        INTEGER,
+        OBSERVE,
+        shown="`0` (off)",
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read every ``SCSSQ_*`` variable; raise ConfigError naming a bad one."""
         env = os.environ if env is None else env
-        redis_url = _check_redis_url(
-            "SCSSQ_REDIS_URL", env_str(env, "SCSSQ_REDIS_URL", DEFAULT_REDIS_URL)
-        )
-        broker_url = _check_redis_url(
-            "SCSSQ_BROKER_URL", env_str(env, "SCSSQ_BROKER_URL", redis_url)
-        )
-        prefix = env_str(env, "SCSSQ_PREFIX", DEFAULT_PREFIX)
-        queue = env_str(env, "SCSSQ_QUEUE", DEFAULT_QUEUE)
-        for name, value in (("SCSSQ_PREFIX", prefix), ("SCSSQ_QUEUE", queue)):
-            if not _PREFIX_RE.match(value):
-                raise ConfigError(f"{name}={value!r}: use 1-64 letters, digits, '.', '_' or '-'")
-        engine = env_str(env, "SCSSQ_ENGINE", DEFAULT_ENGINE)
-        if engine not in ENGINES:
-            raise ConfigError(f"SCSSQ_ENGINE={engine!r}: choose one of {', '.join(ENGINES)}")
-        settings = cls(
-            redis_url=redis_url,
-            broker_url=broker_url,
-            redis_ca_file=_tls_file(env, "SCSSQ_REDIS_CA_FILE"),
-            redis_cert_file=_tls_file(env, "SCSSQ_REDIS_CERT_FILE"),
-            redis_key_file=_tls_file(env, "SCSSQ_REDIS_KEY_FILE"),
-            prefix=prefix,
-            queue=queue,
-            store_url=_store_url(env),
-            engine=engine,
-            lock_ttl=env_float(env, "SCSSQ_LOCK_TTL", DEFAULT_LOCK_TTL, 0.3),
-            compile_timeout=env_float(env, "SCSSQ_COMPILE_TIMEOUT", DEFAULT_COMPILE_TIMEOUT, 0.1),
-            engine_memory_mb=env_int(env, "SCSSQ_ENGINE_MEMORY_MB", DEFAULT_ENGINE_MEMORY_MB, 64),
-            max_output_bytes=env_int(env, "SCSSQ_MAX_OUTPUT_BYTES", DEFAULT_MAX_OUTPUT_BYTES, 1024),
-            max_message_bytes=env_int(
-                env, "SCSSQ_MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, 256
-            ),
-            engine_max_compiles=env_int(
-                env, "SCSSQ_ENGINE_MAX_COMPILES", DEFAULT_ENGINE_MAX_COMPILES, 1
-            ),
-            dart_max_compiles=env_int(env, "SCSSQ_DART_MAX_COMPILES", DEFAULT_DART_MAX_COMPILES, 1),
-            result_ttl=env_int(env, "SCSSQ_RESULT_TTL", DEFAULT_RESULT_TTL, 1),
-            inline_bundle_max=env_int(env, "SCSSQ_INLINE_BUNDLE_MAX", DEFAULT_INLINE_BUNDLE_MAX, 0),
-            max_bundle_bytes=env_int(env, "SCSSQ_MAX_BUNDLE_BYTES", DEFAULT_MAX_BUNDLE_BYTES, 1024),
-            max_bundle_files=env_int(env, "SCSSQ_MAX_BUNDLE_FILES", DEFAULT_MAX_BUNDLE_FILES, 1),
-            task_retries=env_int(env, "SCSSQ_TASK_RETRIES", DEFAULT_TASK_RETRIES, 0),
-            max_deliveries=env_int(env, "SCSSQ_MAX_DELIVERIES", DEFAULT_MAX_DELIVERIES, 1),
-            visibility_timeout=env_int(
-                env, "SCSSQ_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT, 1
-            ),
-            redis_reply_timeout=env_float(
-                env, "SCSSQ_REDIS_REPLY_TIMEOUT", DEFAULT_REDIS_REPLY_TIMEOUT, 2.0
-            ),
-            broker_health_check_interval=env_int(
-                env, "SCSSQ_BROKER_HEALTH_CHECK_INTERVAL", DEFAULT_BROKER_HEALTH_CHECK_INTERVAL, 1
-            ),
-            worker_alive_window=env_float(
-                env, "SCSSQ_WORKER_ALIVE_WINDOW", DEFAULT_WORKER_ALIVE_WINDOW, 1.0
-            ),
-            heartbeat_file=env_str(env, "SCSSQ_HEARTBEAT_FILE", DEFAULT_HEARTBEAT_FILE),
-            liveness_max_age=env_float(
-                env, "SCSSQ_LIVENESS_MAX_AGE", DEFAULT_LIVENESS_MAX_AGE, 1.0
-            ),
-            traces_sample_rate=env_fraction(
-                env, "SCSSQ_TRACES_SAMPLE_RATE", DEFAULT_TRACES_SAMPLE_RATE
-            ),
-            metrics_port=env_int(env, "SCSSQ_METRICS_PORT", DEFAULT_METRICS_PORT, 0),
-            work_dir=_work_dir(env),
-        )
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            values[f.name] = f.metadata["spec"].read(env, values)
+        settings = cls(**values)
         settings.check()
         return settings
 
@@ -320,8 +352,48 @@ class Settings:
         return max(1, int(self.lock_ttl * 1000))
 
 
-def _work_dir(env: Mapping[str, str]) -> str:
-    value = env_str(env, "SCSSQ_WORK_DIR", DEFAULT_WORK_DIR)
-    if value and not os.path.isabs(value):
-        raise ConfigError(f"SCSSQ_WORK_DIR={value!r}: give an absolute path (or leave it unset)")
-    return value
+#: Every row of :class:`Settings` as (attribute, row), in declaration order.
+SETTINGS: tuple[tuple[str, Spec], ...] = tuple(
+    (f.name, f.metadata["spec"]) for f in fields(Settings)
+)
+
+#: The client's variables: click reads them as the defaults of flags in ``cli/``.
+CLIENT_SETTINGS: tuple[Spec, ...] = (
+    Spec(
+        "SCSSQ_SUBMIT_TIMEOUT",
+        600.0,
+        "Default `--timeout` of `scssq submit`: seconds a client waits for the fleet "
+        "(queueing, compiling and downloading together).",
+        NUMBER,
+        CLIENT,
+        minimum=0.1,
+        unit="s",
+    ),
+    Spec(
+        "SCSSQ_PROJECT",
+        None,
+        "Default `--project` of `scssq submit` and `scssq status`.",
+        TEXT,
+        CLIENT,
+        shown="the git top-level's name",
+    ),
+    Spec(
+        "SCSSQ_FALLBACK",
+        "none",
+        "Default `--fallback` of `scssq submit`: `local` compiles on this machine when the "
+        "fleet is unreachable or times out.",
+        CHOICE,
+        CLIENT,
+        choices=("none", "local"),
+    ),
+)
+
+# Defaults other modules import by name: read from the table, not declared again.
+DEFAULT_PREFIX: str = Settings.prefix
+DEFAULT_QUEUE: str = Settings.queue
+DEFAULT_LOCK_TTL: float = Settings.lock_ttl
+DEFAULT_DART_MAX_COMPILES: int = Settings.dart_max_compiles
+DEFAULT_TRACES_SAMPLE_RATE: float = Settings.traces_sample_rate
+DEFAULT_SUBMIT_TIMEOUT: float = CLIENT_SETTINGS[0].default
+
+__all__ = ["CLIENT_SETTINGS", "ENGINES", "SETTINGS", "Settings", "redact_url"]

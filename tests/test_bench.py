@@ -1,6 +1,6 @@
-"""The benchmarks' own arithmetic: what turns samples into README's numbers and verdicts.
+"""The benchmarks' own arithmetic: what turns samples into the docs' numbers and verdicts.
 
-The benchmarks are not run here (they take about an hour, see README "Performance"),
+The benchmarks are not run here (they take about an hour, see docs/benchmarks.md),
 but every number they report goes through these functions: percentiles, the median's
 interval, goal verdicts, the herd's per-waiter counts read from ``MONITOR`` (checked
 against a real redis-server) and the import-time buckets (checked on a real

@@ -107,7 +107,7 @@ KEDA_REDIS_KEYS = {
     "listLength",
     "activationListLength",
 }
-#: The Celery pool size flag: a fixed one, never --autoscale (see README, Deploy).
+#: The Celery pool size flag: a fixed one, never --autoscale (see docs/deploy.md).
 CONCURRENCY = re.compile(r"^--concurrency=(\d+)$")
 
 

@@ -63,3 +63,37 @@ def test_passwords_are_redacted() -> None:
     with pytest.raises(ConfigError) as info:
         Settings.from_env({"SCSSQ_REDIS_URL": "http://user:s3cret@host"})
     assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "name,value,message",
+    [
+        ("SCSSQ_LOCK_TTL", "soon", "SCSSQ_LOCK_TTL='soon' is not a number; set it to e.g. 30"),
+        ("SCSSQ_LOCK_TTL", "0.1", "SCSSQ_LOCK_TTL='0.1' must be a finite number >= 0.3"),
+        ("SCSSQ_RESULT_TTL", "1.5", "SCSSQ_RESULT_TTL='1.5' is not an integer; set it to e.g."),
+        ("SCSSQ_MAX_OUTPUT_BYTES", "10", "SCSSQ_MAX_OUTPUT_BYTES='10' must be an integer >= 1024"),
+        ("SCSSQ_TRACES_SAMPLE_RATE", "2", "SCSSQ_TRACES_SAMPLE_RATE=2 must be a rate from 0 to 1"),
+        ("SCSSQ_BROKER_URL", "http://x", "SCSSQ_BROKER_URL='http://x' is not a Redis URL; use"),
+        ("SCSSQ_STORE", "ftp://x", "SCSSQ_STORE='ftp://x' is not a store URL; use file:///"),
+        ("SCSSQ_QUEUE", "a b", "SCSSQ_QUEUE='a b': use 1-64 letters, digits"),
+        ("SCSSQ_ENGINE", "node-sass", "SCSSQ_ENGINE='node-sass': choose one of libsass, dart-sass"),
+        ("SCSSQ_WORK_DIR", "rel", "SCSSQ_WORK_DIR='rel': give an absolute path"),
+        ("SCSSQ_REDIS_CA_FILE", "/nonexistent.pem", "is not a readable file; point it at a PEM"),
+    ],
+)
+def test_a_bad_value_names_the_variable_the_value_and_the_fix(
+    name: str, value: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({name: value})
+    assert message in str(info.value)
+
+
+def test_unset_and_empty_variables_take_the_defaults() -> None:
+    assert Settings.from_env({"SCSSQ_LOCK_TTL": " ", "SCSSQ_QUEUE": ""}) == Settings.from_env({})
+    s = Settings.from_env({"SCSSQ_REDIS_URL": "redis://r:6379/1"})
+    assert s.broker_url == "redis://r:6379/1", "the broker is Redis unless told otherwise"
+    assert s.store_url == "file://" + str(Path("~/.local/share/scssq/store").expanduser())
+    defaults = Settings()
+    for name in ("prefix", "queue", "lock_ttl", "engine_memory_mb", "traces_sample_rate"):
+        assert getattr(s, name) == getattr(defaults, name)
