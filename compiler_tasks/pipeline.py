@@ -100,18 +100,14 @@ def announce_progress(ctx: WorkerContext, job: Job, event: str) -> None:
     )
 
 
-def announce_failure(ctx: WorkerContext, job: Job, kind: str, message: str) -> None:
-    """Tell waiters a compile failed for a reason that must not be cached."""
-    result = {"status": "failed", "kind": kind, "message": message, "key": job.key}
-    ctx.redis.publish(ctx.keys.done(job.key), json.dumps(done_message(result)))
-
-
 def announce_refusal(ctx: WorkerContext, key: str, submit: str, kind: str, message: str) -> None:
     """Tell only the submitter whose own request was refused (``for``: its submit id).
 
-    A refusal is about one request (its archive, its claimed key), not about the
-    key: other waiters on the channel ignore it, so a forged request can never
-    fail an honest submitter's wait.
+    A refusal is about one request (its archive, its claimed key, its bundle
+    missing from the store, its redeliveries, an error before its lock), not
+    about the key: other waiters on the channel ignore it, so a forged request
+    can never fail an honest submitter's wait. Only the key's verified lock
+    holder tells every waiter, through :meth:`Lock.complete`.
     """
     result = {"status": "failed", "kind": kind, "message": message, "key": key, "for": submit}
     ctx.redis.publish(ctx.keys.done(key), json.dumps(done_message(result)))

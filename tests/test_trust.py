@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.test_fleet import HASH1, make_src, ok, submit_args
+from tests.hostile import forge
+from tests.support.fleet import Fleet, wait_until
+from tests.test_fleet import HASH1, make_src, ok, slow_scss, submit_args
 
 pytestmark = pytest.mark.integration
 
 VICTIM_CSS = ".brand { color: green; }\n"
 ATTACKER_CSS = ".brand { color: red; background: url(https://evil.example/x); }\n"
+VICTIM_FILES = {"main.scss": VICTIM_CSS.encode()}
 
 
 def test_a_first_submit_cannot_poison_fetch_or_status(make_fleet, tmp_path: Path) -> None:
@@ -67,3 +71,66 @@ def test_a_first_submit_cannot_poison_fetch_or_status(make_fleet, tmp_path: Path
         "fetch", HASH1, "--project", "demo", "--out", str(out), "--digest", "f" * 64, cwd=tmp_path
     )
     assert wrong.returncode == 2 and "f" * 64 in wrong.stderr and mine in wrong.stderr
+
+
+def _forged(fleet: Fleet, kind: str, key: str, digest: str) -> list[tuple[dict[str, Any], str]]:
+    """Messages naming ``key`` that no worker verified, with the task id each is sent as.
+
+    no-bundle: the honest digest, then another, with no bundle inline or in the store
+    (retried until SCSSQ_TASK_RETRIES, then given up). repeated-task-id: other sources
+    (refused as a key mismatch), three messages under one task id, as a sender may choose
+    (past SCSSQ_MAX_DELIVERIES).
+    """
+    if kind == "no-bundle":
+        return [
+            (forge.request(fleet, files=VICTIM_FILES, key=key, digest=d, inline=False), "")
+            for d in (digest, "e" * 64)
+        ]
+    return [(forge.request(fleet, files=VICTIM_FILES, key=key), "same-id") for _ in range(3)]
+
+
+@pytest.mark.parametrize("kind", ["no-bundle", "repeated-task-id"])
+def test_forged_messages_cannot_fail_an_honest_compiles_waiters(
+    make_fleet, tmp_path: Path, kind: str
+) -> None:
+    """While an honest compile runs, a rogue client sends messages naming its key that
+    were never verified (see _forged). Each is answered to its own submitter alone;
+    the honest submitters get their CSS."""
+    fleet = make_fleet(workers=1, concurrency=3, task_retries=0, max_deliveries=1)
+    src = make_src(tmp_path, {"main.scss": slow_scss(4.0, "honest")})
+    procs = [
+        fleet.spawn("submit", HASH1, *submit_args(src, tmp_path / f"o{i}"), cwd=tmp_path)
+        for i in range(3)
+    ]
+    wait_until(lambda: fleet.redis.keys(f"{fleet.prefix}:lock:*") != [], timeout=30)
+    key = fleet.redis.keys(f"{fleet.prefix}:lock:*")[0].decode().rsplit(":", 1)[1]
+    honest = forge.request(fleet, files={"main.scss": slow_scss(4.0, "honest").encode()})
+    assert honest["key"] == key, "the test's bundle differs from the submit's"
+    listener = fleet.redis.pubsub()
+    listener.subscribe(f"{fleet.prefix}:done:{key}")
+    forged = _forged(fleet, kind, key, honest["digest"])
+    with forge.producer(fleet) as app:
+        for job, task_id in forged:
+            app.send_task(
+                "scssq.compile",
+                kwargs={"request": job},
+                queue=fleet.prefix,
+                task_id=task_id or None,
+            )
+    failures = []
+    while True:  # what the key's channel carried until the honest compile's result
+        msg = listener.get_message(timeout=30)
+        assert msg is not None, f"no done message\n{fleet.logs()}"
+        if msg["type"] == "message" and json.loads(msg["data"])["type"] == "done":
+            result = json.loads(msg["data"])["result"]
+            if result.get("status") == "ok":
+                break
+            failures.append(result)
+    listener.close()
+    for i, proc in enumerate(procs):
+        out, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0, f"{out}\n{err}\n{fleet.logs()}"
+        assert "n: " in (tmp_path / f"o{i}" / "main.css").read_text()
+    assert len(fleet.engine_runs()) == 1
+    # Every forged message was answered, to its own submitter, before the compile ended.
+    assert {f.get("for") for f in failures} == {job["submit"] for job, _ in forged}, failures
