@@ -38,6 +38,7 @@ from .keys import (
     artifact_dir,
     bundle_path,
     compile_key,
+    css_name,
     manifest_path,
     validate_key,
 )
@@ -247,10 +248,6 @@ def compile_entries(ctx: WorkerContext, job: Job, root: Path, lock: Lock) -> Com
     return compiled
 
 
-def _css_name(entry: str) -> str:
-    return entry.rsplit(".", 1)[0] + ".css"
-
-
 def upload(ctx: WorkerContext, job: Job, lock: Lock, compiled: Compiled) -> dict[str, Any]:
     """Write outputs (under this holder's token), then the manifest once; return it."""
     base = f"{artifact_dir(job.key)}/{lock.token}"
@@ -259,7 +256,7 @@ def upload(ctx: WorkerContext, job: Job, lock: Lock, compiled: Compiled) -> dict
     presign = getattr(ctx.store, "presign_get", None)
     expires = presigned.expiry(ctx.settings.result_ttl)
     for entry, out in compiled.outputs.items():
-        css_path = f"{base}/{_css_name(entry)}"
+        css_path = f"{base}/{css_name(entry)}"
         ctx.store.put(css_path, out.css)
         map_path = None
         if out.source_map is not None:

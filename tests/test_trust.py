@@ -134,3 +134,25 @@ def test_forged_messages_cannot_fail_an_honest_compiles_waiters(
     assert len(fleet.engine_runs()) == 1
     # Every forged message was answered, to its own submitter, before the compile ended.
     assert {f.get("for") for f in failures} == {job["submit"] for job, _ in forged}, failures
+
+
+def test_entries_that_share_an_output_are_refused_where_they_enter(
+    make_fleet, tmp_path: Path
+) -> None:
+    """``a.scss`` and ``a.sass`` both compile to ``a.css``: refused by the client with
+    exit 2 naming both entries and the output, before anything is compiled or stored."""
+    fleet = make_fleet(workers=1)
+    src = make_src(
+        tmp_path, {"css/a.scss": ".a { b: c; }\n", "css/a.sass": ".a\n  b: d\n", "m.scss": ""}
+    )
+    args = ["--src", str(src), "--out", str(tmp_path / "o"), "--project", "demo"]
+    clash = fleet.scssq(
+        "submit", HASH1, *args, "--entry", "css/a.scss", "--entry", "css/a.sass", cwd=tmp_path
+    )
+    assert clash.returncode == 2, clash.stdout + clash.stderr
+    for named in ("'css/a.scss'", "'css/a.sass'", "'css/a.css'", "--entry"):
+        assert named in clash.stderr, clash.stderr
+    (src / "scssq.toml").write_text('entries = ["m.scss", "css/a.sass", "css/a.scss"]\n')
+    from_file = fleet.scssq("submit", HASH1, *args, cwd=src)
+    assert from_file.returncode == 2 and "'css/a.css'" in from_file.stderr, from_file.stderr
+    assert fleet.engine_runs() == [] and not (tmp_path / "store").exists()
