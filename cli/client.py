@@ -35,7 +35,7 @@ from compiler_tasks.errors import (
     error_from_kind,
 )
 from compiler_tasks.events import Waiter
-from compiler_tasks.fleet import alive_workers
+from compiler_tasks.fleet import alive_workers, check_store
 from compiler_tasks.keys import CompileOptions, RedisKeys, bundle_path
 from compiler_tasks.observability import span
 from compiler_tasks.settings import Settings, redact_url
@@ -245,6 +245,7 @@ def _submit(
         except ArtifactMissing:
             pass  # the wait below finds the result again and repairs it
     res.conflict = _conflict(res, first)
+    check_store(client.settings, client.redis)  # the CSS must land where this client reads
     submit_id = secrets.token_hex(8)
     job_value = new_job(config, commit, key, bundle.digest, version, submit_id, deadline)
     job, describe = job_value.to_request(), job_value.describe()

@@ -23,7 +23,7 @@ from compiler_tasks.errors import (
     ScssqError,
     UsageError,
 )
-from compiler_tasks.fleet import alive_workers
+from compiler_tasks.fleet import alive_workers, store_mismatch, worker_stores
 from compiler_tasks.keys import CompileOptions
 from compiler_tasks.settings import redact_url
 
@@ -214,6 +214,7 @@ def health(client: Client) -> Health:
                 f"{settings.worker_alive_window:g} s; start the fleet",
             )
         )
+        _check_store_match(client, report)
     except redis.RedisError as e:
         report.checks.append(
             ("redis", False, f"unreachable at {redact_url(settings.redis_url)}: {e}")
@@ -223,6 +224,29 @@ def health(client: Client) -> Health:
     except ScssqError as e:
         report.checks.append(("store", False, str(e)))
     return report
+
+
+def _check_store_match(client: Client, report: Health) -> None:
+    """The store the alive workers publish is the one this client reads (SCSSQ_STORE)."""
+    try:
+        stores = worker_stores(client.settings, client.redis)
+    except redis.ResponseError as e:
+        report.checks.append(("store match", True, f"cannot read the workers' store ({e})"))
+        return
+    problem = store_mismatch(client.settings, stores)
+    if problem is not None:
+        report.checks.append(("store match", False, problem))
+    elif len(stores) > 1:
+        report.checks.append(
+            (
+                "store match",
+                False,
+                f"the workers alive write to {len(stores)} stores ({', '.join(stores)}); "
+                "give every worker the same SCSSQ_STORE",
+            )
+        )
+    elif stores:
+        report.checks.append(("store match", True, f"the workers write to {stores[0]} too"))
 
 
 def _check_policy(client: Client, report: Health) -> None:

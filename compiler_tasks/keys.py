@@ -252,6 +252,12 @@ class RedisKeys:
         return f"{self.prefix}:workers"
 
     @property
+    def stores(self) -> str:
+        """The stores workers write to (:func:`~compiler_tasks.settings.store_identity`),
+        scored by their last heartbeat."""
+        return f"{self.prefix}:stores"
+
+    @property
     def compiles(self) -> str:
         return f"{self.prefix}:stats:compiles"
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .errors import ConfigError
 
@@ -174,6 +174,18 @@ def _tls_file(env: Mapping[str, str], name: str) -> str | None:
     if not os.path.isfile(path) or not os.access(path, os.R_OK):
         raise ConfigError(f"{name}={value!r} is not a readable file; point it at a PEM file")
     return path
+
+
+def store_identity(url: str) -> str:
+    """The store ``url`` names, comparable between machines: no credentials, port,
+    query or redundant slashes (``file:///a//b/`` and ``file:///a/b`` are one store;
+    an S3 store is its bucket and prefix, whatever endpoint reaches it)."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        path = re.sub("/+", "/", unquote(parts.path)).rstrip("/") or "/"
+        return "file://" + os.path.normpath(path).replace(os.sep, "/")
+    prefix = parts.path.strip("/")
+    return f"{parts.scheme}://{parts.hostname or ''}" + (f"/{prefix}" if prefix else "")
 
 
 def redact_url(url: str) -> str:

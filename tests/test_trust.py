@@ -156,3 +156,32 @@ def test_entries_that_share_an_output_are_refused_where_they_enter(
     from_file = fleet.scssq("submit", HASH1, *args, cwd=src)
     assert from_file.returncode == 2 and "'css/a.css'" in from_file.stderr, from_file.stderr
     assert fleet.engine_runs() == [] and not (tmp_path / "store").exists()
+
+
+def test_a_client_on_another_store_is_told_before_it_compiles(make_fleet, tmp_path: Path) -> None:
+    """Workers write to one store, the client reads another: health fails and submit
+    exits 2 at once, each naming SCSSQ_STORE and both stores; nothing is compiled."""
+    fleet = make_fleet(workers=1)
+    workers_store = f"file://{tmp_path / 'store'}"
+    other = {"SCSSQ_STORE": f"file://{tmp_path / 'elsewhere'}"}
+    health = fleet.scssq("health", cwd=tmp_path, env=other)
+    assert health.returncode == 3, health.stdout + health.stderr
+    assert "FAIL store match: SCSSQ_STORE is " in health.stdout, health.stdout
+    assert workers_store in health.stdout and other["SCSSQ_STORE"] in health.stdout
+
+    src = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"})
+    submit = fleet.scssq(
+        "submit", HASH1, *submit_args(src, tmp_path / "o"), cwd=tmp_path, env=other
+    )
+    assert submit.returncode == 2, submit.stdout + submit.stderr
+    assert "SCSSQ_STORE" in submit.stderr and workers_store in submit.stderr
+    assert other["SCSSQ_STORE"] in submit.stderr
+    assert fleet.engine_runs() == []
+
+    # The same store written another way (a doubled and a trailing slash) is the same.
+    same = {"SCSSQ_STORE": f"file://{tmp_path}//store/"}
+    assert ok(fleet.scssq("health", cwd=tmp_path, env=same), fleet).returncode == 0
+    ok(
+        fleet.scssq("submit", HASH1, *submit_args(src, tmp_path / "o"), cwd=tmp_path, env=same),
+        fleet,
+    )
