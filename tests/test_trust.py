@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
+from compiler_tasks.acl import ACL_FILE, CLIENT_USER, WORKER_USER, render
 from tests.hostile import forge
 from tests.support.fleet import Fleet, wait_until
+from tests.support.redis_server import RedisServer
 from tests.test_fleet import HASH1, make_src, ok, slow_scss, submit_args
 
 pytestmark = pytest.mark.integration
@@ -185,3 +188,95 @@ def test_a_client_on_another_store_is_told_before_it_compiles(make_fleet, tmp_pa
         fleet.scssq("submit", HASH1, *submit_args(src, tmp_path / "o"), cwd=tmp_path, env=same),
         fleet,
     )
+
+
+def test_per_project_acl_users_keep_one_project_off_anothers_commits(tmp_path: Path) -> None:
+    """Two project fleets in one Redis, each with its own prefix, queue and ACL users
+    (``python -m compiler_tasks.acl --prefix P --queue P --user-suffix=-P``). Team A's
+    client credential cannot submit, read or map under team B's prefix; team B's
+    commit is B's alone, and fetch serves it uncontested."""
+    aclfile = tmp_path / "users.acl"
+    aclfile.write_text("")
+    server = RedisServer(extra=("--aclfile", str(aclfile)))
+    fleets = {team: Fleet(server.url, tmp_path / team) for team in ("a", "b")}
+    try:
+        passwords = {}
+        for team, fleet in fleets.items():
+            (tmp_path / team).mkdir()
+            secrets_ = {f"{CLIENT_USER}-{team}": f"c-{team}", f"{WORKER_USER}-{team}": f"w-{team}"}
+            passwords.update(secrets_)
+            rendered = render(
+                ACL_FILE.read_text(), fleet.prefix, fleet.prefix, secrets_, f"-{team}"
+            )
+            aclfile.write_text(aclfile.read_text() + rendered)
+        aclfile.write_text(aclfile.read_text() + "user default on nopass +@all ~* &*\n")
+        admin = server.client()
+        assert admin.execute_command("ACL", "LOAD")
+
+        def as_user(team: str, kind: str) -> dict[str, str]:
+            user = f"{CLIENT_USER if kind == 'client' else WORKER_USER}-{team}"
+            return {
+                "SCSSQ_REDIS_URL": f"redis://{user}:{passwords[user]}@127.0.0.1:{server.port}/0"
+            }
+
+        for team, fleet in fleets.items():
+            fleet.start_worker(1, extra_env=as_user(team, "worker"))
+        a, b = fleets["a"], fleets["b"]
+        attacker = make_src(tmp_path, {"main.scss": ATTACKER_CSS}, "attacker")
+        victim = make_src(tmp_path, {"main.scss": VICTIM_CSS}, "victim")
+        # Team A's credential aimed at team B's fleet: refused by Redis, nothing mapped.
+        aimed = {**as_user("a", "client"), "SCSSQ_PREFIX": b.prefix, "SCSSQ_QUEUE": b.prefix}
+        forged = b.scssq(
+            "submit",
+            HASH1,
+            *submit_args(attacker, tmp_path / "x"),
+            cwd=tmp_path,
+            env=aimed,
+            timeout=90,
+        )
+        assert forged.returncode == 3 and "no permissions" in forged.stderr, forged.stderr
+        rogue = redis.Redis.from_url(aimed["SCSSQ_REDIS_URL"])
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            rogue.lpush(b.prefix, "{}")  # a hand-made task message onto B's queue
+        rogue.close()
+        # In its own fleet it maps project "demo" only under its own prefix.
+        ok(
+            a.scssq(
+                "submit",
+                HASH1,
+                *submit_args(attacker, tmp_path / "xa"),
+                cwd=tmp_path,
+                env=as_user("a", "client"),
+            ),
+            a,
+        )
+        mine = json.loads(
+            ok(
+                b.scssq(
+                    "submit",
+                    HASH1,
+                    *submit_args(victim, tmp_path / "ob"),
+                    "--json",
+                    cwd=tmp_path,
+                    env=as_user("b", "client"),
+                ),
+                b,
+            ).stdout
+        )
+        assert "WARNING" not in mine["warnings"] and mine["conflict"] is None
+        fetched = b.scssq(
+            "fetch",
+            HASH1,
+            "--project",
+            "demo",
+            "--out",
+            str(tmp_path / "f"),
+            cwd=tmp_path,
+            env=as_user("b", "client"),
+        )
+        assert ok(fetched, b).stdout.splitlines()[-1] == f"digest   {mine['digest']}"
+        assert "green" in (tmp_path / "f" / "main.css").read_text()
+    finally:
+        for fleet in fleets.values():
+            fleet.stop()
+        server.stop()
