@@ -28,7 +28,7 @@ from compiler_tasks.bundle.model import Bundle
 from compiler_tasks.coordination import commits
 from compiler_tasks.coordination.connections import redis_client
 from compiler_tasks.coordination.events import Waiter
-from compiler_tasks.coordination.fleet import alive_workers
+from compiler_tasks.coordination.fleet import alive_workers, check_store
 from compiler_tasks.errors import (
     ArtifactMissing,
     CompileError,
@@ -241,6 +241,7 @@ def _submit(
         except ArtifactMissing:
             pass  # the wait below finds the result again and repairs it
     res.conflict = _conflict(res, first)
+    check_store(client.settings, client.redis)  # the CSS must land where this client reads
     submit_id = secrets.token_hex(8)
     job_value = new_job(config, commit, key, bundle.digest, version, submit_id, deadline)
     job, describe = job_value.to_request(), job_value.describe()

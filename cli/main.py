@@ -7,6 +7,8 @@ Exit codes (all commands):
   3  infrastructure error or timeout (Redis, store, engine crash, no worker);
      an unexpected exception is a 3 too
   4  ``status``/``fetch`` only: no finished result for that commit yet
+  5  ``status``/``fetch`` only: the commit is contested (submitted with other
+     sources too); ``--digest`` picks the sources to serve
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from compiler_tasks.errors import (
     EXIT_COMPILE,
     EXIT_INFRA,
     EXIT_OK,
+    Contested,
     InfrastructureError,
     ScssqError,
     UsageError,
@@ -76,6 +79,12 @@ def _run(as_json: bool, fn: Callable[[], int]) -> NoReturn:
     except Exception as e:
         _fail(e, as_json)
     sys.exit(code)
+
+
+_DIGEST_HELP = (
+    "Serve the sources of this digest (12+ hex digits of it) when the commit is contested "
+    "(submitted with other sources too)."
+)
 
 
 def _human_size(n: int) -> str:
@@ -268,40 +277,37 @@ def _print_submit(result: Any, as_json: bool) -> None:
 @main.command()
 @click.argument("hash_", metavar="HASH")
 @click.option("--project", envvar="SCSSQ_PROJECT", help="Project name.")
+@click.option("--digest", help=_DIGEST_HELP)
 @click.option("--json", "as_json", is_flag=True)
-def status(hash_: str, project: str | None, as_json: bool) -> None:
+def status(hash_: str, project: str | None, digest: str | None, as_json: bool) -> None:
     """Show every submitted variant of commit HASH and its state.
 
     Exit codes: 0 all finished ok, 1 a stored compile error, 2 usage,
-    3 infrastructure, 4 unknown commit or still compiling.
+    3 infrastructure, 4 unknown commit or still compiling, 5 contested
+    (submitted with other sources too: --digest picks one).
     """
     from .client import Client
-    from .queries import variants
+    from .queries import contested_message, pick, variants, with_digest
 
     def run() -> int:
         settings = _settings()
         commit = _commit(hash_, Path.cwd())
-        name = (
+        name = str(
             project or cfg.load_file(Path.cwd()).get("project") or cfg.default_project(Path.cwd())
         )
-        client = Client(settings)
-        found = variants(client, str(name), commit)
+        found = variants(Client(settings), name, commit)
+        if digest is not None:
+            found = [pick(v, commit, name, digest) for v in with_digest(found, digest)]
+        contested = [v for v in found if v.contenders]
+        if contested:
+            refusal = Contested("; ".join(contested_message(v, commit, name) for v in contested))
+            if not as_json:
+                _print_variants(found)
+            _fail(refusal, as_json, {"variants": [v.__dict__ for v in found]})
         if as_json:
             click.echo(json.dumps([v.__dict__ for v in found]))
-        for v in found:
-            if not as_json:
-                click.echo(
-                    f"{v.state:<9} key {v.key[:12]} digest {v.digest[:12]} "
-                    f"entries {','.join(v.options['entries'])} style {v.options['style']}"
-                )
-                if v.message:
-                    click.echo(f"          {v.message}")
-            if v.conflict_digest:
-                click.echo(
-                    f"scssq: WARNING: a later submit of this commit had other sources "
-                    f"(digest {v.conflict_digest[:12]}); the first mapping stands",
-                    err=True,
-                )
+        else:
+            _print_variants(found)
         states = {v.state for v in found}
         if "error" in states:
             return EXIT_COMPILE
@@ -310,18 +316,35 @@ def status(hash_: str, project: str | None, as_json: bool) -> None:
     _run(as_json, run)
 
 
+def _print_variants(found: list[Any]) -> None:
+    for v in found:
+        click.echo(
+            f"{v.state:<9} key {v.key[:12]} digest {v.digest[:12]} "
+            f"entries {','.join(v.options['entries'])} style {v.options['style']}"
+        )
+        if v.message:
+            click.echo(f"          {v.message}")
+        for other in v.contenders:
+            click.echo(
+                f"          contested by digest {other['digest'][:12]} "
+                f"(key {other['key'][:12]}, {other['state']})"
+            )
+
+
 @main.command()
 @click.argument("hash_", metavar="HASH")
 @_common_source_options
-def fetch(hash_: str, **flags: Any) -> None:
+@click.option("--digest", help=_DIGEST_HELP)
+def fetch(hash_: str, digest: str | None, **flags: Any) -> None:
     """Write the stored CSS of commit HASH under --out.
 
     With several variants (entries/options) for the commit, --entry/--style pick one.
     Exit codes: 0 written, 1 a stored compile error, 2 usage, 3 infrastructure,
-    4 no finished result.
+    4 no finished result, 5 contested (submitted with other sources too: --digest
+    picks one).
     """
     from .client import Client
-    from .queries import choose, variants
+    from .queries import choose, pick, variants
     from .queries import fetch as do_fetch
 
     def run() -> int:
@@ -337,13 +360,8 @@ def fetch(hash_: str, **flags: Any) -> None:
             project = flags.get("project") or cfg.default_project(Path.cwd())
             out = cfg.out_folder(Path(flags.get("out") or cfg.DEFAULT_OUT))
         client = Client(settings)
-        variant = choose(variants(client, project, commit), wanted)
-        if variant.conflict_digest:
-            click.echo(
-                f"scssq: WARNING: a later submit of this commit had other sources "
-                f"(digest {variant.conflict_digest[:12]}); serving the first",
-                err=True,
-            )
+        found = choose(variants(client, project, commit), wanted, digest)
+        variant = pick(found, commit, project, digest)
         for e in do_fetch(client, variant, out):
             click.echo(f"fetched  {e.entry} -> {e.css} {_human_size(e.size)}")
         click.echo(f"digest   {variant.digest}")

@@ -7,15 +7,18 @@ exit code the command documents.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from compiler_tasks.coordination.fleet import alive_workers
+from compiler_tasks.coordination import commits
+from compiler_tasks.coordination.fleet import alive_workers, store_mismatch, worker_stores
 from compiler_tasks.errors import (
     CompileError,
+    Contested,
     NotFound,
     RedisUnavailable,
     ScssqError,
@@ -26,6 +29,8 @@ from compiler_tasks.settings import redact_url
 
 from .client import Client
 from .outputs import EntryOutput
+
+_DIGEST_RE = re.compile(r"^[0-9a-f]{12,64}\Z")
 
 
 @dataclass
@@ -38,36 +43,37 @@ class Variant:
     options: dict[str, Any]
     state: str  # ok, error, compiling, missing
     message: str = ""
+    #: The first of the later digests, when the commit is contested.
     conflict_digest: str | None = None
+    #: Every later mapping with another digest (key, digest, state, message), oldest first.
+    contenders: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def digests(self) -> list[str]:
+        """The digest mapped first, then each contender's."""
+        return [self.digest, *(str(c["digest"]) for c in self.contenders)]
 
 
 def variants(client: Client, project: str, commit: str) -> list[Variant]:
-    """Every mapping of (project, commit), with its state and any conflict."""
+    """Every mapping of (project, commit), with its state and any contenders."""
     try:
         mapping = client.redis.hgetall(client.keys.commit(project, commit))
-        conflicts = client.redis.hgetall(client.keys.conflicts(project, commit))
+        others = commits.contenders(client.redis.hgetall(client.keys.conflicts(project, commit)))
         found = []
         for name, raw in sorted(mapping.items()):
             data = json.loads(raw)
-            key = data["key"]
-            result_raw = client.redis.get(client.keys.result(key))
-            state, message = "missing", ""
-            if result_raw is not None:
-                result = json.loads(result_raw)
-                state = "ok" if result.get("status") == "ok" else "error"
-                message = str(result.get("message") or "")
-            elif client.redis.exists(client.keys.lock(key)):
-                state = "compiling"
-            other = conflicts.get(name)
+            state, message = _state(client, data["key"])
+            contenders = [_contender(client, o) for o in others.get(name.decode(), [])]
             found.append(
                 Variant(
                     variant=name.decode(),
-                    key=key,
+                    key=data["key"],
                     digest=data["digest"],
                     options=data["options"],
                     state=state,
                     message=message,
-                    conflict_digest=json.loads(other)["digest"] if other else None,
+                    conflict_digest=contenders[0]["digest"] if contenders else None,
+                    contenders=contenders,
                 )
             )
     except redis.RedisError as e:
@@ -79,8 +85,26 @@ def variants(client: Client, project: str, commit: str) -> list[Variant]:
     return found
 
 
-def choose(found: list[Variant], wanted: CompileOptions | None) -> Variant:
-    """The variant matching ``wanted`` options, or the only one there is."""
+def _contender(client: Client, mapping: dict[str, Any]) -> dict[str, Any]:
+    state, message = _state(client, mapping["key"])
+    return {"key": mapping["key"], "digest": mapping["digest"], "state": state, "message": message}
+
+
+def _state(client: Client, key: str) -> tuple[str, str]:
+    """Where the result of ``key`` stands: (ok|error|compiling|missing, error message)."""
+    raw = client.redis.get(client.keys.result(key))
+    if raw is not None:
+        result = json.loads(raw)
+        return ("ok" if result.get("status") == "ok" else "error"), str(result.get("message") or "")
+    return ("compiling" if client.redis.exists(client.keys.lock(key)) else "missing"), ""
+
+
+def choose(
+    found: list[Variant], wanted: CompileOptions | None, digest: str | None = None
+) -> Variant:
+    """The variant matching ``wanted`` options (and ``--digest``), or the only one there is."""
+    if digest is not None:
+        found = with_digest(found, digest)
     if wanted is not None:
         for v in found:
             if v.variant == wanted.variant():
@@ -90,6 +114,63 @@ def choose(found: list[Variant], wanted: CompileOptions | None) -> Variant:
     listing = "; ".join(f"entries {v.options['entries']} style {v.options['style']}" for v in found)
     raise UsageError(
         f"the commit has {len(found)} variants ({listing}); pass --entry/--style to pick one"
+    )
+
+
+def with_digest(found: list[Variant], digest: str) -> list[Variant]:
+    """The variants one of whose digests starts with ``digest`` (``--digest``); none: refused."""
+    if not _DIGEST_RE.match(digest):
+        raise UsageError(
+            f"--digest {digest!r} is not 12-64 lowercase hexadecimal digits; pass a digest "
+            "that `scssq submit --json` or `scssq status` printed"
+        )
+    having = [v for v in found if any(d.startswith(digest) for d in v.digests)]
+    if not having:
+        known = ", ".join(d for v in found for d in v.digests)
+        raise UsageError(
+            f"--digest {digest}: the commit was submitted with no such sources (its digests: "
+            f"{known}); pass one of them"
+        )
+    return having
+
+
+def pick(found: Variant, commit: str, project: str, digest: str | None) -> Variant:
+    """The variant to serve: refused when contested, unless ``digest`` picks one of its digests.
+
+    ``digest`` (``--digest``) is a digest, or a prefix of 12 or more hex digits of one.
+    """
+    if digest is None:
+        if found.contenders:
+            raise Contested(contested_message(found, commit, project))
+        return found
+    matches = [d for d in with_digest([found], digest)[0].digests if d.startswith(digest)]
+    if len(matches) != 1:
+        raise UsageError(
+            f"--digest {digest} matches {len(matches)} of the digests commit {commit[:12]} of "
+            f"project {project!r} was submitted with ({', '.join(found.digests)}); pass one of them"
+        )
+    if matches[0] == found.digest:
+        return replace(found, conflict_digest=None, contenders=[])
+    chosen = next(c for c in found.contenders if c["digest"] == matches[0])
+    return replace(
+        found,
+        key=chosen["key"],
+        digest=chosen["digest"],
+        state=chosen["state"],
+        message=chosen["message"],
+        conflict_digest=None,
+        contenders=[],
+    )
+
+
+def contested_message(found: Variant, commit: str, project: str) -> str:
+    """Why ``status``/``fetch`` serve nothing: both (every) digest, and how to pick one."""
+    later = ", ".join(str(c["digest"]) for c in found.contenders)
+    return (
+        f"commit {commit} of project {project!r} (entries {','.join(found.options['entries'])}) "
+        f"is contested: it was submitted with digest {found.digest} first and later with other "
+        f"sources, digest {later}; serving neither. Pass --digest with the digest of the "
+        "sources you trust (the one your own `scssq submit` printed) to pick one"
     )
 
 
@@ -133,6 +214,7 @@ def health(client: Client) -> Health:
                 f"{settings.worker_alive_window:g} s; start the fleet",
             )
         )
+        _check_store_match(client, report)
     except redis.RedisError as e:
         report.checks.append(
             ("redis", False, f"unreachable at {redact_url(settings.redis_url)}: {e}")
@@ -142,6 +224,29 @@ def health(client: Client) -> Health:
     except ScssqError as e:
         report.checks.append(("store", False, str(e)))
     return report
+
+
+def _check_store_match(client: Client, report: Health) -> None:
+    """The store the alive workers publish is the one this client reads (SCSSQ_STORE)."""
+    try:
+        stores = worker_stores(client.settings, client.redis)
+    except redis.ResponseError as e:
+        report.checks.append(("store match", True, f"cannot read the workers' store ({e})"))
+        return
+    problem = store_mismatch(client.settings, stores)
+    if problem is not None:
+        report.checks.append(("store match", False, problem))
+    elif len(stores) > 1:
+        report.checks.append(
+            (
+                "store match",
+                False,
+                f"the workers alive write to {len(stores)} stores ({', '.join(stores)}); "
+                "give every worker the same SCSSQ_STORE",
+            )
+        )
+    elif stores:
+        report.checks.append(("store match", True, f"the workers write to {stores[0]} too"))
 
 
 def _check_policy(client: Client, report: Health) -> None:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .errors import ConfigError
 
@@ -171,3 +171,15 @@ def redact_url(url: str) -> str:
     host = parts.hostname or ""
     port = f":{parts.port}" if parts.port else ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+def store_identity(url: str) -> str:
+    """The store ``url`` names, comparable between machines: no credentials, port,
+    query or redundant slashes (``file:///a//b/`` and ``file:///a/b`` are one store;
+    an S3 store is its bucket and prefix, whatever endpoint reaches it)."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        path = re.sub("/+", "/", unquote(parts.path)).rstrip("/") or "/"
+        return "file://" + os.path.normpath(path).replace(os.sep, "/")
+    prefix = parts.path.strip("/")
+    return f"{parts.scheme}://{parts.hostname or ''}" + (f"/{prefix}" if prefix else "")

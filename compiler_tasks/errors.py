@@ -8,6 +8,8 @@ CLI maps each class to an exit code (see ``EXIT_*`` and :func:`exit_code_for`):
 * 1 compile error: the user's sources are wrong
 * 2 usage or configuration error
 * 3 infrastructure error or timeout; also any unexpected exception
+* 4 ``status``/``fetch`` only: no finished result for that commit
+* 5 ``status``/``fetch`` only: the commit is contested (mapped to two digests)
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ EXIT_USAGE = 2
 EXIT_INFRA = 3
 #: ``status`` and ``fetch`` only: the commit has no (finished) result yet.
 EXIT_NOT_FOUND = 4
+#: ``status`` and ``fetch`` only: the commit was submitted with other sources too
+#: (its mapping is contested) and ``--digest`` did not pick one.
+EXIT_CONTESTED = 5
 
 
 class ScssqError(Exception):
@@ -100,6 +105,12 @@ class NotFound(ScssqError):
     """Raised when ``status``/``fetch`` find no result for a commit."""
 
     exit_code = EXIT_NOT_FOUND
+
+
+class Contested(ScssqError):
+    """Raised when ``status``/``fetch`` find a commit mapped to two digests (pick one)."""
+
+    exit_code = EXIT_CONTESTED
 
 
 #: Failure kinds as they travel in results and pub/sub messages.

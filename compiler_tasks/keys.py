@@ -101,6 +101,24 @@ def content_digest(files: Iterable[tuple[str, str]]) -> str:
     return h.hexdigest()
 
 
+def css_name(entry: str) -> str:
+    """The output an entry compiles to, relative to --out: its path with ``.css``."""
+    return entry.rsplit(".", 1)[0] + ".css"
+
+
+def _check_outputs(entries: Iterable[str]) -> None:
+    """Refuse two entries that would write one output (``a.scss`` and ``a.sass``)."""
+    seen: dict[str, str] = {}
+    for entry in entries:
+        first = seen.setdefault(css_name(entry), entry)
+        if first != entry:
+            raise InvalidInput(
+                f"entries {_shown(first)} and {_shown(entry)} (--entry or entries in "
+                f"scssq.toml) both compile to {_shown(css_name(entry))} under --out; "
+                "keep one of them, or rename one so each entry has its own output"
+            )
+
+
 @dataclass(frozen=True)
 class CompileOptions:
     """What, besides the sources, decides the CSS: entries and engine options."""
@@ -122,6 +140,7 @@ class CompileOptions:
             validate_relpath(entry, "entry")
             if not entry.endswith((".scss", ".sass")):
                 raise InvalidInput(f"entry {_shown(entry)} must be a .scss or .sass file")
+        _check_outputs(self.entries)
         for path in self.load_paths:
             validate_relpath(path, "load path")
         if self.engine not in ENGINES:
@@ -231,6 +250,12 @@ class RedisKeys:
     @property
     def workers(self) -> str:
         return f"{self.prefix}:workers"
+
+    @property
+    def stores(self) -> str:
+        """The stores workers write to (:func:`~compiler_tasks.envvars.store_identity`),
+        scored by their last heartbeat."""
+        return f"{self.prefix}:stores"
 
     @property
     def compiles(self) -> str:

@@ -201,7 +201,7 @@ def test_conflicting_commit_on_a_hit_is_reported_and_recorded(make_fleet, tmp_pa
     assert not modules & HEAVY
     assert "WARNING" in hit.stderr and "first mapping stands" in hit.stderr
     assert "blue" in (tmp_path / "o3" / "main.css").read_text()
-    wait_until(lambda: "WARNING" in _status(fleet, HASH1, tmp_path).stderr)
+    wait_until(lambda: "is contested" in _status(fleet, HASH1, tmp_path).stderr)
 
 
 def test_hand_built_record_message_matches_celerys(redis_server, tmp_path: Path) -> None:

@@ -149,13 +149,14 @@ def test_cache_commits_and_conflicts(make_fleet, tmp_path: Path) -> None:
     )
     assert "WARNING" in changed.stderr and "first mapping stands" in changed.stderr
     assert "blue" in (tmp_path / "o4" / "main.css").read_text()
+    # The commit is contested: status and fetch serve neither digest (tests/test_trust.py).
     status = fleet.scssq("status", HASH1, "--project", "demo", cwd=tmp_path)
-    assert status.returncode == 0 and "WARNING" in status.stderr
+    assert status.returncode == 5 and "is contested" in status.stderr
     fetched = fleet.scssq(
         "fetch", HASH1, "--project", "demo", "--out", str(tmp_path / "f"), cwd=tmp_path
     )
-    assert fetched.returncode == 0, fetched.stderr
-    assert "red" in (tmp_path / "f" / "main.css").read_text()
+    assert fetched.returncode == 5, fetched.stderr
+    assert not (tmp_path / "f" / "main.css").exists()
 
 
 def test_compile_error_is_stored_and_returned(make_fleet, tmp_path: Path) -> None:

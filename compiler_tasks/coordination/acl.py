@@ -12,8 +12,11 @@ and ``SCSSQ_QUEUE`` both ``scssq``) and no password:
   commands on scssq's keys and Celery's.
 
 :func:`render` rewrites the key and channel patterns for another prefix and
-queue and can append password hashes; ``python -m compiler_tasks.coordination.acl --prefix P
---queue Q [--password-from-env USER=VAR ...] FILE`` prints the result. The
+queue, can suffix the user names (one pair of users per project fleet in one
+Redis: a project's client credential then reaches only its own prefix and
+queue, so it cannot map another project's commits) and can append password
+hashes; ``python -m compiler_tasks.coordination.acl --prefix P --queue Q
+[--user-suffix -S] [--password-from-env USER=VAR ...] FILE`` prints the result. The
 tests load exactly what this module renders from the file, so the deployed
 rules and the tested rules are one text.
 """
@@ -76,16 +79,22 @@ def render(
     prefix: str = DEFAULT_PREFIX,
     queue: str = DEFAULT_QUEUE,
     passwords: Mapping[str, str] | None = None,
+    suffix: str = "",
 ) -> str:
     """The ACL file ``text`` for ``prefix`` and ``queue``, with password hashes appended.
 
-    Passwords are added as ``#<sha256>`` so the rendered file never holds one in clear.
+    Every user but ``default`` is renamed ``NAME + suffix``; ``passwords`` are keyed
+    by the new names. Passwords are added as ``#<sha256>`` so the rendered file never
+    holds one in clear.
     """
     for name, value in (("prefix", prefix), ("queue", queue)):
         if not _NAME_RE.match(value):
             raise ConfigError(f"{name} {value!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    if suffix and not _NAME_RE.match("x" + suffix):
+        raise ConfigError(f"user suffix {suffix!r}: use up to 63 letters, digits, '.', '_' or '-'")
     lines = []
-    for name, rules in users(text).items():
+    for original, rules in users(text).items():
+        name = original if original == "default" else original + suffix
         rendered = [_rule(token, prefix, queue) for token in rules]
         secret = (passwords or {}).get(name)
         if secret is not None:
@@ -103,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefix", default=os.environ.get("SCSSQ_PREFIX", DEFAULT_PREFIX))
     parser.add_argument("--queue", default=os.environ.get("SCSSQ_QUEUE", DEFAULT_QUEUE))
     parser.add_argument(
+        "--user-suffix",
+        default="",
+        metavar="SUFFIX",
+        help="append SUFFIX to every user name but default (one pair of users per project)",
+    )
+    parser.add_argument(
         "--password-from-env",
         action="append",
         default=[],
@@ -119,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         passwords[user] = os.environ[variable]
     try:
         text = Path(args.file).read_text(encoding="utf-8")
-        sys.stdout.write(render(text, args.prefix, args.queue, passwords))
+        sys.stdout.write(render(text, args.prefix, args.queue, passwords, args.user_suffix))
     except (OSError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -8,9 +8,12 @@ the result a worker stored for that key. So the digest a mapping reports is
 always the digest of the sources whose CSS it serves; a client credential can
 neither replace a mapping nor point one at CSS of other sources.
 
-The first mapping stands (``HSETNX``); a later one with another digest is
-kept beside it under ``<prefix>:conflict:...`` for ``status``/``fetch`` to
-report. Clients only read (:func:`read`) and warn with :func:`conflict_message`.
+The first mapping stays in place (``HSETNX``); a later one with another digest
+is kept beside it under ``<prefix>:conflict:...`` (one field per variant and
+digest, :func:`contenders`). Such a commit is *contested*: whoever submitted
+it first may not be its owner, so ``status`` and ``fetch`` serve neither
+digest unless the caller picks one (``--digest``). Clients only read
+(:func:`read`) and warn with :func:`conflict_message`.
 """
 
 from __future__ import annotations
@@ -81,10 +84,23 @@ def record(
         return SAME
     conflicts = keys.conflicts(project, commit)
     pipe = client.pipeline(transaction=False)
-    pipe.hset(conflicts, variant, value)
+    pipe.hset(conflicts, f"{variant}:{digest}", value)  # every other digest, not the last
     pipe.expire(conflicts, ttl)
     pipe.execute()
     return CONFLICT
+
+
+def contenders(conflicts: dict[bytes, bytes]) -> dict[str, list[dict[str, Any]]]:
+    """Variant -> the later mappings with other digests (the ``HGETALL`` of the
+    conflicts), oldest first. A field is ``variant:digest`` (``variant`` alone
+    before every digest was kept: the value names the digest either way)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for name, raw in conflicts.items():
+        variant = name.decode().split(":", 1)[0]
+        found.setdefault(variant, []).append(dict(json.loads(raw)))
+    for mappings in found.values():
+        mappings.sort(key=lambda m: float(m.get("at", 0)))
+    return found
 
 
 def announced(project: str, commit: str, variant: str) -> dict[str, str]:
@@ -108,6 +124,7 @@ def conflict_message(project: str, commit: str, first_digest: str, digest: str) 
     return (
         f"commit {commit[:12]} of project {project!r} was first submitted with other "
         f"sources (digest {first_digest[:12]}, this one {digest[:12]}); "
-        "the first mapping stands and status/fetch report the conflict. "
+        "the first mapping stands, but the commit is now contested: status and fetch "
+        "refuse it (exit 5) unless --digest picks one. "
         "This submit gets the CSS of its own sources."
     )

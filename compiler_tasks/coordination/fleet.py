@@ -1,4 +1,5 @@
-"""The fleet registry in Redis: which workers are alive, which engines they run.
+"""The fleet registry in Redis: which workers are alive, which engines they run,
+which store they write to.
 
 Workers write it (see ``worker.bootsteps.FleetHeartbeat``); clients read it to compute
 compile keys and to tell a user when no worker is alive. Redis only: cheap to
@@ -11,17 +12,21 @@ import time
 
 import redis
 
+from ..envvars import store_identity
+from ..errors import ConfigError
 from ..keys import RedisKeys
-from ..settings import Settings
+from ..settings import Settings, redact_url
 
 
 def beat(settings: Settings, client: redis.Redis, hostname: str, engines: dict[str, str]) -> None:
-    """Publish a worker's engines and mark it alive (one round trip)."""
+    """Publish a worker's engines and store, and mark it alive (one round trip)."""
     keys = RedisKeys(settings.prefix)
     mapping: dict[str | bytes, bytes | float | int | str] = {k: v for k, v in engines.items()}
+    now = time.time()
     pipe = client.pipeline(transaction=False)
     pipe.hset(keys.engines, mapping=mapping)
-    pipe.zadd(keys.workers, {hostname: time.time()})
+    pipe.zadd(keys.stores, {store_identity(settings.store_url): now})
+    pipe.zadd(keys.workers, {hostname: now})
     pipe.execute()
 
 
@@ -35,3 +40,34 @@ def alive_workers(settings: Settings, client: redis.Redis) -> list[str]:
     since = time.time() - settings.worker_alive_window
     names = client.zrangebyscore(RedisKeys(settings.prefix).workers, since, "+inf")
     return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+
+
+def worker_stores(settings: Settings, client: redis.Redis) -> list[str]:
+    """The stores that workers alive in the window write to (usually one)."""
+    since = time.time() - settings.worker_alive_window
+    names = client.zrangebyscore(RedisKeys(settings.prefix).stores, since, "+inf")
+    return sorted(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+
+
+def store_mismatch(settings: Settings, stores: list[str]) -> str | None:
+    """Why this client would not find the workers' CSS in its store, or None."""
+    mine = store_identity(settings.store_url)
+    if not stores or mine in stores:
+        return None
+    return (
+        f"SCSSQ_STORE is {redact_url(mine)} here, but the fleet's workers write to "
+        f"{', '.join(stores)}: this client would not find their CSS; set SCSSQ_STORE "
+        "to the workers' store"
+    )
+
+
+def check_store(settings: Settings, client: redis.Redis) -> None:
+    """ConfigError (exit 2) when the workers alive write to another store than this
+    client reads (``SCSSQ_STORE``): before a compile whose CSS it would never find."""
+    try:
+        stores = worker_stores(settings, client)
+    except redis.ResponseError:  # an ACL from before workers published their store
+        return
+    problem = store_mismatch(settings, stores)
+    if problem is not None:
+        raise ConfigError(problem)

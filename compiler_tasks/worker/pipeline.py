@@ -38,6 +38,7 @@ from ..keys import (
     artifact_dir,
     bundle_path,
     compile_key,
+    css_name,
     manifest_path,
     validate_key,
 )
@@ -102,18 +103,14 @@ def announce_progress(ctx: WorkerContext, job: Job, event: str) -> None:
     )
 
 
-def announce_failure(ctx: WorkerContext, job: Job, kind: str, message: str) -> None:
-    """Tell waiters a compile failed for a reason that must not be cached."""
-    result = {"status": "failed", "kind": kind, "message": message, "key": job.key}
-    ctx.redis.publish(ctx.keys.done(job.key), json.dumps(done_message(result)))
-
-
 def announce_refusal(ctx: WorkerContext, key: str, submit: str, kind: str, message: str) -> None:
     """Tell only the submitter whose own request was refused (``for``: its submit id).
 
-    A refusal is about one request (its archive, its claimed key), not about the
-    key: other waiters on the channel ignore it, so a forged request can never
-    fail an honest submitter's wait.
+    A refusal is about one request (its archive, its claimed key, its bundle
+    missing from the store, its redeliveries, an error before its lock), not
+    about the key: other waiters on the channel ignore it, so a forged request
+    can never fail an honest submitter's wait. Only the key's verified lock
+    holder tells every waiter, through :meth:`Lock.complete`.
     """
     result = {"status": "failed", "kind": kind, "message": message, "key": key, "for": submit}
     ctx.redis.publish(ctx.keys.done(key), json.dumps(done_message(result)))
@@ -253,10 +250,6 @@ def compile_entries(ctx: WorkerContext, job: Job, root: Path, lock: Lock) -> Com
     return compiled
 
 
-def _css_name(entry: str) -> str:
-    return entry.rsplit(".", 1)[0] + ".css"
-
-
 def upload(ctx: WorkerContext, job: Job, lock: Lock, compiled: Compiled) -> dict[str, Any]:
     """Write outputs (under this holder's token), then the manifest once; return it."""
     base = f"{artifact_dir(job.key)}/{lock.token}"
@@ -265,7 +258,7 @@ def upload(ctx: WorkerContext, job: Job, lock: Lock, compiled: Compiled) -> dict
     presign = getattr(ctx.store, "presign_get", None)
     expires = presigned.expiry(ctx.settings.result_ttl)
     for entry, out in compiled.outputs.items():
-        css_path = f"{base}/{_css_name(entry)}"
+        css_path = f"{base}/{css_name(entry)}"
         ctx.store.put(css_path, out.css)
         map_path = None
         if out.source_map is not None:

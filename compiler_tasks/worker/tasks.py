@@ -10,11 +10,20 @@ result, publishes on the done channel and releases the lock.
 A task that finds the lock taken does not wait in its pool slot: it re-checks
 once after the lock's remaining TTL (a countdown, no slot held), and takes
 the key over if the lock vanished with no result.
+
+Only the holder of the key's lock, whose bundle was verified to produce the
+key, tells the key's waiters anything, and only through the lock's completing
+Lua call (a result, a timeout, a crash verdict, a failure no retry follows).
+Every other verdict (a refused bundle, a bundle missing from the store, a
+request redelivered too often, an unexpected error before the lock) is about
+that request: it goes to its own submitter alone (``announce_refusal``), so a
+forged message can never fail an honest submitter's wait.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import shutil
@@ -74,9 +83,10 @@ def compile_bundle(self: Task, request: dict[str, Any]) -> str:
         log.error("refusing malformed compile request: %s", e)
         pipeline.refuse_malformed(ctx, request, e)
         return "refused"
-    deliveries = _count_delivery(ctx, self.request.id, self.request.retries)
-    if deliveries > ctx.settings.max_deliveries:
-        pipeline.announce_failure(ctx, job, KIND_INFRA, _poison_message(job, deliveries - 1))
+    deliveries = _count_delivery(ctx, request, self.request.id, self.request.retries)
+    if deliveries > ctx.settings.max_deliveries:  # not verified yet: its submitter alone
+        message = _poison_message(job, deliveries - 1)
+        pipeline.announce_refusal(ctx, job.key, job.submit, KIND_INFRA, message)
         return "poison"
     try:
         return _run(self, ctx, job)
@@ -90,17 +100,22 @@ def compile_bundle(self: Task, request: dict[str, Any]) -> str:
         return _retry_or_fail(self, ctx, job, e)
     except redis.RedisError as e:
         return _retry_or_fail(self, ctx, job, InfrastructureError(f"Redis failed: {e}"))
-    except Exception as e:  # a bug: tell the waiters now rather than at their timeout
+    except Exception as e:  # a bug before the lock: tell the submitter now, not at its timeout
         log.exception("compile of %s failed unexpectedly", job.key[:12])
         instrument.capture_fault(e, retries=int(self.request.retries))
-        pipeline.announce_failure(
-            ctx, job, KIND_INFRA, f"unexpected worker error ({type(e).__name__}: {e})"
-        )
+        pipeline.announce_refusal(ctx, job.key, job.submit, KIND_INFRA, _unexpected(e))
         return "failed"
 
 
-def _count_delivery(ctx: WorkerContext, task_id: str | None, retries: int) -> int:
-    return _count(ctx, ctx.keys.deliveries(f"{task_id}:{retries}"))
+def _unexpected(error: BaseException) -> str:
+    return f"unexpected worker error ({type(error).__name__}: {error})"
+
+
+def _count_delivery(ctx: WorkerContext, request: Any, task_id: str | None, retries: int) -> int:
+    """Count deliveries of this exact message (body, task id, retry), not of a task id a
+    sender may repeat in other messages: another message never adds to an honest count."""
+    body = json.dumps([request, task_id, retries], sort_keys=True, default=str)
+    return _count(ctx, ctx.keys.deliveries(hashlib.sha256(body.encode()).hexdigest()))
 
 
 def _poison_message(job: pipeline.Job, times: int) -> str:
@@ -137,9 +152,42 @@ def _run(task: Task, ctx: WorkerContext, job: pipeline.Job) -> str:
     except LockLost as e:
         log.warning("compile of %s abandoned: %s", job.key[:12], e)
         return "lost"
+    except Exception as e:
+        if not isinstance(e, InvalidInput) and _final(task, ctx, e):
+            return _fail_holding(ctx, job, lock, e, int(task.request.retries))
+        lock.release()
+        raise
     except BaseException:
         lock.release()
         raise
+
+
+def _final(task: Task, ctx: WorkerContext, error: Exception) -> bool:
+    """True when no retry follows ``error``: a bug, or the last try's infrastructure failure."""
+    if isinstance(error, (InfrastructureError, redis.RedisError)):
+        return int(task.request.retries) >= ctx.settings.task_retries
+    return True
+
+
+def _fail_holding(
+    ctx: WorkerContext, job: pipeline.Job, lock: Any, error: Exception, retries: int
+) -> str:
+    """The verified holder's last word: tell every waiter of the key, never cached."""
+    if isinstance(error, redis.RedisError):
+        error = InfrastructureError(f"Redis failed: {error}")
+    if isinstance(error, InfrastructureError):
+        log.error("compile of %s failed for good: %s", job.key[:12], error)
+        message = _infra_message(error, retries)
+    else:
+        log.exception("compile of %s failed unexpectedly", job.key[:12])
+        message = _unexpected(error)
+    instrument.capture_fault(error, retries=retries)
+    failure = {"status": "failed", "kind": KIND_INFRA, "message": message, "key": job.key}
+    try:
+        lock.complete(done_message(failure), None, ctx.settings.result_ttl)
+    except redis.RedisError as e:  # the lock expires; waiters re-enqueue and see for themselves
+        log.warning("could not announce the failure of %s: %s", job.key[:12], e)
+    return "failed"
 
 
 def _defer(task: Task, ctx: WorkerContext, job: pipeline.Job) -> str:
@@ -216,9 +264,11 @@ def _retry_or_fail(
         pipeline.announce_refusal(ctx, job.key, job.submit, KIND_INFRA, str(error))
         return "refused"
     if retries >= ctx.settings.task_retries:
-        log.error("compile of %s failed for good: %s", job.key[:12], error)
+        # Before the lock (e.g. the named bundle is not in the store): this request's own.
+        log.error("request of %s failed for good: %s", job.describe(), error)
         instrument.capture_fault(error, retries=retries)
-        pipeline.announce_failure(ctx, job, "infra", _infra_message(error, retries))
+        message = _infra_message(error, retries)
+        pipeline.announce_refusal(ctx, job.key, job.submit, KIND_INFRA, message)
         return "failed"
     countdown = _backoff(retries)
     log.warning(
