@@ -1,6 +1,7 @@
 """The Celery application of the scssq fleet.
 
-Start workers with ``celery -A compiler_tasks.app worker``; the settings come
+Start workers with ``celery -A compiler_tasks.app worker`` (or ``-A compiler_tasks``,
+which finds this app through :mod:`compiler_tasks.celery`); the settings come
 from ``celeryconfig.py`` (itself reading ``SCSSQ_*`` variables). Importing this
 module imports Celery: the client does so only when it must enqueue.
 """

@@ -593,6 +593,25 @@ def test_production_image_is_multi_stage_and_installs_wheels_only() -> None:
     assert len(installs) == 1 and "--no-index" in installs[0] and "from=builder" in installs[0]
 
 
+def test_production_image_installs_the_worker_lock_with_hashes() -> None:
+    """The image's dependencies are requirements/worker.lock's, every hash checked."""
+    builder, runtime = stages(DOCKERFILE)
+    copies = [a.split() for i, a in builder if i == "COPY"]
+    assert ["requirements/worker.lock", "requirements/build.lock", "requirements/"] in copies
+    runs = [a for i, a in builder if i == "RUN"]
+    assert any(
+        "pip wheel" in a and "--require-hashes -r requirements/worker.lock" in a for a in runs
+    )
+    # scssq's own wheel: built by the locked build backend, resolving no dependency itself
+    assert any(
+        "pip install" in a and "--require-hashes -r requirements/build.lock" in a for a in runs
+    )
+    assert any("pip wheel" in a and "--no-deps --no-build-isolation" in a for a in runs)
+    (install,) = [a for i, a in runtime if i == "RUN" and "pip install" in a]
+    assert "--require-hashes -r /wheels/worker.lock" in install
+    assert "--no-deps" in install.split("&&")[1], "scssq itself adds no unlocked dependency"
+
+
 def test_dev_image_copies_no_sources() -> None:
     assert not any(i in ("COPY", "ADD") for i, _ in dockerfile_instructions(DOCKERFILE_DEV))
 
@@ -634,7 +653,11 @@ def test_dev_services_share_the_mount_venv_and_pip_cache() -> None:
         if name != "deps":
             assert service["depends_on"]["deps"]["condition"] == "service_completed_successfully"
     deps = (ROOT / "deploy" / "dev" / "install-deps.sh").read_text()
-    assert "pip install -e '.[dev]'" in deps and "sha256sum pyproject.toml" in deps
+    # the dev image's environment installs like `make setup`: the hashed lock, then the
+    # project alone; a changed lock or pyproject.toml reinstalls
+    assert "pip install --require-hashes -r requirements/dev.lock" in deps
+    assert "pip install --no-deps --no-build-isolation -e ." in deps
+    assert "cat requirements/dev.lock pyproject.toml | sha256sum" in deps
 
 
 def test_dockerignore_lets_through_everything_the_package_needs() -> None:
@@ -650,6 +673,7 @@ def test_dockerignore_lets_through_everything_the_package_needs() -> None:
     needed = {"pyproject.toml", project["project"]["readme"]}
     needed |= {p.split(".")[0] for p in setuptools.get("packages", [])}
     needed |= {f"{m}.py" for m in setuptools.get("py-modules", [])}
+    needed |= {"requirements/worker.lock", "requirements/build.lock"}  # what it installs from
     assert needed <= allowed, f"missing from the image's build context: {needed - allowed}"
     assert not allowed & {".env", ".git", "tests", ".venv"}
 

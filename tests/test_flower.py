@@ -32,7 +32,7 @@ USER, PASSWORD = "ops", "s3cret-" + secrets.token_hex(4)
 class Flower:
     """One ``celery flower`` process with basic auth, on a free loopback port."""
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, app: str = "compiler_tasks.app") -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = fleet.tmp / "flower.log"
@@ -41,7 +41,7 @@ class Flower:
                 [
                     CELERY,
                     "-A",
-                    "compiler_tasks.app",
+                    app,
                     "flower",
                     "--address=127.0.0.1",
                     f"--port={self.port}",
