@@ -13,13 +13,12 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
-
-from . import commits, metrics, presigned
+from . import commits, presigned
 from .archive import archive_limit
 from .bundle import Bundle, read_archive, write_tree
 from .engine_api import request_for
@@ -43,6 +42,7 @@ from .keys import (
 )
 from .lock import Lock, Outcome
 from .observability import span
+from .renewal import Renewal
 from .worker import WorkerContext, installed_engines
 
 log = logging.getLogger(__name__)
@@ -205,36 +205,22 @@ def write_sources(bundle: Bundle, root: Path) -> None:
     write_tree(bundle, root)
 
 
-def compile_entries(ctx: WorkerContext, job: Job, root: Path, lock: Lock) -> Compiled:
-    """Run the engine for every entry, renewing the lock every ttl/3."""
+def compile_entries(ctx: WorkerContext, job: Job, root: Path, held: Callable[[], bool]) -> Compiled:
+    """Run the engine for every entry; ``held()`` False (the lock was lost) stops it.
+
+    The lock is renewed by the job's one :class:`~compiler_tasks.renewal.Renewal`,
+    not here: ``held`` only reads its state, so the engine is killed soon after a loss.
+    """
     settings = ctx.settings
     engine = ctx.engine(job.options.engine)
     started = time.monotonic()
     deadline = started + settings.compile_timeout
     compiled = Compiled()
-
-    renewed_at = time.monotonic()
-
-    def renew() -> bool:
-        """Extend the lock; ride out a Redis blip shorter than the lock's TTL."""
-        nonlocal renewed_at
-        try:
-            owned = lock.renew() is Outcome.DONE
-        except redis.RedisError as e:
-            metrics.renewal_failed("redis")
-            if time.monotonic() - renewed_at < settings.lock_ttl:
-                log.warning("renewing the lock of %s failed (%s); retrying", job.key[:12], e)
-                return True
-            log.warning("lock of %s unrenewable for a whole TTL: %s", job.key[:12], e)
-            return False
-        renewed_at = time.monotonic()
-        return owned
-
     for entry in job.options.entries:
         request = request_for(root, entry, job.options)
         try:
             output = engine.compile(
-                request, deadline=deadline, tick=renew, tick_interval=settings.lock_ttl / 3
+                request, deadline=deadline, tick=held, tick_interval=settings.lock_ttl / 3
             )
         except CompileTimeout as e:
             compiled.timeout = str(e)
@@ -302,7 +288,13 @@ def upload(ctx: WorkerContext, job: Job, lock: Lock, compiled: Compiled) -> dict
 
 
 def finish(
-    ctx: WorkerContext, job: Job, lock: Lock, compiled: Compiled, *, mapped: bool = False
+    ctx: WorkerContext,
+    job: Job,
+    lock: Lock,
+    renewal: Renewal,
+    compiled: Compiled,
+    *,
+    mapped: bool = False,
 ) -> str:
     """Upload and complete atomically; a timeout is announced but never cached.
 
@@ -318,7 +310,7 @@ def finish(
         }
         lock.complete(done_message(failure), None, ctx.settings.result_ttl)
         return "timeout"
-    if lock.renew() is Outcome.NOT_OWNER:
+    if renewal.lost:
         return "lost"
     with span("artifact.upload"):
         manifest = upload(ctx, job, lock, compiled)

@@ -3,9 +3,10 @@
 One message is one bundle with its entries and options. The task recomputes
 the compile key from the bundle it received (a key claimed by a client is
 never trusted), takes the key's lock, runs the engine in a child process
-while renewing the lock every ttl/3, writes outputs then the manifest
-(create-once), and completes with one token-checked Lua call that sets the
-result, publishes on the done channel and releases the lock.
+while one thread renews the lock every ttl/3 from the acquire to the completing
+call, writes outputs then the manifest (create-once), and completes with one
+token-checked Lua call that sets the result, publishes on the done channel
+and releases the lock.
 
 A task that finds the lock taken does not wait in its pool slot: it re-checks
 once after the lock's remaining TTL (a countdown, no slot held), and takes
@@ -40,6 +41,7 @@ from .errors import (
     StoreError,
 )
 from .events import done_message
+from .renewal import Renewal
 from .worker import WorkerContext, context
 
 log = logging.getLogger(__name__)
@@ -131,7 +133,9 @@ def _run(task: Task, ctx: WorkerContext, job: pipeline.Job) -> str:
     if not acquired:
         return _defer(task, ctx, job)
     try:
-        return _compile_holding(ctx, job, lock, bundle, mapped)
+        # One renewal per job: from here, through every entry and the upload, to complete.
+        with Renewal(lock, ctx.settings.lock_ttl) as renewal:
+            return _compile_holding(ctx, job, lock, renewal, bundle, mapped)
     except LockLost as e:
         log.warning("compile of %s abandoned: %s", job.key[:12], e)
         return "lost"
@@ -159,7 +163,12 @@ def _defer(task: Task, ctx: WorkerContext, job: pipeline.Job) -> str:
 
 
 def _compile_holding(
-    ctx: WorkerContext, job: pipeline.Job, lock: Any, bundle: Bundle, mapped: bool
+    ctx: WorkerContext,
+    job: pipeline.Job,
+    lock: Any,
+    renewal: Renewal,
+    bundle: Bundle,
+    mapped: bool,
 ) -> str:
     # Counted per key, not per message: a redelivered message may be deferred (a new
     # message) while its dead holder's lock expires, and the count must survive that.
@@ -177,8 +186,8 @@ def _compile_holding(
         try:
             root = workdir / "src"
             with instrument.span("scss.compile"):
-                result = pipeline.compile_entries(ctx, job, root, lock)
-            return pipeline.finish(ctx, job, lock, result, mapped=mapped)
+                result = pipeline.compile_entries(ctx, job, root, renewal.held)
+            return pipeline.finish(ctx, job, lock, renewal, result, mapped=mapped)
         finally:  # after the waiters are woken: they need none of these files
             shutil.rmtree(workdir, ignore_errors=True)
     finally:  # this process lived to see the attempt end: it was no crash of the worker
