@@ -76,21 +76,30 @@ def new_lock(ctx: WorkerContext, key: str) -> Lock:
     return Lock(ctx.redis, ctx.keys, key, ctx.settings.lock_ttl_ms)
 
 
-def cached_result(ctx: WorkerContext, job: Job) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class Lookup:
+    """What a task read under the key's result: ``result`` if usable, and the raw
+    value it read (``seen``, None if none) for the acquire to compare atomically."""
+
+    result: dict[str, Any] | None
+    seen: bytes | None
+
+
+def cached_result(ctx: WorkerContext, job: Job) -> Lookup:
     """The stored result if it exists and its manifest (and, on repair, outputs) do."""
     raw = ctx.redis.get(ctx.keys.result(job.key))
     if raw is None:
-        return None
+        return Lookup(None, None)
     result: dict[str, Any] = json.loads(raw)
     if not ctx.store.exists(manifest_path(job.key)):
-        return None
+        return Lookup(None, raw)
     if job.repair and result.get("status") == "ok":
         for out in result.get("outputs", {}).values():
             paths = [out["css"]] + ([out["map"]] if out.get("map") else [])
             if not all(ctx.store.exists(p) for p in paths):
                 ctx.store.delete(manifest_path(job.key))
-                return None
-    return result
+                return Lookup(None, raw)
+    return Lookup(result, raw)
 
 
 def announce_progress(ctx: WorkerContext, job: Job, event: str) -> None:

@@ -41,6 +41,7 @@ from .errors import (
     StoreError,
 )
 from .events import done_message
+from .lock import Acquired, Lock
 from .renewal import Renewal
 from .worker import WorkerContext, context
 
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds before the n-th retry of an infrastructure failure: 1, 2, 4, ... capped.
 RETRY_BACKOFF_MAX = 30.0
+#: Result reads of one message: each acquire refused for a new result reads again.
+LOOKUPS = 3
 #: Extra seconds after a lock's remaining TTL before a deferred task re-checks.
 DEFER_SLACK = 0.2
 
@@ -119,21 +122,32 @@ def _count(ctx: WorkerContext, key: str) -> int:
 
 
 def _run(task: Task, ctx: WorkerContext, job: pipeline.Job) -> str:
-    cached = pipeline.cached_result(ctx, job)
-    if cached is not None:
-        pipeline.record_from_result(ctx, job, cached)
-        return "cached"
-    # The claimed key is proven from the bundle before its lock is touched.
-    bundle = pipeline.verified_bundle(ctx, job)
-    mapped = pipeline.record_mapping(ctx, job) != commits.CONFLICT
-    lock = pipeline.new_lock(ctx, job.key)
-    with instrument.span("lock.acquire"):
-        acquired = lock.acquire()
-    instrument.lock_acquired(acquired)
-    if not acquired:
-        return _defer(task, ctx, job)
+    bundle: Bundle | None = None
+    mapped = False
+    for _ in range(LOOKUPS):
+        found = pipeline.cached_result(ctx, job)
+        if found.result is not None:
+            pipeline.record_from_result(ctx, job, found.result)
+            return "cached"
+        if bundle is None:  # the claimed key is proven from the bundle before its lock
+            bundle = pipeline.verified_bundle(ctx, job)
+            mapped = pipeline.record_mapping(ctx, job) != commits.CONFLICT
+        lock = pipeline.new_lock(ctx, job.key)
+        with instrument.span("lock.acquire"):
+            acquired = lock.acquire(found.seen)
+        if acquired is Acquired.RESULT_EXISTS:
+            continue  # another holder completed the key since our read: read its result
+        instrument.lock_acquired(bool(acquired))
+        if not acquired:
+            return _defer(task, ctx, job)
+        return _hold(ctx, job, lock, bundle, mapped)
+    log.warning("result of %s keeps changing and stays unusable; leaving it", job.key[:12])
+    return "shared"
+
+
+def _hold(ctx: WorkerContext, job: pipeline.Job, lock: Lock, bundle: Bundle, mapped: bool) -> str:
+    """Compile holding the lock, which one renewal keeps from here to the completing call."""
     try:
-        # One renewal per job: from here, through every entry and the upload, to complete.
         with Renewal(lock, ctx.settings.lock_ttl) as renewal:
             return _compile_holding(ctx, job, lock, renewal, bundle, mapped)
     except LockLost as e:
@@ -165,7 +179,7 @@ def _defer(task: Task, ctx: WorkerContext, job: pipeline.Job) -> str:
 def _compile_holding(
     ctx: WorkerContext,
     job: pipeline.Job,
-    lock: Any,
+    lock: Lock,
     renewal: Renewal,
     bundle: Bundle,
     mapped: bool,

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fleet import Fleet
+from tests.support.fleet import Fleet, wait_until
+from tests.support.gate import GateProxy
 from tests.test_fleet import HASH1, make_src, slow_scss, submit_args
 
 pytestmark = pytest.mark.integration
@@ -36,3 +37,34 @@ def test_lock_held_across_many_short_entries(make_fleet, tmp_path: Path) -> None
     for i, name in enumerate(entries):
         assert f".e{i}" in (tmp_path / "out" / name.replace(".scss", ".css")).read_text()
     assert fleet.redis.keys(f"{fleet.prefix}:lock:*") == []
+
+
+def test_a_holder_that_read_miss_before_another_completed_does_not_compile(
+    make_fleet, redis_server, tmp_path: Path
+) -> None:
+    """Item 0: worker 2 reads "miss" and is stopped at its lock command (a proxy holds
+    it); worker 1 compiles and completes the key; then worker 2's lock command goes on."""
+    fleet = make_fleet(workers=1, concurrency=1)
+    gate = GateProxy(redis_server.port, f"{fleet.prefix}:lock:".encode())
+    try:
+        gated = {"SCSSQ_REDIS_URL": f"redis://127.0.0.1:{gate.port}/0"}
+        queue2 = {"SCSSQ_QUEUE": fleet.prefix + "-2"}
+        fleet.start_worker(1, extra_env={**gated, **queue2})
+        src = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"})
+        late = fleet.spawn(
+            "submit", HASH1, *submit_args(src, tmp_path / "o2"), cwd=tmp_path, env=queue2
+        )
+        assert gate.held.wait(60), fleet.logs()  # worker 2 read the result: a miss
+        first = fleet.scssq("submit", HASH1, *submit_args(src, tmp_path / "o1"), cwd=tmp_path)
+        _ok(first, fleet)
+        assert first.stdout.startswith("compiled")
+        gate.open()
+        assert late.wait(60) == 0, late.communicate()
+        log = fleet.tmp / "worker2.log"
+        wait_until(lambda: "succeeded" in log.read_text(errors="replace"), timeout=60)
+    finally:
+        gate.close()
+    assert len(fleet.engine_runs()) == 1, fleet.logs()
+    assert (tmp_path / "o2" / "main.css").read_bytes() == (
+        tmp_path / "o1" / "main.css"
+    ).read_bytes()
