@@ -12,7 +12,8 @@ exceeded N s``); ``tick()`` returning False kills it (EngineAborted). A compiler
 crashes, closes its output, breaks the protocol, or stops answering the liveness probe
 is killed, restarted and the compile retried once; a second failure is an EngineCrash
 (exit 3, never cached). Running out of memory (RLIMIT_AS, see
-:mod:`compiler_tasks.dart_launch`) is an EngineCrash at once: a retry would run out too.
+:mod:`compiler_tasks.dart_launch`) is a LimitExceeded at once (exit 1, never cached): a
+retry would run out too.
 The compiler is replaced after ``SCSSQ_DART_MAX_COMPILES`` compiles, or when it idles
 above half of ``SCSSQ_ENGINE_MEMORY_MB``.
 
@@ -55,7 +56,7 @@ from .dart_messages import (
 from .dart_protocol import PROTOCOL_MAJOR, encode_packet, version_request
 from .dart_sass import CompilerProcess, DartSassBinary, locate
 from .engine_api import EngineOutput, EngineRequest, check_request, write_trace
-from .errors import CompileError, CompileTimeout, EngineCrash
+from .errors import CompileError, CompileTimeout, EngineCrash, LimitExceeded
 from .resolver import bound_text
 from .settings import Settings
 
@@ -162,6 +163,8 @@ class DartSassEngine:
                         f"{req.entry}: Stack Overflow: the compile recursed too deep "
                         "(a @function or @mixin that calls itself without end?)"
                     ) from None
+                if failure.limit:
+                    raise LimitExceeded(f"{req.entry}: Dart Sass compiler {failure}") from None
                 log.warning("Dart Sass compiler %s (%s, try %d)", failure, req.entry, attempt)
                 if attempt == 2 or not failure.retry:
                     retried = "; it was restarted and the compile retried once" * (attempt == 2)
@@ -319,7 +322,7 @@ class DartSassEngine:
         maximum = self.settings.max_output_bytes
         for blob, what in zip(blobs, ("output", "source map output"), strict=False):
             if len(blob) > maximum:
-                raise CompileError(
+                raise LimitExceeded(
                     f"{req.entry}: {what} exceeds {maximum} bytes (the limit is "
                     "SCSSQ_MAX_OUTPUT_BYTES)"
                 )

@@ -42,10 +42,13 @@ class CompilerFailed(Exception):
     host reports it as a compile error, neither retried nor counted as a crash.
     """
 
-    def __init__(self, what: str, retry: bool = True, sources_fault: bool = False) -> None:
+    def __init__(
+        self, what: str, retry: bool = True, sources_fault: bool = False, limit: bool = False
+    ) -> None:
         super().__init__(what)
         self.retry = retry
         self.sources_fault = sources_fault
+        self.limit = limit  # a fleet limit was hit (memory): reported at once, never cached
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,9 @@ class Timing:
 
 def _out_of_memory(memory_mb: int) -> CompilerFailed:
     return CompilerFailed(
-        f"ran out of memory (the limit is SCSSQ_ENGINE_MEMORY_MB={memory_mb})", retry=False
+        f"ran out of memory (the limit is SCSSQ_ENGINE_MEMORY_MB={memory_mb})",
+        retry=False,
+        limit=True,
     )
 
 

@@ -54,7 +54,16 @@ class CompileError(ScssqError):
     exit_code = EXIT_COMPILE
 
 
-class CompileTimeout(CompileError):
+class LimitExceeded(CompileError):
+    """Raised when a compile hits a fleet limit (time, memory, output size).
+
+    The sources' outcome on this fleet, not a pure function of them: reported at once
+    to the key's submitters (exit 1) naming the limit and its variable, never cached
+    (the operator may raise the limit) and never retried as a crash.
+    """
+
+
+class CompileTimeout(LimitExceeded):
     """Raised when the engine exceeds its time limit (reported, never cached)."""
 
 
@@ -106,6 +115,8 @@ class NotFound(ScssqError):
 KIND_COMPILE = "compile"
 KIND_TIMEOUT = "timeout"
 KIND_INFRA = "infra"
+#: A fleet limit (memory, output size) was hit: exit 1, never cached.
+KIND_LIMIT = "limit"
 #: The worker refused the request itself (bad archive, malformed fields): exit 2.
 KIND_INVALID = "invalid"
 
@@ -113,6 +124,7 @@ _KIND_TO_CLASS: dict[str, type[ScssqError]] = {
     KIND_COMPILE: CompileError,
     KIND_TIMEOUT: CompileTimeout,
     KIND_INFRA: InfrastructureError,
+    KIND_LIMIT: LimitExceeded,
     KIND_INVALID: RequestRefused,
 }
 

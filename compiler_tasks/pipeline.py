@@ -25,10 +25,13 @@ from .engine_api import request_for
 from .engines import EngineAborted, EngineOutput
 from .errors import (
     KIND_INVALID,
+    KIND_LIMIT,
+    KIND_TIMEOUT,
     CompileError,
     CompileTimeout,
     InvalidInput,
     KeyMismatch,
+    LimitExceeded,
     LockLost,
 )
 from .events import done_message, progress_message
@@ -67,7 +70,8 @@ class Compiled:
 
     outputs: dict[str, EngineOutput] = field(default_factory=dict)
     error: str | None = None
-    timeout: str | None = None
+    #: A fleet limit hit (kind, message): announced, never cached (invariant 6).
+    limit: tuple[str, str] | None = None
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -231,8 +235,9 @@ def compile_entries(ctx: WorkerContext, job: Job, root: Path, held: Callable[[],
             output = engine.compile(
                 request, deadline=deadline, tick=held, tick_interval=settings.lock_ttl / 3
             )
-        except CompileTimeout as e:
-            compiled.timeout = str(e)
+        except LimitExceeded as e:
+            kind = KIND_TIMEOUT if isinstance(e, CompileTimeout) else KIND_LIMIT
+            compiled.limit = (kind, str(e))
             break
         except CompileError as e:
             compiled.error = str(e)
@@ -288,12 +293,27 @@ def upload(ctx: WorkerContext, job: Job, lock: Lock, compiled: Compiled) -> dict
     if compiled.error:
         manifest["kind"] = "compile"
         manifest["message"] = compiled.error
+    return store_manifest(ctx, job, manifest)
+
+
+def store_manifest(ctx: WorkerContext, job: Job, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write the manifest once; return the one that stands.
+
+    An existing manifest stands, unless it holds an error and this compile succeeded:
+    the same key compiling proves that error was no pure function of the sources (a
+    limit or the worker's disk, stored by an older worker), so the success replaces it.
+    """
+    path = manifest_path(job.key)
     data = json.dumps(manifest, sort_keys=True).encode()
-    if not ctx.store.put_once(manifest_path(job.key), data):
-        existing: dict[str, Any] = json.loads(ctx.store.get(manifest_path(job.key)))
-        log.info("manifest of %s already existed; keeping it", job.key[:12])
-        return existing
-    return manifest
+    if ctx.store.put_once(path, data):
+        return manifest
+    existing: dict[str, Any] = json.loads(ctx.store.get(path))
+    if existing.get("status") == "error" and manifest["status"] == "ok":
+        log.warning("manifest of %s held an error the key now compiles; replacing it", job.key[:12])
+        ctx.store.put(path, data)
+        return manifest
+    log.info("manifest of %s already existed; keeping it", job.key[:12])
+    return existing
 
 
 def finish(
@@ -305,20 +325,16 @@ def finish(
     *,
     mapped: bool = False,
 ) -> str:
-    """Upload and complete atomically; a timeout is announced but never cached.
+    """Upload and complete atomically; a limit hit is announced but never cached.
 
     ``mapped``: this job's commit is mapped to its own digest (not a conflict). The
     announcement then says so, and waiters of the same commit need not read it back.
     """
-    if compiled.timeout is not None:
-        failure = {
-            "status": "failed",
-            "kind": "timeout",
-            "message": compiled.timeout,
-            "key": job.key,
-        }
+    if compiled.limit is not None:
+        kind, message = compiled.limit
+        failure = {"status": "failed", "kind": kind, "message": message, "key": job.key}
         lock.complete(done_message(failure), None, ctx.settings.result_ttl)
-        return "timeout"
+        return kind
     if renewal.lost:
         return "lost"
     with span("artifact.upload"):

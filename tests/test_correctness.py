@@ -68,3 +68,49 @@ def test_a_holder_that_read_miss_before_another_completed_does_not_compile(
     assert (tmp_path / "o2" / "main.css").read_bytes() == (
         tmp_path / "o1" / "main.css"
     ).read_bytes()
+
+
+def _restart(fleet: Fleet, **settings: str) -> dict[str, str]:
+    """Restart the fleet's workers with new settings (what an operator does); the env."""
+    env = {f"SCSSQ_{k.upper()}": v for k, v in settings.items()}
+    fleet.stop_workers()
+    fleet.start_worker(1, extra_env=env)
+    return env
+
+
+def test_an_output_limit_error_heals_once_the_limit_is_raised(make_fleet, tmp_path: Path) -> None:
+    """Item 3: an error that depends on the worker's settings is never a cached result."""
+    fleet = make_fleet(workers=1, concurrency=1, max_output_bytes=1024)
+    rules = "".join(f".rule-{i} {{ color: red; }}\n" for i in range(100))
+    src = make_src(tmp_path, {"main.scss": rules})
+    small = fleet.scssq("submit", HASH1, *submit_args(src, tmp_path / "o1"), cwd=tmp_path)
+    assert small.returncode == 1, small.stderr
+    assert "SCSSQ_MAX_OUTPUT_BYTES" in small.stderr
+    env = _restart(fleet, max_output_bytes="1000000")
+    for key in fleet.redis.keys(f"{fleet.prefix}:result:*"):  # the result's retention ended
+        fleet.redis.delete(key)
+    raised = fleet.scssq("submit", HASH1, *submit_args(src, tmp_path / "o2"), cwd=tmp_path, env=env)
+    _ok(raised, fleet)
+    assert (tmp_path / "o2" / "main.css").read_text().count("color: red") == 100
+
+
+MEMORY_BOMB = (
+    '$s: "xxxxxxxxxxxxxxxx";\n@for $i from 1 through 22 { $s: $s + $s; }\n'
+    ".a { b: str-length($s); }\n"
+)
+
+
+def test_a_memory_limit_hit_is_reported_at_once_and_not_cached(make_fleet, tmp_path: Path) -> None:
+    """Item 6: a limit hit is exit 1 naming its variable, one engine run (no crash
+    retries), nothing cached; after the limit is raised the same sources compile."""
+    fleet = make_fleet(workers=1, concurrency=1, engine_memory_mb=200, task_retries=3)
+    src = make_src(tmp_path, {"main.scss": MEMORY_BOMB})
+    hit = fleet.scssq("submit", HASH1, *submit_args(src, tmp_path / "o1"), cwd=tmp_path)
+    assert hit.returncode == 1, f"{hit.stderr}\n{fleet.logs()}"
+    assert "SCSSQ_ENGINE_MEMORY_MB=200" in hit.stderr
+    assert len(fleet.engine_runs()) == 1
+    assert fleet.redis.keys(f"{fleet.prefix}:result:*") == []
+    env = _restart(fleet, engine_memory_mb="1024")
+    raised = fleet.scssq("submit", HASH1, *submit_args(src, tmp_path / "o2"), cwd=tmp_path, env=env)
+    _ok(raised, fleet)
+    assert "b: 67108864" in (tmp_path / "o2" / "main.css").read_text()

@@ -31,6 +31,7 @@ from compiler_tasks.errors import (
     ConfigError,
     EngineCrash,
     InvalidInput,
+    LimitExceeded,
 )
 from compiler_tasks.settings import Settings
 from tests.support.sass_cli import sass_cli, sass_cli_error
@@ -485,7 +486,7 @@ def test_a_compiler_failing_twice_is_an_engine_crash(settings: Settings, tmp_pat
         assert run(eng, EngineRequest(root, "ok.scss")).css.startswith(b".a")
 
 
-def test_memory_limit_is_an_engine_crash_without_retry(settings: Settings, tmp_path: Path) -> None:
+def test_memory_limit_is_a_limit_hit_without_retry(settings: Settings, tmp_path: Path) -> None:
     root = write(
         tmp_path,
         {
@@ -494,7 +495,7 @@ def test_memory_limit_is_an_engine_crash_without_retry(settings: Settings, tmp_p
         },
     )
     with DartSassEngine(dataclasses.replace(settings, engine_memory_mb=512)) as eng:
-        with pytest.raises(EngineCrash, match=r"out of memory.*SCSSQ_ENGINE_MEMORY_MB=512"):
+        with pytest.raises(LimitExceeded, match=r"out of memory.*SCSSQ_ENGINE_MEMORY_MB=512"):
             run(eng, EngineRequest(root, "oom.scss"), seconds=30)
         assert eng.starts == 1
 
