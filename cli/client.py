@@ -26,6 +26,7 @@ import redis
 
 from compiler_tasks import commits, sources
 from compiler_tasks.bundle import Bundle
+from compiler_tasks.bundle_store import upload_bundle
 from compiler_tasks.connections import redis_client
 from compiler_tasks.errors import (
     ArtifactMissing,
@@ -36,7 +37,7 @@ from compiler_tasks.errors import (
 )
 from compiler_tasks.events import Waiter
 from compiler_tasks.fleet import alive_workers
-from compiler_tasks.keys import CompileOptions, RedisKeys, bundle_path
+from compiler_tasks.keys import CompileOptions, RedisKeys
 from compiler_tasks.observability import span
 from compiler_tasks.settings import Settings, redact_url
 from compiler_tasks.sources import SourceCache
@@ -381,7 +382,7 @@ def _send(
         job["inline"] = base64.b64encode(archive).decode("ascii")
     else:
         job["inline"] = None
-        client.store.put_once(bundle_path(bundle.digest), archive)
+        job["own_upload"] = upload_bundle(client.store, bundle.digest, job["submit"], archive)
     client.enqueue(job, deadline, describe)
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from . import commits, presigned
-from .archive import archive_limit
 from .bundle import Bundle, read_archive, write_tree
+from .bundle_store import load_uploaded
 from .engine_api import request_for
 from .engines import EngineAborted, EngineOutput
 from .errors import (
@@ -38,7 +38,6 @@ from .events import done_message, progress_message
 from .jobs import Job
 from .keys import (
     artifact_dir,
-    bundle_path,
     compile_key,
     manifest_path,
     validate_key,
@@ -206,9 +205,8 @@ def load_bundle(ctx: WorkerContext, job: Job) -> Bundle:
             data = base64.b64decode(job.inline, validate=True)
         except (binascii.Error, ValueError) as e:
             raise InvalidInput(f"inline bundle is not base64: {e}") from e
-    else:  # uploaded by a client: bounded before it is read whole
-        limit = archive_limit(settings.max_bundle_bytes, settings.max_bundle_files)
-        data = ctx.store.get(bundle_path(job.digest), limit=limit)
+    else:  # uploaded by a client: bounded, and believed only if it hashes to its name
+        return load_uploaded(ctx.store, job.digest, job.submit, job.own_upload, settings)
     return read_archive(
         data, max_bytes=settings.max_bundle_bytes, max_files=settings.max_bundle_files
     )

@@ -7,10 +7,14 @@ child processes themselves).
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
+from compiler_tasks.bundle import collect
+from compiler_tasks.keys import bundle_path
+from compiler_tasks.settings import Settings
 from tests.support.fleet import Fleet, wait_until
 from tests.support.gate import GateProxy
 from tests.test_fleet import HASH1, make_src, slow_scss, submit_args
@@ -114,3 +118,28 @@ def test_a_memory_limit_hit_is_reported_at_once_and_not_cached(make_fleet, tmp_p
     raised = fleet.scssq("submit", HASH1, *submit_args(src, tmp_path / "o2"), cwd=tmp_path, env=env)
     _ok(raised, fleet)
     assert "b: 67108864" in (tmp_path / "o2" / "main.css").read_text()
+
+
+def test_garbage_planted_under_a_bundles_name_is_not_trusted(make_fleet, tmp_path: Path) -> None:
+    """Item 6a: another client wrote bundles/<digest> first; the honest submit compiles."""
+    fleet = make_fleet(workers=1, concurrency=1, inline_bundle_max=0)
+    src = make_src(tmp_path, {"main.scss": '@import "lib";\n.a { color: $c; }\n'})
+    (src / "_lib.scss").write_text("$c: red;\n")
+    settings = Settings.from_env({})
+    digest = collect(
+        src, exclude=[], max_bytes=settings.max_bundle_bytes, max_files=settings.max_bundle_files
+    ).digest
+    for name, garbage in (("g1", b"not a tar.gz"), ("g2", None)):
+        other = make_src(tmp_path, {"main.scss": ".evil { x: y; }\n"}, name)
+        planted = tmp_path / "store" / bundle_path(digest)
+        planted.parent.mkdir(parents=True, exist_ok=True)
+        planted.unlink(missing_ok=True)
+        data = garbage or collect(other, exclude=[], max_bytes=1 << 20, max_files=10).archive()
+        planted.write_bytes(data)  # garbage, then a real archive of other sources
+        out = tmp_path / f"o-{name}"
+        proc = fleet.scssq("submit", HASH1, *submit_args(src, out), cwd=tmp_path)
+        _ok(proc, fleet)
+        assert ".a {\n  color: red;\n}" in (out / "main.css").read_text()
+        for key in fleet.redis.keys(f"{fleet.prefix}:result:*"):  # compile it again
+            fleet.redis.delete(key)
+        shutil.rmtree(tmp_path / "store" / "artifacts")
