@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import json
 import logging
@@ -50,8 +51,11 @@ from .worker import WorkerContext, installed_engines
 log = logging.getLogger(__name__)
 
 
-def check_key(job: Job, digest: str) -> None:
-    """Recompute the key from what arrived; refuse to compile under another key."""
+def check_key(job: Job, digest: str) -> str:
+    """Recompute the key from what arrived; refuse to compile under another key.
+
+    Returns this worker's exact engine version, the one the key was proven with.
+    """
     version = installed_engines().get(job.options.engine)
     if version is None:
         raise KeyMismatch(f"this worker has no engine {job.options.engine!r}")
@@ -61,6 +65,7 @@ def check_key(job: Job, digest: str) -> None:
             f"compile key mismatch: the client claimed {job.key[:12]} for engine "
             f"{job.engine_version!r}, this worker computes {key[:12]} with {version!r}"
         )
+    return version
 
 
 @dataclass
@@ -144,8 +149,9 @@ def refuse_malformed(ctx: WorkerContext, request: Any, error: InvalidInput) -> b
     return True
 
 
-def verified_bundle(ctx: WorkerContext, job: Job) -> Bundle:
-    """The job's bundle, checked to be what the claimed digest and key say (else refused).
+def verified_bundle(ctx: WorkerContext, job: Job) -> tuple[Bundle, Job]:
+    """The job's bundle, checked to be what the claimed digest and key say (else refused),
+    and the job with the engine version this worker runs in place of the client's claim.
 
     Runs before the key's lock is touched: a request whose bundle does not
     prove its key never holds, announces or caches anything under that key.
@@ -155,8 +161,8 @@ def verified_bundle(ctx: WorkerContext, job: Job) -> Bundle:
         raise KeyMismatch(
             f"bundle digest {bundle.digest[:12]} differs from the claimed {job.digest[:12]}"
         )
-    check_key(job, bundle.digest)
-    return bundle
+    version = check_key(job, bundle.digest)
+    return bundle, dataclasses.replace(job, engine_version=version)
 
 
 def record_mapping(ctx: WorkerContext, job: Job) -> str:
@@ -193,7 +199,8 @@ def record_from_result(ctx: WorkerContext, job: Job, result: dict[str, Any] | No
             job.digest[:12],
         )
         return "refused"
-    return record_mapping(ctx, job)
+    proven = str(result.get("engine_version")) if result else job.engine_version
+    return record_mapping(ctx, dataclasses.replace(job, engine_version=proven))
 
 
 def load_bundle(ctx: WorkerContext, job: Job) -> Bundle:

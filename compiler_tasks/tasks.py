@@ -130,7 +130,7 @@ def _run(task: Task, ctx: WorkerContext, job: pipeline.Job) -> str:
             pipeline.record_from_result(ctx, job, found.result)
             return "cached"
         if bundle is None:  # the claimed key is proven from the bundle before its lock
-            bundle = pipeline.verified_bundle(ctx, job)
+            bundle, job = pipeline.verified_bundle(ctx, job)
             mapped = pipeline.record_mapping(ctx, job) != commits.CONFLICT
         lock = pipeline.new_lock(ctx, job.key)
         with instrument.span("lock.acquire"):

@@ -7,6 +7,8 @@ child processes themselves).
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from compiler_tasks.keys import bundle_path
 from compiler_tasks.settings import Settings
 from tests.support.fleet import Fleet, wait_until
 from tests.support.gate import GateProxy
-from tests.test_fleet import HASH1, make_src, slow_scss, submit_args
+from tests.test_fleet import HASH1, HASH2, make_src, slow_scss, submit_args
 
 pytestmark = pytest.mark.integration
 
@@ -143,3 +145,34 @@ def test_garbage_planted_under_a_bundles_name_is_not_trusted(make_fleet, tmp_pat
         for key in fleet.redis.keys(f"{fleet.prefix}:result:*"):  # compile it again
             fleet.redis.delete(key)
         shutil.rmtree(tmp_path / "store" / "artifacts")
+
+
+def test_the_manifest_records_the_engine_version_the_worker_ran(make_fleet, tmp_path: Path) -> None:
+    """Item 6b: a request claiming another engine version (the key itself is right)."""
+    fleet = make_fleet(workers=1, concurrency=1)
+    version = fleet.redis.hget(f"{fleet.prefix}:engines", "libsass").decode()
+    fleet.stop_workers()
+    src = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"})
+    queued = fleet.scssq(
+        "submit", HASH1, *submit_args(src, tmp_path / "o"), "--no-wait", cwd=tmp_path
+    )
+    assert queued.returncode == 0, queued.stderr
+    raw = fleet.redis.rpop(fleet.prefix)
+    message = json.loads(raw)
+    args, kwargs, embed = json.loads(base64.b64decode(message["body"]))
+    kwargs["request"]["engine_version"] = "libsass 0.0 (claimed)"
+    message["body"] = base64.b64encode(json.dumps([args, kwargs, embed]).encode()).decode()
+    fleet.redis.rpush(fleet.prefix, json.dumps(message))
+    fleet.start_worker(1)
+    key = kwargs["request"]["key"]
+    wait_until(lambda: fleet.redis.exists(f"{fleet.prefix}:result:{key}"), timeout=60)
+    manifest = json.loads((tmp_path / "store" / "artifacts" / key / "manifest.json").read_text())
+    assert manifest["engine_version"] == version
+    # Another commit of the same sources is a hit the fleet maps: the result proves the key.
+    _ok(fleet.scssq("submit", HASH2, *submit_args(src, tmp_path / "o2"), cwd=tmp_path), fleet)
+    out = tmp_path / "fetched"
+    wait_until(
+        lambda: fleet.scssq("status", HASH2, "--project", "demo", cwd=tmp_path).returncode == 0, 30
+    )
+    fetched = fleet.scssq("fetch", HASH2, "--project", "demo", "--out", str(out), cwd=tmp_path)
+    assert fetched.returncode == 0, fetched.stderr
