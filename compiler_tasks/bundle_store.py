@@ -6,15 +6,16 @@ name first, with garbage, and create-once then refuses the honest upload; no cli
 can read or overwrite it (deploy/s3/client-policy.json). So a client whose create-once
 was refused also uploads under its submit's own name, which no one knew before, and
 says so in its request (``own_upload``). The worker takes the first of those names
-that hashes to the request's digest; one that does not is treated as absent (a store
-miss, retried), never trusted and never blamed on the sender.
+that hashes to the request's digest; one that does not is treated as absent, never
+trusted nor blamed on the sender: with none, the request is answered to its own
+submitter alone (exit 3, BundleMissing), the key's other waiters keep waiting.
 """
 
 from __future__ import annotations
 
 from .archive import archive_limit
 from .bundle import Bundle, read_archive
-from .errors import ArtifactMissing, InvalidInput
+from .errors import ArtifactMissing, BundleMissing, InvalidInput
 from .keys import bundle_path
 from .settings import Settings
 from .storage import Store
@@ -47,7 +48,7 @@ def load_uploaded(store: Store, digest: str, submit: str, own: bool, settings: S
         bundle = stored_bundle(store, path, digest, settings)
         if bundle is not None:
             return bundle
-    raise ArtifactMissing(
+    raise BundleMissing(
         f"the store holds no bundle {digest[:12]} that hashes to its name (absent, or "
-        "garbage another client planted there); waiting for an honest upload"
+        "garbage another client wrote there); submit again to upload it"
     )

@@ -85,6 +85,14 @@ class ArtifactMissing(StoreError):
     """Raised when an object the result points to is gone from the store."""
 
 
+class BundleMissing(ArtifactMissing):
+    """Raised when the store holds no bundle that hashes to a request's digest.
+
+    Absent, or garbage someone else wrote under its name: about that request only, so it
+    is answered to its own submitter, never announced to the key nor blamed on the sender.
+    """
+
+
 class EngineCrash(InfrastructureError):
     """Raised when the engine process dies, runs out of memory or misbehaves."""
 

@@ -33,6 +33,7 @@ from .bundle import Bundle
 from .errors import (
     KIND_INFRA,
     KIND_INVALID,
+    BundleMissing,
     EngineCrash,
     InfrastructureError,
     InvalidInput,
@@ -88,6 +89,10 @@ def compile_bundle(self: Task, request: dict[str, Any]) -> str:
         pipeline.announce_refusal(
             ctx, job.key, job.submit, KIND_INVALID, f"the worker refused the bundle: {e}"
         )
+        return "refused"
+    except BundleMissing as e:  # about this request only: the key's waiters keep waiting
+        log.error("no valid bundle for %s: %s", job.describe(), e)
+        pipeline.announce_refusal(ctx, job.key, job.submit, KIND_INFRA, str(e))
         return "refused"
     except InfrastructureError as e:
         return _retry_or_fail(self, ctx, job, e)
