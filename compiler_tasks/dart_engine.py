@@ -9,8 +9,9 @@ importer: it reads no file by itself.
 
 Failures, as for libsass: the deadline kills the compiler (CompileTimeout, ``compile
 exceeded N s``); ``tick()`` returning False kills it (EngineAborted). A compiler that
-crashes, closes its output, breaks the protocol, or stops answering the liveness probe
-is killed, restarted and the compile retried once; a second failure is an EngineCrash
+crashes, closes its output, breaks the protocol, or leaves the liveness probe unanswered
+while making no progress (no CPU used meanwhile: a busy compiler may miss a probe) is
+killed, restarted and the compile retried once; a second failure is an EngineCrash
 (exit 3, never cached). Running out of memory (RLIMIT_AS, see
 :mod:`compiler_tasks.dart_launch`) is a LimitExceeded at once (exit 1, never cached): a
 retry would run out too.

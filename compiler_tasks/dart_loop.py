@@ -124,6 +124,7 @@ class Loop:
         self.next_ping = now + timing.ping_interval
         self.ping_due: float | None = None
         self.ping_id = 0
+        self.ping_cpu: int | None = None  # the compiler's CPU ticks when the probe went
         self.start_limit: float | None = None  # set while waiting for a new compiler
 
     def packets(self) -> list[Any]:
@@ -168,14 +169,25 @@ class Loop:
             return
         if self.ping_due is not None:
             if now >= self.ping_due:
-                raise CompilerFailed(
-                    "stopped answering (no reply to a liveness probe within "
-                    f"{self.timing.ping_timeout:g} s)"
-                )
+                self._judge_silence(now)
         elif now >= self.next_ping:
             self.ping_id += 1
             self.proc.queue(encode_packet(0, version_request(self.ping_id)))
             self.ping_due = now + self.timing.ping_timeout
+            self.ping_cpu = self.proc.cpu_ticks()
+
+    def _judge_silence(self, now: float) -> None:
+        """A probe went unanswered: hung only if the compiler made no progress (used no
+        CPU) meanwhile; a busy one gets another probe period (the deadline still holds)."""
+        cpu = self.proc.cpu_ticks()
+        if cpu is not None and self.ping_cpu is not None and cpu > self.ping_cpu:
+            self.ping_cpu = cpu
+            self.ping_due = now + self.timing.ping_timeout
+            return
+        raise CompilerFailed(
+            "stopped answering and made no progress (no reply to a liveness probe and no "
+            f"CPU used within {self.timing.ping_timeout:g} s)"
+        )
 
     def _until(self) -> float:
         bounds = [self.deadline]
