@@ -100,6 +100,27 @@ def test_an_output_limit_error_heals_once_the_limit_is_raised(make_fleet, tmp_pa
     assert (tmp_path / "o2" / "main.css").read_text().count("color: red") == 100
 
 
+def test_a_success_replaces_a_stored_worker_dependent_error(make_fleet, tmp_path: Path) -> None:
+    """Item 3: an error manifest an older worker stored (an output limit) outlives its
+    result; the next compile of the key succeeds and its manifest replaces the error."""
+    fleet = make_fleet(workers=1, concurrency=1)
+    src = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"})
+    first = fleet.scssq("submit", HASH1, *submit_args(src, tmp_path / "o1"), "--json", cwd=tmp_path)
+    _ok(first, fleet)
+    key = json.loads(first.stdout)["key"]
+    manifest = tmp_path / "store" / "artifacts" / key / "manifest.json"
+    stored = json.loads(manifest.read_text())
+    message = "main.scss: output exceeds 1024 bytes (the limit is SCSSQ_MAX_OUTPUT_BYTES)"
+    stored.update(status="error", kind="compile", message=message, outputs={})
+    manifest.unlink()
+    manifest.write_text(json.dumps(stored))
+    fleet.redis.delete(f"{fleet.prefix}:result:{key}")  # the result's retention ended
+    again = fleet.scssq("submit", HASH1, *submit_args(src, tmp_path / "o2"), cwd=tmp_path)
+    _ok(again, fleet)
+    assert (tmp_path / "o2" / "main.css").read_text().startswith(".a")
+    assert json.loads(manifest.read_text())["status"] == "ok"
+
+
 MEMORY_BOMB = (
     '$s: "xxxxxxxxxxxxxxxx";\n@for $i from 1 through 22 { $s: $s + $s; }\n'
     ".a { b: str-length($s); }\n"
