@@ -226,7 +226,9 @@ def test_an_ack_that_failed_twice_is_sent_again_once_redis_is_back(
         # run only once Redis is back. With it, an ack fails only when the outage starts
         # less than 2 s before it: it narrows the window, it does not close it.
         fleet.start_worker(concurrency=1, extra_args=("--without-heartbeat",))
-        procs = _three_waiting(fleet, tmp_path, compile_seconds=4.0, timeout=90)
+        # Long enough that the holder finds its lock unrenewable (a TTL into the outage)
+        # and drops the compile before it ends: the task then ends while Redis is away.
+        procs = _three_waiting(fleet, tmp_path, compile_seconds=10.0, timeout=90)
         proxy.partition()
         wait_for(lambda: "Couldn't ack" in fleet.full_logs(), 60, "the ack to fail twice")
         proxy.heal()
