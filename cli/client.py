@@ -36,10 +36,11 @@ from compiler_tasks.errors import (
     RedisUnavailable,
     error_from_kind,
 )
-from compiler_tasks.keys import CompileOptions, RedisKeys, bundle_path
+from compiler_tasks.keys import CompileOptions, RedisKeys
 from compiler_tasks.observability.sentry import span
 from compiler_tasks.settings import Settings, redact_url
 from compiler_tasks.store import Store
+from compiler_tasks.store.bundles import upload_bundle
 
 from .config import SubmitConfig
 from .fastpath import RECORD_EXPIRES, collect_bundle, new_job, stored_result
@@ -378,7 +379,7 @@ def _send(
         job["inline"] = base64.b64encode(archive).decode("ascii")
     else:
         job["inline"] = None
-        client.store.put_once(bundle_path(bundle.digest), archive)
+        job["own_upload"] = upload_bundle(client.store, bundle.digest, job["submit"], archive)
     client.enqueue(job, deadline, describe)
 
 

@@ -8,9 +8,10 @@ Packages, by concept:
   Dart Sass compiler and its host).
 * ``bundle``: the source files of one submit: ``model`` (the values), ``collect``,
   ``sources`` (reading a source file), ``archive`` (transport), ``fileio``.
-* ``store``: the artifact store: ``base`` (interface), ``file``, ``s3``, ``presigned``.
+* ``store``: the artifact store: ``base`` (interface), ``file``, ``s3``, ``presigned``,
+  ``bundles`` (uploaded bundles, believed only if they hash to their digest).
 * ``coordination``: shared state in Redis: ``connections``, ``acl``, ``lock``,
-  ``events``, ``fleet``, ``commits``.
+  ``renewal`` (one thread per job keeps the lock), ``events``, ``fleet``, ``commits``.
 * ``protocol``: what clients and workers exchange: ``jobs``, ``messages``, ``resp``.
 * ``observability``: ``sentry``, ``metrics``, ``logs`` (task log lines), ``signals``
   (the Celery signal handlers that wire them in), ``stats`` (fleet-wide counters).

@@ -59,7 +59,16 @@ class CompileError(ScssqError):
     exit_code = EXIT_COMPILE
 
 
-class CompileTimeout(CompileError):
+class LimitExceeded(CompileError):
+    """Raised when a compile hits a fleet limit (time, memory, output size).
+
+    The sources' outcome on this fleet, not a pure function of them: reported at once
+    to the key's submitters (exit 1) naming the limit and its variable, never cached
+    (the operator may raise the limit) and never retried as a crash.
+    """
+
+
+class CompileTimeout(LimitExceeded):
     """Raised when the engine exceeds its time limit (reported, never cached)."""
 
 
@@ -79,6 +88,14 @@ class StoreError(InfrastructureError):
 
 class ArtifactMissing(StoreError):
     """Raised when an object the result points to is gone from the store."""
+
+
+class BundleMissing(ArtifactMissing):
+    """Raised when the store holds no bundle that hashes to a request's digest.
+
+    Absent, or garbage someone else wrote under its name: about that request only, so it
+    is answered to its own submitter, never announced to the key nor blamed on the sender.
+    """
 
 
 class EngineCrash(InfrastructureError):
@@ -117,6 +134,8 @@ class Contested(ScssqError):
 KIND_COMPILE = "compile"
 KIND_TIMEOUT = "timeout"
 KIND_INFRA = "infra"
+#: A fleet limit (memory, output size) was hit: exit 1, never cached.
+KIND_LIMIT = "limit"
 #: The worker refused the request itself (bad archive, malformed fields): exit 2.
 KIND_INVALID = "invalid"
 
@@ -124,6 +143,7 @@ _KIND_TO_CLASS: dict[str, type[ScssqError]] = {
     KIND_COMPILE: CompileError,
     KIND_TIMEOUT: CompileTimeout,
     KIND_INFRA: InfrastructureError,
+    KIND_LIMIT: LimitExceeded,
     KIND_INVALID: RequestRefused,
 }
 

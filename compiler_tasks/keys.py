@@ -270,5 +270,11 @@ def manifest_path(key: str) -> str:
     return f"{artifact_dir(key)}/manifest.json"
 
 
-def bundle_path(digest: str) -> str:
-    return f"bundles/{validate_key(digest)}.tar.gz"
+def bundle_path(digest: str, submit: str | None = None) -> str:
+    """Where a client uploads a bundle: by digest, shared by every submit of it; or,
+    with ``submit``, the submit's own name (used when the shared name was taken)."""
+    if submit is None:
+        return f"bundles/{validate_key(digest)}.tar.gz"
+    if not (submit.isascii() and submit.isalnum() and len(submit) <= 64):
+        raise InvalidInput(f"submit id {submit[:70]!r} is not alphanumeric")
+    return f"bundles/{validate_key(digest)}.{submit}.tar.gz"

@@ -31,6 +31,7 @@ from compiler_tasks.errors import (
     ConfigError,
     EngineCrash,
     InvalidInput,
+    LimitExceeded,
 )
 from compiler_tasks.settings import Settings
 from tests.support.sass_cli import sass_cli, sass_cli_error
@@ -475,6 +476,19 @@ def test_hung_compiler_is_detected_killed_and_retried(settings: Settings, tmp_pa
         assert time.monotonic() - started < 8
 
 
+def test_a_busy_compiler_missing_probes_is_not_taken_for_hung(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Issue #22 item 6: a hang is judged by lack of progress, not by a missed probe."""
+    rules = "".join(f".r{i} {{ a: {i}px; b: {i}px; }}\n" for i in range(80_000))
+    root = write(tmp_path, {"big.scss": rules})
+    big = dataclasses.replace(settings, compile_timeout=60.0, max_output_bytes=1 << 26)
+    with DartSassEngine(big, ping_interval=0.03, ping_timeout=0.08) as eng:
+        out = run(eng, EngineRequest(root, "big.scss"), seconds=60)
+        assert out.css.count(b"a: ") == 80_000
+        assert eng.starts == 1  # never killed as hung
+
+
 def test_a_compiler_failing_twice_is_an_engine_crash(settings: Settings, tmp_path: Path) -> None:
     root = write(tmp_path, {"slow.scss": slow(2), "ok.scss": ".a { b: c; }\n"})
     with DartSassEngine(settings) as eng:
@@ -485,7 +499,7 @@ def test_a_compiler_failing_twice_is_an_engine_crash(settings: Settings, tmp_pat
         assert run(eng, EngineRequest(root, "ok.scss")).css.startswith(b".a")
 
 
-def test_memory_limit_is_an_engine_crash_without_retry(settings: Settings, tmp_path: Path) -> None:
+def test_memory_limit_is_a_limit_hit_without_retry(settings: Settings, tmp_path: Path) -> None:
     root = write(
         tmp_path,
         {
@@ -494,7 +508,7 @@ def test_memory_limit_is_an_engine_crash_without_retry(settings: Settings, tmp_p
         },
     )
     with DartSassEngine(dataclasses.replace(settings, engine_memory_mb=512)) as eng:
-        with pytest.raises(EngineCrash, match=r"out of memory.*SCSSQ_ENGINE_MEMORY_MB=512"):
+        with pytest.raises(LimitExceeded, match=r"out of memory.*SCSSQ_ENGINE_MEMORY_MB=512"):
             run(eng, EngineRequest(root, "oom.scss"), seconds=30)
         assert eng.starts == 1
 

@@ -8,7 +8,7 @@ import time
 
 import redis
 
-from compiler_tasks.coordination.lock import Lock, Outcome
+from compiler_tasks.coordination.lock import Acquired, Lock, Outcome
 from compiler_tasks.keys import RedisKeys
 
 KEY = "c" * 64
@@ -25,6 +25,17 @@ def test_one_holder_at_a_time(redis_server) -> None:
     assert not second.acquire()
     assert first.release() is Outcome.DONE
     assert second.acquire()
+
+
+def test_acquire_refuses_when_a_result_appeared_since_the_read(redis_server) -> None:
+    client, keys = redis_server.client(), _keys()
+    first, second = Lock(client, keys, KEY, 5000), Lock(client, keys, KEY, 5000)
+    assert first.acquire(None) is Acquired.ACQUIRED  # both read "miss"
+    assert first.complete({"status": "ok"}, {"status": "ok"}, 60) is Outcome.DONE
+    assert second.acquire(None) is Acquired.RESULT_EXISTS  # read it instead of compiling
+    assert client.get(keys.lock(KEY)) is None
+    stale = client.get(keys.result(KEY))  # a result the caller read and found unusable
+    assert second.acquire(stale) is Acquired.ACQUIRED
 
 
 def test_stale_token_changes_nothing(redis_server) -> None:

@@ -1,1 +1,2 @@
-"""Shared state in Redis: connections and ACLs, the lock, done events, fleet, commits."""
+"""Shared state in Redis: connections and ACLs, the lock and its renewal, done events,
+fleet, commits."""

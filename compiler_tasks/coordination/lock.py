@@ -21,6 +21,22 @@ from ..observability import metrics
 
 log = logging.getLogger(__name__)
 
+# KEYS[1] lock, KEYS[2] result; ARGV[1] token, ARGV[2] ttl ms, ARGV[3] the result
+# value the caller last read and judged unusable ('' = it read none).
+# Returns 1: acquired (the result is still what the caller read);
+#         0: held by another holder (nothing taken);
+#         2: a result the caller has not seen exists (nothing taken: read it).
+ACQUIRE_SCRIPT = """
+local result = redis.call('get', KEYS[2])
+if result and result ~= ARGV[3] then
+  return 2
+end
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+return 0
+"""
+
 # KEYS[1] lock; ARGV[1] token, ARGV[2] ttl ms.
 # Returns 1: renewed (token matched); 0: not the owner (lock gone or taken).
 RENEW_SCRIPT = """
@@ -68,6 +84,22 @@ class Outcome(enum.Enum):
         return cls.DONE if int(code) == 1 else cls.NOT_OWNER
 
 
+class Acquired(enum.Enum):
+    """What an acquire did: the codes of :data:`ACQUIRE_SCRIPT`."""
+
+    ACQUIRED = 1
+    BUSY = 0
+    RESULT_EXISTS = 2
+
+    @classmethod
+    def of(cls, code: Any) -> Acquired:
+        return cls(int(code))
+
+    def __bool__(self) -> bool:
+        """True only when this token now holds the lock."""
+        return self is Acquired.ACQUIRED
+
+
 class Lock:
     """The compile lock of one key, owned (or not) by this object's token."""
 
@@ -78,13 +110,24 @@ class Lock:
         self.name = keys.lock(key)
         self.ttl_ms = ttl_ms
         self.token = secrets.token_hex(16)
+        self._acquire = client.register_script(ACQUIRE_SCRIPT)
         self._renew = client.register_script(RENEW_SCRIPT)
         self._release = client.register_script(RELEASE_SCRIPT)
         self._complete = client.register_script(COMPLETE_SCRIPT)
 
-    def acquire(self) -> bool:
-        """Take the lock if free; True when this token now holds it."""
-        return bool(self.client.set(self.name, self.token, nx=True, px=self.ttl_ms))
+    def acquire(self, seen: bytes | None = None) -> Acquired:
+        """Take the lock if it is free and the key's result is still ``seen``.
+
+        ``seen`` is the stored result the caller read and found unusable (None: it
+        read none). A holder thus knows, atomically with taking the lock, that no
+        other holder completed the key since its read: one compile per key
+        (invariant 1). RESULT_EXISTS: read the result again instead of compiling.
+        """
+        code = self._acquire(
+            keys=[self.name, self.keys.result(self.key)],
+            args=[self.token, self.ttl_ms, b"" if seen is None else seen],
+        )
+        return Acquired.of(code)
 
     def renew(self) -> Outcome:
         """Extend the lock to a full TTL if still ours."""

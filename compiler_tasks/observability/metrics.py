@@ -20,7 +20,7 @@ workers. Every worker exports the same values for these; aggregate them with
 Worker metrics (summed over its pool processes):
 
 * ``scssq_compiles_total{engine,outcome}``: compile tasks by outcome
-  (compiled, compile-error, cached, deferred, shared, timeout, lost, failed,
+  (compiled, compile-error, cached, deferred, shared, timeout, limit, lost, failed,
   poison, refused, retry).
 * ``scssq_compile_duration_seconds{engine}``: engine time of a task's compile.
 * ``scssq_lock_wait_seconds``: how long a deferred task waited for another

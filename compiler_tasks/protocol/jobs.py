@@ -31,6 +31,8 @@ class Job:
     deadline: float
     inline: str | None = None
     repair: bool = False
+    #: The bundle is (also) under the submit's own name: its digest's name was taken.
+    own_upload: bool = False
 
     @classmethod
     def from_request(cls, req: Any) -> Job:
@@ -51,6 +53,7 @@ class Job:
                 deadline=float(req["deadline"]),
                 inline=None if req.get("inline") is None else str(req["inline"]),
                 repair=bool(req.get("repair", False)),
+                own_upload=bool(req.get("own_upload", False)),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise InvalidInput(f"compile request lacks or mangles a field: {e}") from e
@@ -68,6 +71,7 @@ class Job:
             "deadline": self.deadline,
             "inline": self.inline,
             "repair": self.repair,
+            "own_upload": self.own_upload,
         }
 
     @property

@@ -5,6 +5,7 @@
 * :mod:`.s3`: :class:`~.s3.S3Store`, ``s3://bucket/optional/prefix``; its module (and
   boto3) is imported only when an S3 store is opened.
 * :mod:`.presigned`: artifacts read through presigned URLs with the standard library.
+* :mod:`.bundles`: bundles uploaded by clients, believed only if they hash to their digest.
 
 :func:`open_store` picks the backend for a URL.
 """

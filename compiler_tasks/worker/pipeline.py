@@ -9,50 +9,55 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
-
-from ..bundle.archive import archive_limit
 from ..bundle.collect import read_archive, write_tree
 from ..bundle.model import Bundle
 from ..coordination import commits
 from ..coordination.events import done_message, progress_message
 from ..coordination.lock import Lock, Outcome
+from ..coordination.renewal import Renewal
 from ..engines.base import EngineAborted, EngineOutput, request_for
 from ..errors import (
     KIND_INVALID,
+    KIND_LIMIT,
+    KIND_TIMEOUT,
     CompileError,
     CompileTimeout,
     InvalidInput,
     KeyMismatch,
+    LimitExceeded,
     LockLost,
 )
 from ..keys import (
     artifact_dir,
-    bundle_path,
     compile_key,
     css_name,
     manifest_path,
     validate_key,
 )
-from ..observability import metrics
 from ..observability.sentry import span
 from ..protocol.jobs import Job
 from ..store import presigned
+from ..store.bundles import load_uploaded
 from .context import WorkerContext, installed_engines
 
 log = logging.getLogger(__name__)
 
 
-def check_key(job: Job, digest: str) -> None:
-    """Recompute the key from what arrived; refuse to compile under another key."""
+def check_key(job: Job, digest: str) -> str:
+    """Recompute the key from what arrived; refuse to compile under another key.
+
+    Returns this worker's exact engine version, the one the key was proven with.
+    """
     version = installed_engines().get(job.options.engine)
     if version is None:
         raise KeyMismatch(f"this worker has no engine {job.options.engine!r}")
@@ -62,6 +67,7 @@ def check_key(job: Job, digest: str) -> None:
             f"compile key mismatch: the client claimed {job.key[:12]} for engine "
             f"{job.engine_version!r}, this worker computes {key[:12]} with {version!r}"
         )
+    return version
 
 
 @dataclass
@@ -70,7 +76,8 @@ class Compiled:
 
     outputs: dict[str, EngineOutput] = field(default_factory=dict)
     error: str | None = None
-    timeout: str | None = None
+    #: A fleet limit hit (kind, message): announced, never cached (invariant 6).
+    limit: tuple[str, str] | None = None
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -79,21 +86,30 @@ def new_lock(ctx: WorkerContext, key: str) -> Lock:
     return Lock(ctx.redis, ctx.keys, key, ctx.settings.lock_ttl_ms)
 
 
-def cached_result(ctx: WorkerContext, job: Job) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class Lookup:
+    """What a task read under the key's result: ``result`` if usable, and the raw
+    value it read (``seen``, None if none) for the acquire to compare atomically."""
+
+    result: dict[str, Any] | None
+    seen: bytes | None
+
+
+def cached_result(ctx: WorkerContext, job: Job) -> Lookup:
     """The stored result if it exists and its manifest (and, on repair, outputs) do."""
     raw = ctx.redis.get(ctx.keys.result(job.key))
     if raw is None:
-        return None
+        return Lookup(None, None)
     result: dict[str, Any] = json.loads(raw)
     if not ctx.store.exists(manifest_path(job.key)):
-        return None
+        return Lookup(None, raw)
     if job.repair and result.get("status") == "ok":
         for out in result.get("outputs", {}).values():
             paths = [out["css"]] + ([out["map"]] if out.get("map") else [])
             if not all(ctx.store.exists(p) for p in paths):
                 ctx.store.delete(manifest_path(job.key))
-                return None
-    return result
+                return Lookup(None, raw)
+    return Lookup(result, raw)
 
 
 def announce_progress(ctx: WorkerContext, job: Job, event: str) -> None:
@@ -131,8 +147,9 @@ def refuse_malformed(ctx: WorkerContext, request: Any, error: InvalidInput) -> b
     return True
 
 
-def verified_bundle(ctx: WorkerContext, job: Job) -> Bundle:
-    """The job's bundle, checked to be what the claimed digest and key say (else refused).
+def verified_bundle(ctx: WorkerContext, job: Job) -> tuple[Bundle, Job]:
+    """The job's bundle, checked to be what the claimed digest and key say (else refused),
+    and the job with the engine version this worker runs in place of the client's claim.
 
     Runs before the key's lock is touched: a request whose bundle does not
     prove its key never holds, announces or caches anything under that key.
@@ -142,8 +159,8 @@ def verified_bundle(ctx: WorkerContext, job: Job) -> Bundle:
         raise KeyMismatch(
             f"bundle digest {bundle.digest[:12]} differs from the claimed {job.digest[:12]}"
         )
-    check_key(job, bundle.digest)
-    return bundle
+    version = check_key(job, bundle.digest)
+    return bundle, dataclasses.replace(job, engine_version=version)
 
 
 def record_mapping(ctx: WorkerContext, job: Job) -> str:
@@ -180,7 +197,8 @@ def record_from_result(ctx: WorkerContext, job: Job, result: dict[str, Any] | No
             job.digest[:12],
         )
         return "refused"
-    return record_mapping(ctx, job)
+    proven = str(result.get("engine_version")) if result else job.engine_version
+    return record_mapping(ctx, dataclasses.replace(job, engine_version=proven))
 
 
 def load_bundle(ctx: WorkerContext, job: Job) -> Bundle:
@@ -192,9 +210,8 @@ def load_bundle(ctx: WorkerContext, job: Job) -> Bundle:
             data = base64.b64decode(job.inline, validate=True)
         except (binascii.Error, ValueError) as e:
             raise InvalidInput(f"inline bundle is not base64: {e}") from e
-    else:  # uploaded by a client: bounded before it is read whole
-        limit = archive_limit(settings.max_bundle_bytes, settings.max_bundle_files)
-        data = ctx.store.get(bundle_path(job.digest), limit=limit)
+    else:  # uploaded by a client: bounded, and believed only if it hashes to its name
+        return load_uploaded(ctx.store, job.digest, job.submit, job.own_upload, settings)
     return read_archive(
         data, max_bytes=settings.max_bundle_bytes, max_files=settings.max_bundle_files
     )
@@ -204,39 +221,26 @@ def write_sources(bundle: Bundle, root: Path) -> None:
     write_tree(bundle, root)
 
 
-def compile_entries(ctx: WorkerContext, job: Job, root: Path, lock: Lock) -> Compiled:
-    """Run the engine for every entry, renewing the lock every ttl/3."""
+def compile_entries(ctx: WorkerContext, job: Job, root: Path, held: Callable[[], bool]) -> Compiled:
+    """Run the engine for every entry; ``held()`` False (the lock was lost) stops it.
+
+    The lock is renewed by the job's one :class:`~compiler_tasks.coordination.renewal.Renewal`,
+    not here: ``held`` only reads its state, so the engine is killed soon after a loss.
+    """
     settings = ctx.settings
     engine = ctx.engine(job.options.engine)
     started = time.monotonic()
     deadline = started + settings.compile_timeout
     compiled = Compiled()
-
-    renewed_at = time.monotonic()
-
-    def renew() -> bool:
-        """Extend the lock; ride out a Redis blip shorter than the lock's TTL."""
-        nonlocal renewed_at
-        try:
-            owned = lock.renew() is Outcome.DONE
-        except redis.RedisError as e:
-            metrics.renewal_failed("redis")
-            if time.monotonic() - renewed_at < settings.lock_ttl:
-                log.warning("renewing the lock of %s failed (%s); retrying", job.key[:12], e)
-                return True
-            log.warning("lock of %s unrenewable for a whole TTL: %s", job.key[:12], e)
-            return False
-        renewed_at = time.monotonic()
-        return owned
-
     for entry in job.options.entries:
         request = request_for(root, entry, job.options)
         try:
             output = engine.compile(
-                request, deadline=deadline, tick=renew, tick_interval=settings.lock_ttl / 3
+                request, deadline=deadline, tick=held, tick_interval=settings.lock_ttl / 3
             )
-        except CompileTimeout as e:
-            compiled.timeout = str(e)
+        except LimitExceeded as e:
+            kind = KIND_TIMEOUT if isinstance(e, CompileTimeout) else KIND_LIMIT
+            compiled.limit = (kind, str(e))
             break
         except CompileError as e:
             compiled.error = str(e)
@@ -288,32 +292,49 @@ def upload(ctx: WorkerContext, job: Job, lock: Lock, compiled: Compiled) -> dict
     if compiled.error:
         manifest["kind"] = "compile"
         manifest["message"] = compiled.error
+    return store_manifest(ctx, job, manifest)
+
+
+def store_manifest(ctx: WorkerContext, job: Job, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write the manifest once; return the one that stands.
+
+    An existing manifest stands, unless it holds an error and this compile succeeded:
+    the same key compiling proves that error was no pure function of the sources (a
+    limit or the worker's disk, stored by an older worker), so the success replaces it.
+    """
+    path = manifest_path(job.key)
     data = json.dumps(manifest, sort_keys=True).encode()
-    if not ctx.store.put_once(manifest_path(job.key), data):
-        existing: dict[str, Any] = json.loads(ctx.store.get(manifest_path(job.key)))
-        log.info("manifest of %s already existed; keeping it", job.key[:12])
-        return existing
-    return manifest
+    if ctx.store.put_once(path, data):
+        return manifest
+    existing: dict[str, Any] = json.loads(ctx.store.get(path))
+    if existing.get("status") == "error" and manifest["status"] == "ok":
+        log.warning("manifest of %s held an error the key now compiles; replacing it", job.key[:12])
+        ctx.store.put(path, data)
+        return manifest
+    log.info("manifest of %s already existed; keeping it", job.key[:12])
+    return existing
 
 
 def finish(
-    ctx: WorkerContext, job: Job, lock: Lock, compiled: Compiled, *, mapped: bool = False
+    ctx: WorkerContext,
+    job: Job,
+    lock: Lock,
+    renewal: Renewal,
+    compiled: Compiled,
+    *,
+    mapped: bool = False,
 ) -> str:
-    """Upload and complete atomically; a timeout is announced but never cached.
+    """Upload and complete atomically; a limit hit is announced but never cached.
 
     ``mapped``: this job's commit is mapped to its own digest (not a conflict). The
     announcement then says so, and waiters of the same commit need not read it back.
     """
-    if compiled.timeout is not None:
-        failure = {
-            "status": "failed",
-            "kind": "timeout",
-            "message": compiled.timeout,
-            "key": job.key,
-        }
+    if compiled.limit is not None:
+        kind, message = compiled.limit
+        failure = {"status": "failed", "kind": kind, "message": message, "key": job.key}
         lock.complete(done_message(failure), None, ctx.settings.result_ttl)
-        return "timeout"
-    if lock.renew() is Outcome.NOT_OWNER:
+        return kind
+    if renewal.lost:
         return "lost"
     with span("artifact.upload"):
         manifest = upload(ctx, job, lock, compiled)

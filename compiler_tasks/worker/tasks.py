@@ -3,9 +3,10 @@
 One message is one bundle with its entries and options. The task recomputes
 the compile key from the bundle it received (a key claimed by a client is
 never trusted), takes the key's lock, runs the engine in a child process
-while renewing the lock every ttl/3, writes outputs then the manifest
-(create-once), and completes with one token-checked Lua call that sets the
-result, publishes on the done channel and releases the lock.
+while one thread renews the lock every ttl/3 from the acquire to the completing
+call, writes outputs then the manifest (create-once), and completes with one
+token-checked Lua call that sets the result, publishes on the done channel
+and releases the lock.
 
 A task that finds the lock taken does not wait in its pool slot: it re-checks
 once after the lock's remaining TTL (a countdown, no slot held), and takes
@@ -13,7 +14,7 @@ the key over if the lock vanished with no result.
 
 Only the holder of the key's lock, whose bundle was verified to produce the
 key, tells the key's waiters anything, and only through the lock's completing
-Lua call (a result, a timeout, a crash verdict, a failure no retry follows).
+Lua call (a result, a limit hit, a crash verdict, a failure no retry follows).
 Every other verdict (a refused bundle, a bundle missing from the store, a
 request redelivered too often, an unexpected error before the lock) is about
 that request: it goes to its own submitter alone (``announce_refusal``), so a
@@ -39,9 +40,12 @@ from ..app import app
 from ..bundle.model import Bundle
 from ..coordination import commits
 from ..coordination.events import done_message
+from ..coordination.lock import Acquired, Lock
+from ..coordination.renewal import Renewal
 from ..errors import (
     KIND_INFRA,
     KIND_INVALID,
+    BundleMissing,
     EngineCrash,
     InfrastructureError,
     InvalidInput,
@@ -57,6 +61,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds before the n-th retry of an infrastructure failure: 1, 2, 4, ... capped.
 RETRY_BACKOFF_MAX = 30.0
+#: Result reads of one message: each acquire refused for a new result reads again.
+LOOKUPS = 3
 #: Extra seconds after a lock's remaining TTL before a deferred task re-checks.
 DEFER_SLACK = 0.2
 
@@ -96,6 +102,10 @@ def compile_bundle(self: Task, request: dict[str, Any]) -> str:
             ctx, job.key, job.submit, KIND_INVALID, f"the worker refused the bundle: {e}"
         )
         return "refused"
+    except BundleMissing as e:  # about this request only: the key's waiters keep waiting
+        log.error("no valid bundle for %s: %s", job.describe(), e)
+        pipeline.announce_refusal(ctx, job.key, job.submit, KIND_INFRA, str(e))
+        return "refused"
     except InfrastructureError as e:
         return _retry_or_fail(self, ctx, job, e)
     except redis.RedisError as e:
@@ -134,21 +144,37 @@ def _count(ctx: WorkerContext, key: str) -> int:
 
 
 def _run(task: Task, ctx: WorkerContext, job: pipeline.Job) -> str:
-    cached = pipeline.cached_result(ctx, job)
-    if cached is not None:
-        pipeline.record_from_result(ctx, job, cached)
-        return "cached"
-    # The claimed key is proven from the bundle before its lock is touched.
-    bundle = pipeline.verified_bundle(ctx, job)
-    mapped = pipeline.record_mapping(ctx, job) != commits.CONFLICT
-    lock = pipeline.new_lock(ctx, job.key)
-    with instrument.span("lock.acquire"):
-        acquired = lock.acquire()
-    instrument.lock_acquired(acquired)
-    if not acquired:
-        return _defer(task, ctx, job)
+    bundle: Bundle | None = None
+    mapped = False
+    for _ in range(LOOKUPS):
+        found = pipeline.cached_result(ctx, job)
+        if found.result is not None:
+            pipeline.record_from_result(ctx, job, found.result)
+            return "cached"
+        if bundle is None:  # the claimed key is proven from the bundle before its lock
+            bundle, job = pipeline.verified_bundle(ctx, job)
+            mapped = pipeline.record_mapping(ctx, job) != commits.CONFLICT
+        lock = pipeline.new_lock(ctx, job.key)
+        with instrument.span("lock.acquire"):
+            acquired = lock.acquire(found.seen)
+        if acquired is Acquired.RESULT_EXISTS:
+            continue  # another holder completed the key since our read: read its result
+        instrument.lock_acquired(bool(acquired))
+        if not acquired:
+            return _defer(task, ctx, job)
+        return _hold(task, ctx, job, lock, bundle, mapped)
+    log.warning("result of %s keeps changing and stays unusable; leaving it", job.key[:12])
+    return "shared"
+
+
+def _hold(
+    task: Task, ctx: WorkerContext, job: pipeline.Job, lock: Lock, bundle: Bundle, mapped: bool
+) -> str:
+    """Compile holding the lock, which one renewal keeps from here to the completing call;
+    a failure no retry follows is the verified holder's to announce to the key."""
     try:
-        return _compile_holding(ctx, job, lock, bundle, mapped)
+        with Renewal(lock, ctx.settings.lock_ttl) as renewal:
+            return _compile_holding(ctx, job, lock, renewal, bundle, mapped)
     except LockLost as e:
         log.warning("compile of %s abandoned: %s", job.key[:12], e)
         return "lost"
@@ -209,7 +235,12 @@ def _defer(task: Task, ctx: WorkerContext, job: pipeline.Job) -> str:
 
 
 def _compile_holding(
-    ctx: WorkerContext, job: pipeline.Job, lock: Any, bundle: Bundle, mapped: bool
+    ctx: WorkerContext,
+    job: pipeline.Job,
+    lock: Lock,
+    renewal: Renewal,
+    bundle: Bundle,
+    mapped: bool,
 ) -> str:
     # Counted per key, not per message: a redelivered message may be deferred (a new
     # message) while its dead holder's lock expires, and the count must survive that.
@@ -227,8 +258,8 @@ def _compile_holding(
         try:
             root = workdir / "src"
             with instrument.span("scss.compile"):
-                result = pipeline.compile_entries(ctx, job, root, lock)
-            return pipeline.finish(ctx, job, lock, result, mapped=mapped)
+                result = pipeline.compile_entries(ctx, job, root, renewal.held)
+            return pipeline.finish(ctx, job, lock, renewal, result, mapped=mapped)
         finally:  # after the waiters are woken: they need none of these files
             shutil.rmtree(workdir, ignore_errors=True)
     finally:  # this process lived to see the attempt end: it was no crash of the worker

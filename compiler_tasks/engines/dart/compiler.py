@@ -211,6 +211,19 @@ class CompilerProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def cpu_ticks(self) -> int | None:
+        """CPU clock ticks the compiler used so far (all its threads); None if unknown.
+
+        Progress, for telling a busy compiler from a hung one: a VM busy on a huge
+        stylesheet can miss a probe while it burns CPU; a stopped or stuck one does not.
+        """
+        try:
+            with open(f"/proc/{self.proc.pid}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            return None
+
     def queue(self, packet: bytes) -> None:
         """Queue bytes for the compiler; :meth:`flush` writes what the pipe takes."""
         self.outbox += packet

@@ -9,10 +9,12 @@ importer: it reads no file by itself.
 
 Failures, as for libsass: the deadline kills the compiler (CompileTimeout, ``compile
 exceeded N s``); ``tick()`` returning False kills it (EngineAborted). A compiler that
-crashes, closes its output, breaks the protocol, or stops answering the liveness probe
-is killed, restarted and the compile retried once; a second failure is an EngineCrash
+crashes, closes its output, breaks the protocol, or leaves the liveness probe unanswered
+while making no progress (no CPU used meanwhile: a busy compiler may miss a probe) is
+killed, restarted and the compile retried once; a second failure is an EngineCrash
 (exit 3, never cached). Running out of memory (RLIMIT_AS, see
-:mod:`compiler_tasks.engines.dart.launch`) is an EngineCrash at once: a retry would run out too.
+:mod:`compiler_tasks.engines.dart.launch`) is a LimitExceeded at once (exit 1, never
+cached): a retry would run out too.
 The compiler is replaced after ``SCSSQ_DART_MAX_COMPILES`` compiles, or when it idles
 above half of ``SCSSQ_ENGINE_MEMORY_MB``.
 
@@ -41,7 +43,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from ...errors import CompileError, CompileTimeout, EngineCrash
+from ...errors import CompileError, CompileTimeout, EngineCrash, LimitExceeded
 from ...settings import Settings
 from ..base import EngineOutput, EngineRequest, check_request, write_trace
 from ..resolver import bound_text
@@ -162,6 +164,8 @@ class DartSassEngine:
                         f"{req.entry}: Stack Overflow: the compile recursed too deep "
                         "(a @function or @mixin that calls itself without end?)"
                     ) from None
+                if failure.limit:
+                    raise LimitExceeded(f"{req.entry}: Dart Sass compiler {failure}") from None
                 log.warning("Dart Sass compiler %s (%s, try %d)", failure, req.entry, attempt)
                 if attempt == 2 or not failure.retry:
                     retried = "; it was restarted and the compile retried once" * (attempt == 2)
@@ -319,7 +323,7 @@ class DartSassEngine:
         maximum = self.settings.max_output_bytes
         for blob, what in zip(blobs, ("output", "source map output"), strict=False):
             if len(blob) > maximum:
-                raise CompileError(
+                raise LimitExceeded(
                     f"{req.entry}: {what} exceeds {maximum} bytes (the limit is "
                     "SCSSQ_MAX_OUTPUT_BYTES)"
                 )

@@ -42,10 +42,13 @@ class CompilerFailed(Exception):
     host reports it as a compile error, neither retried nor counted as a crash.
     """
 
-    def __init__(self, what: str, retry: bool = True, sources_fault: bool = False) -> None:
+    def __init__(
+        self, what: str, retry: bool = True, sources_fault: bool = False, limit: bool = False
+    ) -> None:
         super().__init__(what)
         self.retry = retry
         self.sources_fault = sources_fault
+        self.limit = limit  # a fleet limit was hit (memory): reported at once, never cached
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,9 @@ class Timing:
 
 def _out_of_memory(memory_mb: int) -> CompilerFailed:
     return CompilerFailed(
-        f"ran out of memory (the limit is SCSSQ_ENGINE_MEMORY_MB={memory_mb})", retry=False
+        f"ran out of memory (the limit is SCSSQ_ENGINE_MEMORY_MB={memory_mb})",
+        retry=False,
+        limit=True,
     )
 
 
@@ -119,6 +124,7 @@ class Loop:
         self.next_ping = now + timing.ping_interval
         self.ping_due: float | None = None
         self.ping_id = 0
+        self.ping_cpu: int | None = None  # the compiler's CPU ticks when the probe went
         self.start_limit: float | None = None  # set while waiting for a new compiler
 
     def packets(self) -> list[Any]:
@@ -163,14 +169,25 @@ class Loop:
             return
         if self.ping_due is not None:
             if now >= self.ping_due:
-                raise CompilerFailed(
-                    "stopped answering (no reply to a liveness probe within "
-                    f"{self.timing.ping_timeout:g} s)"
-                )
+                self._judge_silence(now)
         elif now >= self.next_ping:
             self.ping_id += 1
             self.proc.queue(encode_packet(0, version_request(self.ping_id)))
             self.ping_due = now + self.timing.ping_timeout
+            self.ping_cpu = self.proc.cpu_ticks()
+
+    def _judge_silence(self, now: float) -> None:
+        """A probe went unanswered: hung only if the compiler made no progress (used no
+        CPU) meanwhile; a busy one gets another probe period (the deadline still holds)."""
+        cpu = self.proc.cpu_ticks()
+        if cpu is not None and self.ping_cpu is not None and cpu > self.ping_cpu:
+            self.ping_cpu = cpu
+            self.ping_due = now + self.timing.ping_timeout
+            return
+        raise CompilerFailed(
+            "stopped answering and made no progress (no reply to a liveness probe and no "
+            f"CPU used within {self.timing.ping_timeout:g} s)"
+        )
 
     def _until(self) -> float:
         bounds = [self.deadline]

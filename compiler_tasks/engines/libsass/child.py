@@ -5,7 +5,9 @@ timeout. Protocol (both ways): a 4-byte big-endian length, then that many bytes 
 A response header may list ``blobs`` lengths; that many raw bytes follow it in order
 (CSS, then the source map). Statuses: ``ok``, ``error`` (compile error, message ready to
 show), ``invalid`` (bad request), ``oom`` (memory limit hit; the process then exits) and
-``crash`` (a bug here; details on the original stderr only).
+``crash`` (a bug here; details on the original stderr only); ``limit`` (an output over
+the size limit) and ``unreadable`` (a bundle file the worker's disk failed to give):
+outcomes of this worker, never cached.
 
 Limits, set here after the imports: RLIMIT_AS (engine memory), RLIMIT_FSIZE (only the
 per-compile stderr capture file is written), RLIMIT_CORE 0, and before each compile a
@@ -56,6 +58,8 @@ class ImportGuard:
         self.statements: dict[str, list[tuple[list[str], bool]]] = {}
         self.refusal: tuple[str, str, int, int] | None = None  # (message, file, line, col)
         self.out_of_memory = False
+        #: A bundle file the worker could not read (its disk, not the sources): not cached.
+        self.unreadable: str | None = None
         self.listings = resolver.Listings()
 
     def read(self, path: str) -> bytes:
@@ -85,13 +89,21 @@ class ImportGuard:
         except MemoryError:
             self.out_of_memory = True
             raise _Refusal("out of memory") from None
+        except OSError as e:
+            if isinstance(e, FileNotFoundError | IsADirectoryError | NotADirectoryError):
+                return self._import_failed(target, prev, e)
+            self.unreadable = f"{resolver.relative(prev, self.root)}: {e.strerror or e}"
+            raise _Refusal("unreadable") from None
         except resolver.ImportRefused as e:
             self.refusal = (e.message, resolver.relative(prev, self.root), 0, 0)
             raise _Refusal(e.message) from None
         except Exception as e:  # never a TypeError: the binding would retry with one arg
-            where = resolver.relative(prev, self.root)
-            self.refusal = (f'import "{target}" failed ({type(e).__name__})', where, 0, 0)
-            raise _Refusal("import failed") from None
+            return self._import_failed(target, prev, e)
+
+    def _import_failed(self, target: str, prev: str, e: Exception) -> Any:
+        where = resolver.relative(prev, self.root)
+        self.refusal = (f'import "{target}" failed ({type(e).__name__})', where, 0, 0)
+        raise _Refusal("import failed") from None
 
     def _statements(self, path: str) -> list[tuple[list[str], bool]]:
         """The @import statements of the bundle file ``path`` (none if not read here)."""
@@ -166,8 +178,10 @@ def compile_request(
         result = sass.compile(**kwargs)
     except (_Refusal, sass.CompileError) as e:
         return _failed(str(e), guard, root, entry, max_message), []
-    except OSError:
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return {"status": "error", "message": f"{entry}: cannot read the entry"}, []
+    except OSError as e:  # the worker's disk, not the sources: never a cached result
+        return {"status": "unreadable", "message": f"{entry}: {e.strerror or 'read failed'}"}, []
     finally:
         os.chdir("/")
     return _output(result, entry, roots, max_output)
@@ -176,9 +190,12 @@ def compile_request(
 def _failed(
     text: str, guard: ImportGuard, root: str, entry: str, max_message: int
 ) -> dict[str, Any]:
-    """The response to a failed compile: out of memory, or the error message for users."""
+    """The response to a failed compile: out of memory, an unreadable bundle file, or the
+    error message for users."""
     if guard.out_of_memory or "Unable to allocate memory" in text:
         return {"status": "oom"}
+    if guard.unreadable is not None:
+        return {"status": "unreadable", "message": guard.unreadable}
     if guard.refusal is not None:
         message, where, line, col = guard.refusal
         if not line:  # refused import: libsass knows where the @import statement is
@@ -205,7 +222,7 @@ def _output(
             message = (
                 f"{entry}: {what} exceeds {max_output} bytes (the limit is SCSSQ_MAX_OUTPUT_BYTES)"
             )
-            return {"status": "error", "message": message}, []
+            return {"status": "limit", "message": message}, []
         if any(r.encode("utf-8") in blob for r in roots):
             return {"status": "error", "message": f"{entry}: {what} names a worker path"}, []
     return {"status": "ok", "blobs": [len(b) for b in blobs]}, blobs

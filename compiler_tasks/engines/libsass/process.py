@@ -38,7 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from ...errors import CompileError, CompileTimeout, EngineCrash, InvalidInput
+from ...errors import CompileError, CompileTimeout, EngineCrash, InvalidInput, LimitExceeded
 from ...settings import ENGINES, Settings
 from .. import resolver
 from ..base import (
@@ -316,18 +316,23 @@ class EngineProcess:
         log.warning("engine process sent a malformed response; stderr: %s", child.stderr_tail())
         return EngineCrash(f"engine process sent a malformed response while compiling {entry}")
 
-    def _crash(self, child: _Child, entry: str) -> EngineCrash:
+    def _crash(self, child: _Child, entry: str) -> EngineCrash | LimitExceeded:
         code = child.reap(2.0)
         if code is None:
             child.kill()
         tail = child.stderr_tail()
         log.warning("engine process %s; stderr: %s", _death(code), tail)
         if any(sign in tail for sign in ("MemoryError", "bad_alloc", "out of memory")):
-            return EngineCrash(
-                f"engine ran out of memory while compiling {entry} (the limit is "
-                f"SCSSQ_ENGINE_MEMORY_MB={self.settings.engine_memory_mb})"
-            )
+            return self._out_of_memory(entry)
         return EngineCrash(f"engine process {_death(code)} while compiling {entry}")
+
+    def _out_of_memory(self, entry: str) -> LimitExceeded:
+        """A memory limit hit: the sources' outcome on this fleet, not a crash to retry."""
+        return LimitExceeded(
+            f"{entry}: the compile ran out of memory (the limit is "
+            f"SCSSQ_ENGINE_MEMORY_MB={self.settings.engine_memory_mb}; raise it to compile "
+            "these sources)"
+        )
 
     def _output(
         self, header: dict[str, Any], blobs: list[bytes], req: EngineRequest, root: str
@@ -347,10 +352,11 @@ class EngineProcess:
             raise CompileError(message)
         if status == "invalid":
             raise InvalidInput(message)
+        if status == "limit":
+            raise LimitExceeded(message)
         self._discard()
         if status == "oom":
-            raise EngineCrash(
-                f"engine ran out of memory while compiling {req.entry} (the limit is "
-                f"SCSSQ_ENGINE_MEMORY_MB={self.settings.engine_memory_mb})"
-            )
+            raise self._out_of_memory(req.entry)
+        if status == "unreadable":
+            raise EngineCrash(f"the worker could not read a bundle file ({message})")
         raise EngineCrash(f"engine process failed while compiling {req.entry} ({message})")
