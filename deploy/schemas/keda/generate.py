@@ -1,6 +1,6 @@
 """Regenerate the vendored KEDA JSON schemas next to this file.
 
-tests/test_deploy.py validates deploy/k8s/keda.yaml against these schemas offline.
+tests/deploy/test_kubernetes.py validates deploy/k8s/keda.yaml against these schemas offline.
 They come from cloudcoil-models-keda (PyPI): pydantic models that cloudcoil's
 codegen generates from KEDA's CustomResourceDefinitions (their OpenAPI v3 schemas).
 This script turns the models back into JSON Schema and, like ``kubernetes-validate
