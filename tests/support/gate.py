@@ -7,9 +7,6 @@ the worker has done everything before the command, nothing after it.
 
 from __future__ import annotations
 
-import contextlib
-import select
-import socket
 import threading
 
 from .proxy import TcpProxy
@@ -29,7 +26,7 @@ class GateProxy(TcpProxy):
     def open(self) -> None:
         self._opened.set()
 
-    def _hold(self, data: bytes) -> None:
+    def _client_data(self, data: bytes) -> None:
         with self._lock:
             hit = self._armed and self.pattern in data
             if hit:
@@ -37,24 +34,3 @@ class GateProxy(TcpProxy):
         if hit:
             self.held.set()
             self._opened.wait(120)
-
-    def _pump(self, a: socket.socket, b: socket.socket) -> None:
-        peers = {a: b, b: a}
-        try:
-            while True:
-                readable, _, _ = select.select([a, b], [], [], 1.0)
-                for sock in readable:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    if sock is a:  # from the client: its commands
-                        self._hold(data)
-                    peers[sock].sendall(data)
-        except (OSError, ValueError):
-            return
-        finally:
-            for sock in (a, b):
-                with contextlib.suppress(OSError):
-                    sock.close()
-            with self._lock:
-                self._conns -= {a, b}

@@ -104,6 +104,8 @@ class TcpProxy:
                     data = sock.recv(65536)
                     if not data:
                         return
+                    if sock is a:
+                        self._client_data(data)
                     if sock not in self._frozen:
                         peers[sock].sendall(data)
         except (OSError, ValueError):
@@ -115,3 +117,6 @@ class TcpProxy:
             with self._lock:
                 self._conns -= {a, b}
                 self._frozen -= {a, b}
+
+    def _client_data(self, data: bytes) -> None:
+        """Called with each chunk a client sends, before it is forwarded (a subclass's hook)."""
