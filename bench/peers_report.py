@@ -1,0 +1,142 @@
+"""The table, the goals and the client's time split of :mod:`bench.peers`."""
+
+from __future__ import annotations
+
+import math
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.common import Report, median, table
+from bench.hit import import_buckets
+from bench.peers_tools import SCSSQ, clean, scssq_job
+
+Samples = dict[str, dict[str, list[dict[str, Any]]]]
+
+
+def _med(samples: Samples, scenario: str, tool: str, key: str) -> float:
+    return median([s[key] for s in samples[scenario][tool]])
+
+
+def _div(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(b) else math.nan
+
+
+def _fmt(value: float, unit: str) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:.0f}" if unit == "n" else f"{value:.2f} {unit}"
+
+
+#: (row label, scenario, sample key, unit)
+ROWS = (
+    ("one job, warm cache hit: wall", "hit", "wall", "s"),
+    ("one job, new commit with unchanged styles: wall", "new_commit", "wall", "s"),
+    ("one job, cold (miss): wall", "cold", "wall", "s"),
+    ("one job, warm cache hit: CPU of all processes", "hit", "cpu", "CPU-s"),
+    ("one job, cold (miss): CPU of all processes", "cold", "cpu", "CPU-s"),
+    ("10 cold jobs together: sass compiles", "herd", "compiles", "n"),
+    ("10 cold jobs together: total CPU, all processes", "herd", "cpu", "CPU-s"),
+    ("10 cold jobs together: CPU of the job processes alone", "herd", "client_cpu", "CPU-s"),
+    ("10 cold jobs together: wall to the last job", "herd", "wall", "s"),
+    ("20 concurrent hits: wall", "hits20", "wall", "s"),
+    ("small app (3 partials), 10 cold jobs: total CPU", "small_herd", "cpu", "CPU-s"),
+)
+
+
+def results_table(samples: Samples) -> str:
+    rows = []
+    for label, scenario, key, unit in ROWS:
+        s, t, n = (_med(samples, scenario, tool, key) for tool in ("scssq", "turbo", "native"))
+        ratios = ("-", "-") if unit == "n" else (f"{_div(s, t):.2f}", f"{_div(s, n):.2f}")
+        rows.append((label, _fmt(s, unit), _fmt(t, unit), _fmt(n, unit), *ratios))
+    worker = _med(samples, "cold", "scssq", "worker_cpu")
+    native = _med(samples, "cold", "native", "client_cpu")
+    rows.append(
+        (
+            "worker side of one miss: CPU (native: the compile itself)",
+            _fmt(worker, "CPU-s"),
+            "-",
+            _fmt(native, "CPU-s"),
+            "-",
+            f"{_div(worker, native):.2f}",
+        )
+    )
+    header = ["scenario (medians)", "scssq", "Turborepo", "native `sass`", "÷ Turbo", "÷ native"]
+    return table(header, rows)
+
+
+def goals(report: Report, samples: Samples) -> None:
+    def ratio(scenario: str, key: str, peer: str, peer_key: str | None = None) -> float:
+        mine = _med(samples, scenario, "scssq", key)
+        return _div(mine, _med(samples, scenario, peer, peer_key or key))
+
+    report.goal("warm hit wall ÷ Turborepo's", ratio("hit", "wall", "turbo"), 1.0)
+    report.goal("cold single job wall ÷ native CLI's", ratio("cold", "wall", "native"), 1.2)
+    report.goal("herd of 10 cold: total CPU ÷ native CLI's", ratio("herd", "cpu", "native"), 0.4)
+    report.goal("herd of 10 cold: wall ÷ native CLI's", ratio("herd", "wall", "native"), 1.0)
+    report.goal("20 concurrent hits wall ÷ Turborepo's", ratio("hits20", "wall", "turbo"), 0.5)
+    report.goal("small-app herd total CPU ÷ Turborepo's", ratio("small_herd", "cpu", "turbo"), 0.5)
+    report.goal(
+        "worker CPU of one miss ÷ native CLI's compile",
+        ratio("cold", "worker_cpu", "native", "client_cpu"),
+        1.2,
+    )
+
+
+def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
+    started = time.perf_counter()
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    took = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[:4]} failed: {proc.stdout}{proc.stderr[-3000:]}")
+    return took, proc.stderr
+
+
+def client_split(
+    checkout: Path, env: dict[str, str], commit: str, miss: Callable[[], Path]
+) -> dict[str, Any]:
+    """Where a ``scssq submit`` process's wall time goes, on a hit and on a miss."""
+    python = [sys.executable]
+    start = min(_run([*python, "-c", "pass"], checkout, env)[0] for _ in range(5))
+    split: dict[str, Any] = {"interpreter_start": start}
+    for kind in ("hit", "miss"):
+        where = checkout if kind == "hit" else miss()
+        clean(where)
+        job = scssq_job(where, commit if kind == "hit" else secrets.token_hex(20), env)
+        argv = [*python, "-X", "importtime", SCSSQ, *job.argv[1:]]
+        wall, stderr = _run(argv, job.cwd, job.env)
+        split[kind] = {"wall_with_importtime": wall, "imports": import_buckets(stderr)}
+        clean(where)
+        split[kind]["wall"] = _run(job.argv, job.cwd, job.env)[0] if kind == "hit" else wall
+    return split
+
+
+def split_line(split: dict[str, Any]) -> str:
+    parts = []
+    for kind in ("hit", "miss"):
+        s = split[kind]
+        groups = dict(s["imports"])
+        total = groups.pop("all imports", 0.0)
+        rest = s["wall_with_importtime"] - split["interpreter_start"] - total
+        top = sorted(groups.items(), key=lambda kv: -kv[1])
+        named = ", ".join(f"{k} {v * 1000:.0f}" for k, v in top if v >= 0.001)
+        parts.append(
+            f"**{kind}** {s['wall_with_importtime'] * 1000:.0f} ms = `python -c pass` "
+            f"{split['interpreter_start'] * 1000:.0f} + imports {total * 1000:.0f} ({named}) "
+            f"+ the rest {rest * 1000:.0f}"
+        )
+    return "; ".join(parts) + " (ms, one process each under `-X importtime`)."
+
+
+def render(report: Report, samples: Samples) -> str:
+    goals(report, samples)
+    text = results_table(samples)
+    if "client" in report.data:
+        text += "\n\nWhere a `scssq submit` process's time goes: "
+        text += split_line(report.data["client"])
+    return text
