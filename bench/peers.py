@@ -200,7 +200,7 @@ def main() -> int:
             report.data["samples"] = samples
             report.data["client"] = peers_report.client_split(
                 rig.checkouts("split", 1, 1)[0],
-                fleet.env,
+                fleet,
                 rig.hit_commit,
                 lambda: rig.checkouts("split-miss", rig.next_variant(), 1)[0],
             )

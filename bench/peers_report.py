@@ -12,9 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Report, median, table
+from bench.fleet import BenchFleet
 from bench.hit import import_buckets
+from bench.miss import task_lines
 from bench.peers_tools import SCSSQ, clean, scssq_job
 
+#: The import bucket that ``python -c pass`` pays too.
+STARTUP = "interpreter start-up (site, encodings, …)"
 Samples = dict[str, dict[str, list[dict[str, Any]]]]
 
 
@@ -98,38 +102,49 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
 
 
 def client_split(
-    checkout: Path, env: dict[str, str], commit: str, miss: Callable[[], Path]
+    checkout: Path, fleet: BenchFleet, commit: str, miss: Callable[[], Path]
 ) -> dict[str, Any]:
-    """Where a ``scssq submit`` process's wall time goes, on a hit and on a miss."""
+    """Where a ``scssq submit`` process's wall time goes, on a hit and on a miss (and, for
+    the miss, the worker's task line: the whole task and its compile)."""
     python = [sys.executable]
-    start = min(_run([*python, "-c", "pass"], checkout, env)[0] for _ in range(5))
+    start = min(_run([*python, "-c", "pass"], checkout, fleet.env)[0] for _ in range(5))
     split: dict[str, Any] = {"interpreter_start": start}
     for kind in ("hit", "miss"):
         where = checkout if kind == "hit" else miss()
         clean(where)
-        job = scssq_job(where, commit if kind == "hit" else secrets.token_hex(20), env)
-        argv = [*python, "-X", "importtime", SCSSQ, *job.argv[1:]]
-        wall, stderr = _run(argv, job.cwd, job.env)
-        split[kind] = {"wall_with_importtime": wall, "imports": import_buckets(stderr)}
-        clean(where)
-        split[kind]["wall"] = _run(job.argv, job.cwd, job.env)[0] if kind == "hit" else wall
+        job = scssq_job(where, commit if kind == "hit" else secrets.token_hex(20), fleet.env)
+        tasks = task_lines(fleet)
+        wall, stderr = _run([*python, "-X", "importtime", SCSSQ, *job.argv[1:]], job.cwd, job.env)
+        split[kind] = {"wall": wall, "imports": import_buckets(stderr)}
+        fleet.wait_idle(settle=0.3)
+        new = [rec for key, rec in task_lines(fleet).items() if key not in tasks]
+        if new:
+            split[kind]["task_s"] = new[0].get("total_s")
+            split[kind]["compile_s"] = new[0].get("compile_s")
     return split
 
 
 def split_line(split: dict[str, Any]) -> str:
     parts = []
+    start = split["interpreter_start"]
     for kind in ("hit", "miss"):
         s = split[kind]
         groups = dict(s["imports"])
         total = groups.pop("all imports", 0.0)
-        rest = s["wall_with_importtime"] - split["interpreter_start"] - total
+        total -= groups.pop(STARTUP, 0.0)  # in `python -c pass` already
+        rest = s["wall"] - start - total
         top = sorted(groups.items(), key=lambda kv: -kv[1])
         named = ", ".join(f"{k} {v * 1000:.0f}" for k, v in top if v >= 0.001)
-        parts.append(
-            f"**{kind}** {s['wall_with_importtime'] * 1000:.0f} ms = `python -c pass` "
-            f"{split['interpreter_start'] * 1000:.0f} + imports {total * 1000:.0f} ({named}) "
-            f"+ the rest {rest * 1000:.0f}"
+        text = (
+            f"**{kind}** {s['wall'] * 1000:.0f} ms = `python -c pass` {start * 1000:.0f}"
+            f" + imports {total * 1000:.0f} ({named}) + the rest {rest * 1000:.0f}"
         )
+        if s.get("task_s") is not None:
+            text += (
+                f", of which the worker's task {s['task_s'] * 1000:.0f}"
+                f" (its compile {(s.get('compile_s') or 0) * 1000:.0f})"
+            )
+        parts.append(text)
     return "; ".join(parts) + " (ms, one process each under `-X importtime`)."
 
 
