@@ -303,6 +303,17 @@ def _flush(pool: Any, prefix: str, counts: _Counts) -> None:
         pass  # best effort: the counts are lost
 
 
+#: Why nothing can be enqueued on a Redis where no worker ever ran (a worker publishes
+#: its engine versions on start and they stay after it stops), and the fix.
+NEVER_REGISTERED = (
+    "no worker of prefix {0!r} has ever registered engine {1!r} at {2}, so no compile key "
+    "can be computed and nothing is enqueued (a new Redis, or one that lost its data; a "
+    "fleet scaled to zero cannot be woken before a worker has run once): start the fleet, "
+    "one worker once is enough (celery -A compiler_tasks.app worker, or kubectl -n scssq "
+    "scale deployment/scssq-worker --replicas=1), and retry"
+)
+
+
 class Lookups:
     """The lookup state of one client: versions seen, counts to send, digests sent ahead."""
 
@@ -326,11 +337,8 @@ class Lookups:
         """The engine version in a reply (``HGET`` of the engines); NoWorkers if none."""
         self.reached = self.counts.healthy = True
         if raw is None:
-            raise NoWorkers(
-                f"no worker of prefix {self.settings.prefix!r} has registered engine {engine!r} "
-                f"at {redact_url(self.settings.redis_url)}; start the fleet "
-                "(celery -A compiler_tasks.app worker) and retry"
-            )
+            url = redact_url(self.settings.redis_url)
+            raise NoWorkers(NEVER_REGISTERED.format(self.settings.prefix, engine, url))
         version = raw.decode()
         self.versions[engine] = version
         return version

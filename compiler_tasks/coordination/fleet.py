@@ -4,6 +4,18 @@ which store they write to.
 Workers write it (see ``worker.bootsteps.FleetHeartbeat``); clients read it to compute
 compile keys and to tell a user when no worker is alive. Redis only: cheap to
 import on the client's hit path.
+
+Two kinds of record, kept apart on purpose:
+
+* ``<prefix>:workers`` and ``<prefix>:stores`` say who is alive NOW: scored by the last
+  heartbeat, read through the alive window, a stopping worker leaves. ``scssq health``
+  and the client's "no worker alive" line read these.
+* ``<prefix>:engines`` is the LAST-KNOWN engine version of each engine: written by every
+  heartbeat, with no expiry, and never removed when a worker stops. Clients compute
+  compile keys from it, so a submit can enqueue while no worker runs and the queue it
+  grows wakes a pool scaled to zero (KEDA, deploy/k8s-scale-to-zero). Only a Redis where
+  no worker ever ran (or that lost its data) lacks it: the client then exits 3 and says
+  to start one worker once (:data:`cli.lookup.NEVER_REGISTERED`).
 """
 
 from __future__ import annotations
