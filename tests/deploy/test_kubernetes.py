@@ -21,9 +21,9 @@ from tests.support.deploy import (
     FLOWER_USER,
     K8S,
     K8S_VERSIONS,
-    KEDA_MANIFEST,
     KEDA_REDIS_KEYS,
     KEDA_USER,
+    SCALE_TO_ZERO,
     SECRET_TEMPLATE,
     acl_users,
     compose_config,
@@ -33,6 +33,7 @@ from tests.support.deploy import (
     container_env,
     env_example,
     k8s_objects,
+    keda_objects,
     keda_schema,
     load_all,
     load_yaml,
@@ -65,10 +66,12 @@ def test_kubernetes_validate_has_teeth(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "terminationGracePeriod" in proc.stdout + proc.stderr
 
 
-def test_keda_objects_match_the_keda_crd_schemas(tmp_path: Path) -> None:
+@pytest.mark.parametrize("root", [K8S, SCALE_TO_ZERO], ids=["k8s", "k8s-scale-to-zero"])
+def test_keda_objects_match_the_keda_crd_schemas(root: Path, tmp_path: Path) -> None:
     """Against JSON schemas derived from KEDA's CRDs (deploy/schemas/keda/generate.py),
-    strict: a misspelt field fails like a wrong type or a missing required one."""
-    docs = load_all(K8S / KEDA_MANIFEST)
+    strict: a misspelt field fails like a wrong type or a missing required one. The
+    scale-to-zero overlay's objects too, as its patches leave them."""
+    docs = keda_objects(root)
     assert {d["kind"] for d in docs} == {"ScaledObject", "TriggerAuthentication"}
     bad = json.loads(json.dumps(docs))
     for doc in bad:
@@ -133,9 +136,9 @@ def test_keda_numbers_respect_busy_pools_and_the_longest_task() -> None:
     objects = k8s_objects()
     scaled = objects[("ScaledObject", "scssq-worker")]["spec"]
     longest = longest_task(container_env(container(objects, "scssq-worker")))
-    # KEDA's list length ignores reserved/running tasks and workers publish the engine
-    # versions clients need: never scale to zero.
-    assert scaled["minReplicaCount"] >= 1
+    # The default keeps 2 pods (a drain or rollout always leaves one); zero is the
+    # overlay's (tests/deploy/test_scale_to_zero.py).
+    assert scaled["minReplicaCount"] >= 2
     assert scaled["maxReplicaCount"] > scaled["minReplicaCount"]
     assert scaled["cooldownPeriod"] > longest
     down = scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]

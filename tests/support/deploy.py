@@ -43,6 +43,8 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DOCKERFILE_DEV = ROOT / "deploy" / "Dockerfile.dev"
 K8S = ROOT / "deploy" / "k8s"
+#: The kustomize overlay of K8S whose worker pool scales to zero.
+SCALE_TO_ZERO = ROOT / "deploy" / "k8s-scale-to-zero"
 #: Manifests of built-in kinds (kubernetes-validate has their schemas).
 CORE_MANIFESTS = ["namespace.yaml", "configmap.yaml", "redis.yaml", "worker.yaml", "flower.yaml"]
 SECRET_TEMPLATE = "secret.example.yaml"
@@ -240,6 +242,36 @@ def acl_users() -> dict[str, list[str]]:
 
 def keda_schema(kind: str) -> Path:
     return KEDA_SCHEMAS / f"{kind.lower()}-keda.sh-v1alpha1.json"
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: how kustomize applies a patch to a kind it has no
+    schema for (KEDA's), lists replaced whole."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
+
+
+def keda_objects(root: Path = K8S) -> list[dict[str, Any]]:
+    """The KEDA objects ``kubectl apply -k root`` applies: keda.yaml's for K8S, and for
+    an overlay of it its base's with the overlay's patches merged in (offline)."""
+    if root.resolve() == K8S.resolve():
+        return load_all(K8S / KEDA_MANIFEST)
+    kustomization = load_yaml(root / "kustomization.yaml")
+    (base,) = kustomization["resources"]
+    docs = keda_objects(root / base)
+    for entry in kustomization.get("patches", []):
+        for change in load_all(root / entry["path"]):
+            name = (change["kind"], change["metadata"]["name"])
+            (index,) = [i for i, d in enumerate(docs) if (d["kind"], d["metadata"]["name"]) == name]
+            docs[index] = merge_patch(docs[index], change)
+    return docs
 
 
 def configmap() -> dict[str, str]:
