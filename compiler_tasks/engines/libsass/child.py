@@ -261,11 +261,26 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _set_limits(memory_mb: int, fsize: int) -> None:
+    _touch_exception_state()
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an over-long write fails, it does not kill
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
     limit = memory_mb * MIB
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _touch_exception_state() -> None:
+    """Have libsass throw and catch one C++ exception before the memory limit is set.
+
+    libstdc++ keeps each thread's exception state in thread-local storage that glibc
+    allocates on first use. Left to the first ``std::bad_alloc`` under RLIMIT_AS, that
+    allocation fails too, and glibc ends the process with status 127 ("cannot allocate
+    memory for thread-local data") instead of the memory-limit report.
+    """
+    try:
+        sass.compile(string="a {")
+    except sass.CompileError:
+        pass
 
 
 def _cpu_backstop(seconds: float) -> None:
