@@ -37,7 +37,6 @@ import redis
 
 from bench import bundles
 from cli import client as client_api
-from compiler_tasks.coordination import events
 from compiler_tasks.settings import Settings
 from compiler_tasks.store import open_store
 
@@ -77,25 +76,24 @@ _gate: Gate
 
 
 def _instrument() -> None:
-    """Stamp ``Waiter.wait`` (start, wake-up) and count compile tasks sent, per thread."""
-    original_wait = events.Waiter.wait
+    """Stamp the client's wait (start, wake-up) and count compile tasks sent, per thread."""
+    original_wait = client_api._Wait.run
 
-    def wait(self: events.Waiter, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def wait(self: client_api._Wait, *args: Any, **kwargs: Any) -> dict[str, Any]:
         _stamps.wait = time.time()
         result = original_wait(self, *args, **kwargs)
         _stamps.wake = time.time()
         _gate.arrive()
         return result
 
-    events.Waiter.wait = wait  # type: ignore[method-assign]
-    original_send = getattr(client_api, "_send", None)
-    if original_send is not None:
+    client_api._Wait.run = wait  # type: ignore[method-assign]
+    original_send = client_api._Submit.send
 
-        def send(*args: Any, **kwargs: Any) -> None:
-            _stamps.sends = getattr(_stamps, "sends", 0) + 1
-            original_send(*args, **kwargs)
+    def send(self: client_api._Submit) -> None:
+        _stamps.sends = getattr(_stamps, "sends", 0) + 1
+        original_send(self)
 
-        client_api._send = send
+    client_api._Submit.send = send  # type: ignore[method-assign]
 
 
 def _sleep_until(at: float) -> None:

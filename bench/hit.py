@@ -14,9 +14,9 @@
   one Redis ``GET`` of the result plus one read of the artifact from the store (warm
   connection, warm store object). The warm ``Client`` has collected the bundle before and
   nothing in it changed since, so on a local filesystem it ``stat``s each folder and file
-  instead of listing, reading and hashing them (``compiler_tasks/bundle/sources.py``), while its
-  lookup (engine version, result, commit mapping: one round trip) is already on its way
-  (``cli/lookup.py``). It still computes nothing from stale bytes: it reads the artifact,
+  instead of listing, reading and hashing them (``compiler_tasks/bundle/sources.py``); its
+  lookup is two round trips on a connection it keeps (``cli/client.py``). It still
+  computes nothing from stale bytes: it reads the artifact,
   checks it (once per artifact signature for the local store) and compares it with the
   file under ``--out``, none of which the floor does.
 
@@ -194,13 +194,16 @@ def _css_path(fleet: BenchFleet, src: Path) -> str:
     client = fleet.client()
     try:
         version = client.engine_version("libsass")
-        raw = client.redis.get(
-            RedisKeys(settings.prefix).result(
-                compile_key(
-                    collect(src, exclude=[], max_bytes=1 << 26, max_files=20000).digest,
-                    bundles.config(src, src).options,
-                    version,
-                )
+        (raw,) = client.redis.call(
+            (
+                "GET",
+                RedisKeys(settings.prefix).result(
+                    compile_key(
+                        collect(src, exclude=[], max_bytes=1 << 26, max_files=20000).digest,
+                        bundles.config(src, src).options,
+                        version,
+                    )
+                ),
             )
         )
     finally:

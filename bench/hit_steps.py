@@ -23,12 +23,11 @@ from typing import Any
 from bench import bundles
 from bench.fleet import BenchFleet, redis_server
 from cli import client as client_api
-from cli import lookup, outputs
+from cli import outputs, transport
 
 STEPS = (
     (client_api, "collect_bundle", "reading the sources"),
-    (lookup.Lookups, "ahead", "sending the lookup"),
-    (lookup.Pending, "found_for", "reading its replies"),
+    (transport.Link, "call", "a round trip to Redis (two per hit, plus the count)"),
     (outputs, "get_verified", "reading and checking the artifact"),
     (outputs, "write_output", "comparing it with the file under `--out`, touching it"),
 )

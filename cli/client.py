@@ -1,132 +1,175 @@
-"""The in-process client API: submit a bundle and wait, status, fetch, health.
+"""A submit, start to end: the one path of ``scssq submit`` and of :class:`Client`.
 
-A plain cache hit costs one round trip and imports neither Celery nor boto3: one
-pipeline (:mod:`cli.lookup`) reads the engine version, the result of the key
-computed from the version this client saw last, and the commit mapping; then it
-copies the artifacts. Otherwise it subscribes, reads the result again, and only a
-miss imports Celery to enqueue (and a hit of a commit not yet mapped, to ask a
-worker to map it). A :class:`Client` is used by one thread at a time. ``scssq submit`` tries the
-same hit without redis-py first (:mod:`cli.fastpath`).
+1. Two round trips on the client's connection (:mod:`cli.transport`): ``HGET`` of the
+   engine version the fleet published, then ``GET`` of the result of the compile key
+   it gives and ``HGET`` of the commit's mapping.
+2. :func:`decide` says what a stored result means. A hit is delivered (the CSS copied
+   and checked), counted, and, when the commit is not mapped to these sources yet, a
+   ``scssq.record`` task asks a worker to map it, in the same write as the count.
+3. A miss (or a hit whose artifacts are gone: then the task repairs them) subscribes
+   to the key's done channel, reads the result again once the subscription is
+   confirmed (so a completion in between is never missed), and enqueues the compile
+   unless another request holds the key's lock; then it blocks on the subscription.
+   While it waits it sends nothing but one re-check of the result, the lock and the
+   workers each time a wait capped by the lock's TTL runs out, and it enqueues once
+   more when the lock vanished with no result (the holder died).
 
-The client never writes scssq's keys: workers write locks, results and the
-commit mapping (see :mod:`compiler_tasks.coordination.commits`), so a CI credential can be
-limited to reading them, subscribing and enqueueing (``deploy/redis-acl.conf``).
+The client never writes scssq's keys: workers write locks, results and the commit
+mapping (see :mod:`compiler_tasks.coordination.commits`), so a CI credential can be
+limited to reading them, subscribing, counting and enqueueing (``deploy/redis-acl.conf``).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import json
 import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import redis
-
+from compiler_tasks.bundle.collect import collect
 from compiler_tasks.bundle.model import Bundle
 from compiler_tasks.coordination import commits
-from compiler_tasks.coordination.connections import redis_client
-from compiler_tasks.coordination.events import Waiter
-from compiler_tasks.coordination.fleet import alive_workers, check_store
+from compiler_tasks.coordination.fleet import store_mismatch
 from compiler_tasks.errors import (
     ArtifactMissing,
     CompileError,
+    ConfigError,
     FleetTimeout,
+    InvalidInput,
+    NoWorkers,
     RedisUnavailable,
     error_from_kind,
 )
-from compiler_tasks.keys import CompileOptions, RedisKeys
-from compiler_tasks.observability.sentry import span
-from compiler_tasks.settings import Settings, redact_url
+from compiler_tasks.keys import RedisKeys, compile_key
+from compiler_tasks.observability import stats
+from compiler_tasks.observability.sentry import span, trace_headers
+from compiler_tasks.protocol.jobs import Job
+from compiler_tasks.protocol.messages import task_message
+from compiler_tasks.protocol.resp import Refused
+from compiler_tasks.settings import Settings
 from compiler_tasks.store import Store
 from compiler_tasks.store.bundles import upload_bundle
 
 from .config import SubmitConfig
-from .fastpath import RECORD_EXPIRES, collect_bundle, new_job, stored_result
-from .lookup import Lookups, Pending
 from .outputs import Artifacts, EntryOutput, SubmitResult
+from .transport import Broken, Link, Subscription, retrying
 
 Progress = Callable[[str], None]
-#: Seconds a submit keeps trying a Redis it never reached (a wrong URL fails fast).
-CONNECT_GRACE = 10.0
-#: First pause between two attempts after a Redis error, doubling up to 2 s.
-RETRY_PAUSE = 0.2
 #: Prefix of the line printed (TTY or not) when no worker is alive.
 NO_WORKER = "no worker alive"
+#: Seconds a ``scssq.record`` task may wait in the queue: long enough for a busy fleet
+#: to reach it (mapping a commit is cheap and idempotent), short enough not to pile up.
+RECORD_EXPIRES = 600.0
+#: Why nothing can be enqueued on a Redis where no worker ever ran (a worker publishes
+#: its engine versions on start and they stay after it stops), and the fix.
+NEVER_REGISTERED = (
+    "no worker of prefix {0!r} has ever registered engine {1!r} at {2}, so no compile key "
+    "can be computed and nothing is enqueued (a new Redis, or one that lost its data; a "
+    "fleet scaled to zero cannot be woken before a worker has run once): start the fleet, "
+    "one worker once is enough (celery -A compiler_tasks worker, or kubectl -n scssq "
+    "scale deployment/scssq-worker --replicas=1), and retry"
+)
+
+#: What a stored result means for a submit (:func:`decide`).
+MISS = "miss"  # nothing usable stored: compile (or wait for the compile under way)
+DELIVER = "deliver"  # stored, and the commit is mapped to these sources
+RECORD = "deliver and record"  # stored; the commit is not mapped yet: a worker maps it
+CONFLICT = "deliver, warn and record"  # the commit was first mapped to other sources
+
+
+def decide(result: dict[str, Any] | None, first: str | None, digest: str) -> str:
+    """What a stored ``result`` means for a submit of ``digest`` whose commit was first
+    mapped to ``first`` (None: not mapped). The CSS delivered is always the result of
+    the submit's own sources: the mapping only decides what is recorded and said."""
+    if result is None:
+        return MISS
+    if first is None:
+        return RECORD
+    return DELIVER if first == digest else CONFLICT
+
+
+def stored_result(raw: Any) -> dict[str, Any] | None:
+    """The result a worker stored (the raw GET reply): ok or a compile error, else None."""
+    if not isinstance(raw, bytes):
+        return None
+    result = json.loads(raw)
+    if not isinstance(result, dict) or result.get("status") not in ("ok", "error"):
+        return None
+    return result
+
+
+def first_digest(mapping: Any) -> str | None:
+    """The digest the commit was first mapped to, or None when it is not mapped."""
+    first = commits.parse(mapping if isinstance(mapping, bytes) else None)
+    return None if first is None else str(first.get("digest"))
 
 
 class Client:
-    """A connection to one fleet (its Redis, its store) for submits and queries."""
+    """A connection to one fleet (its Redis, its broker, its store); one thread at a time."""
 
     def __init__(self, settings: Settings, name: str | None = None) -> None:
         self.settings = settings
+        self.name = name
         self.keys = RedisKeys(settings.prefix)
-        self.redis = redis_client(settings, name)
+        self.redis = Link(settings, settings.redis_url, name)
+        same = settings.broker_url == settings.redis_url
+        self.broker = self.redis if same else Link(settings, settings.broker_url, name)
         self.artifacts = Artifacts(settings)
-        self.lookups = Lookups(settings, self.redis, self.keys)
 
     @property
     def store(self) -> Store:
         return self.artifacts.store
 
-    @property
-    def reached(self) -> bool:
-        """Whether this client has talked to Redis once (later failures are blips)."""
-        return self.lookups.reached
-
     def close(self) -> None:
-        self.lookups.flush()  # the counts of delivered submits
-        self.lookups.private.reset()
         self.redis.close()
-
-    def engine_version(self, engine: str) -> str:
-        """The exact engine version the fleet published; NoWorkers if none did."""
-        return self.lookups.published(engine, self.redis.hget(self.keys.engines, engine))
-
-    def first_mapping(
-        self, project: str, commit: str, options: CompileOptions
-    ) -> dict[str, Any] | None:
-        """The first mapping of (project, commit, entries+options), or None (read-only)."""
-        return commits.read(self.redis, self.keys, project, commit, options)
-
-    def enqueue(
-        self,
-        job: dict[str, Any],
-        deadline: float,
-        describe: str,
-        task: str = "scssq.compile",
-        expires: float | None = None,
-    ) -> None:
-        """Send ``task`` (the compile); ride out a broker outage until ``deadline``.
-
-        The message expires after ``expires`` seconds, by default at ``deadline``.
-        """
-        from compiler_tasks.app import app
-
-        pause = 0.2
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                app.send_task(
-                    task,
-                    kwargs={"request": job},
-                    queue=self.settings.queue,
-                    expires=max(remaining, 1.0) if expires is None else expires,
-                    kwargsrepr=describe,
-                )
-                return
-            except Exception as e:
-                if remaining <= pause:
-                    raise RedisUnavailable(
-                        f"could not enqueue on {redact_url(self.settings.broker_url)}: {e}"
-                    ) from e
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
+        self.broker.close()
 
     def download(self, result: dict[str, Any], out: Path) -> list[EntryOutput]:
         """Copy a result's outputs under ``out``, verifying each CSS's sha256."""
         return self.artifacts.download(result, out)
+
+    def engine_version(self, engine: str) -> str:
+        """The exact engine version the fleet published; NoWorkers if none ever did."""
+        (raw,) = self.redis.call(("HGET", self.keys.engines, engine))
+        if not isinstance(raw, bytes):
+            shown = self.redis.shown
+            raise NoWorkers(NEVER_REGISTERED.format(self.settings.prefix, engine, shown))
+        return raw.decode()
+
+    def enqueue(self, task: str, job: Job, expires: float) -> None:
+        """Push ``task`` for ``job`` onto the queue (Celery's message protocol 2)."""
+        queue = self.settings.queue
+        message = task_message(
+            task,
+            {"request": job.to_request()},
+            queue,
+            expires_in=expires,
+            kwargsrepr=job.describe(),
+            extra_headers=trace_headers(),
+        )
+        self.broker.call(("LPUSH", queue, message))
+
+
+def collect_bundle(config: SubmitConfig, settings: Settings) -> Bundle:
+    """The submit's bundle, bounded by the settings; every entry must be in it."""
+    bundle = collect(
+        config.src,
+        exclude=[config.out],
+        max_bytes=settings.max_bundle_bytes,
+        max_files=settings.max_bundle_files,
+    )
+    for entry in config.options.entries:
+        if entry not in bundle.files:
+            raise InvalidInput(f"entry {entry!r} is not a stylesheet under {config.src}")
+    return bundle
+
+
+def _quiet(_message: str) -> None:
+    pass
 
 
 def submit(
@@ -138,260 +181,276 @@ def submit(
     wait: bool = True,
     progress: Progress | None = None,
     warn: Progress | None = None,
-    bundle: Bundle | None = None,
-    started: float | None = None,
 ) -> SubmitResult:
     """Submit ``config``'s bundle for ``commit`` and (unless ``wait`` is off) fetch the CSS.
 
-    ``progress`` gets what a terminal shows while waiting; ``warn`` gets what must
-    be said even in CI (no worker alive). ``bundle`` and ``started`` (monotonic)
-    come from :func:`cli.fastpath.submit` when it already collected the bundle.
+    ``progress`` gets what a terminal shows while waiting; ``warn`` gets what must be
+    said even in CI (no worker alive, Redis retried). A broken connection before the
+    wait starts the submit over until the deadline (every step is idempotent).
     """
-    started = time.monotonic() if started is None else started
-    ahead = None
-    try:
-        if bundle is None:
-            # The lookup for the digest this folder had last time runs while the sources
-            # are checked (cli.lookup); it counts only if the digest is still that one.
-            ahead = client.lookups.ahead(config, commit)
-            bundle = collect_bundle(config, client.settings)
-        client.lookups.remember(config, bundle.digest)
-        return _retrying(
-            client, config, bundle, commit, ahead, started, started + timeout, wait, progress, warn
+    started = time.monotonic()
+    bundle = collect_bundle(config, client.settings)
+    run = _Submit(client, config, bundle, commit, started, started + timeout, progress, warn)
+    return retrying(lambda: run.attempt(wait), client.redis, started, run.deadline, run.warn)
+
+
+class _Submit:
+    """One submit's state: what it asks for, its job, and what it says."""
+
+    def __init__(
+        self,
+        client: Client,
+        config: SubmitConfig,
+        bundle: Bundle,
+        commit: str,
+        started: float,
+        deadline: float,
+        progress: Progress | None,
+        warn: Progress | None,
+    ) -> None:
+        self.client, self.config, self.bundle, self.commit = client, config, bundle, commit
+        self.started, self.deadline = started, deadline
+        self.say, self.warn = progress or _quiet, warn or _quiet
+        self.keys = client.keys
+
+    def attempt(self, wait: bool) -> SubmitResult:
+        """Look up, deliver a hit, else compile (or wait for the compile under way)."""
+        client, options, keys = self.client, self.config.options, self.keys
+        version = client.engine_version(options.engine)
+        key = compile_key(self.bundle.digest, options, version)
+        stored, mapping = client.redis.call(
+            ("GET", keys.result(key)),
+            ("HGET", keys.commit(self.config.project, self.commit), options.variant()),
         )
-    finally:
-        if ahead is not None:
-            ahead.close()  # a bad bundle or an interrupt: its replies are not waited for
-
-
-def _retrying(
-    client: Client,
-    config: SubmitConfig,
-    bundle: Bundle,
-    commit: str,
-    ahead: Pending | None,
-    started: float,
-    deadline: float,
-    wait: bool,
-    progress: Progress | None,
-    warn: Progress | None,
-) -> SubmitResult:
-    settings = client.settings
-    pause = RETRY_PAUSE
-    while True:
-        pending, ahead = ahead, None  # a retry sends its own lookup
-        try:
-            return _submit(
-                client,
-                config,
-                bundle,
-                commit,
-                pending,
-                started,
-                deadline,
-                wait,
-                progress,
-                warn or (lambda _msg: None),
-            )
-        except (redis.ConnectionError, redis.TimeoutError) as e:
-            # Redis blipped before the wait began: start over (subscribe, read and
-            # enqueue are idempotent) until the deadline; a Redis never reached at all
-            # gets only CONNECT_GRACE seconds (a wrong URL should not hang a CI job).
-            give_up = deadline if client.reached else min(deadline, started + CONNECT_GRACE)
-            if time.monotonic() + pause >= give_up:
-                raise RedisUnavailable(
-                    f"Redis at {redact_url(settings.redis_url)} unreachable: {e}"
-                ) from e
-            if pause == RETRY_PAUSE:
-                (warn or (lambda _msg: None))(f"Redis unreachable ({e}); retrying")
-            time.sleep(pause)
-            pause = min(pause * 2, 2.0)
-        except redis.RedisError as e:
-            raise RedisUnavailable(
-                f"Redis at {redact_url(settings.redis_url)} failed during the submit: {e}"
-            ) from e
-
-
-def _submit(
-    client: Client,
-    config: SubmitConfig,
-    bundle: Bundle,
-    commit: str,
-    pending: Pending | None,
-    started: float,
-    deadline: float,
-    wait: bool,
-    progress: Progress | None,
-    warn: Progress,
-) -> SubmitResult:
-    say = progress or (lambda _msg: None)
-    options = config.options
-    # One round trip (two the first time) answers a plain hit (result stored, commit
-    # mapped to this digest), the common case, before any subscription (a miss is read
-    # again after it).
-    found = pending.found_for(bundle.digest) if pending is not None else None
-    if found is None:
-        found = client.lookups.lookup(bundle.digest, options, config.project, commit)
-    version, key, raw, mapping = found.version, found.key, found.result, found.mapping
-    res = SubmitResult(config.project, commit, key, bundle.digest, "cached")
-    first = commits.parse(mapping)
-    hit = stored_result(raw) if first is not None and first.get("digest") == bundle.digest else None
-    if hit is not None:
-        try:
-            return _deliver(client, res, hit, config.out, started)
-        except ArtifactMissing:
-            pass  # the wait below finds the result again and repairs it
-    res.conflict = _conflict(res, first)
-    check_store(client.settings, client.redis)  # the CSS must land where this client reads
-    submit_id = secrets.token_hex(8)
-    job_value = new_job(config, commit, key, bundle.digest, version, submit_id, deadline)
-    job, describe = job_value.to_request(), job_value.describe()
-    with Waiter(client.redis, client.keys, key, submit=submit_id) as waiter:
-        result = waiter.subscribe(deadline)
-        if result is not None:
-            if first is None or res.conflict:  # no compile task of this submit maps it
-                _record(client, job, deadline, describe, warn)
+        self.job = Job(
+            key=key,
+            digest=self.bundle.digest,
+            options=options,
+            engine_version=version,
+            commit=self.commit,
+            project=self.config.project,
+            submit=secrets.token_hex(8),
+            deadline=time.time() + (self.deadline - time.monotonic()),
+        )
+        res = SubmitResult(self.config.project, self.commit, key, self.bundle.digest, "cached")
+        first = first_digest(mapping)
+        res.conflict = self._conflict(first)
+        result = stored_result(stored)
+        if decide(result, first, self.bundle.digest) != MISS:
+            assert result is not None
             try:
-                return _deliver(client, res, result, config.out, started)
+                return self.deliver(res, result, record=first != self.bundle.digest)
             except ArtifactMissing:
-                say("cached result's artifacts are gone from the store; recompiling")
-                job["repair"] = True
-                result = None
-        if waiter.lock_held():
-            res.outcome = "shared"
-            say("waiting for another request's compile of the same sources")
-        else:
-            _send(client, job, bundle, deadline, describe)
-            res.outcome = "queued"
-            say(f"queued as {key[:12]}")
-        _check_workers(client, warn)
-        if not wait:
-            if res.outcome == "shared":  # the task finds the result later and maps the commit
-                _send(client, job, bundle, deadline, describe)
-            res.seconds = time.monotonic() - started
-            return res
-        reenqueued = False
-        holder_seen = False
+                pass  # read again after subscribing: delivered, or repaired by a compile
+        return self.compile(res, first, wait)
 
-        def on_progress(event: dict[str, Any]) -> None:
-            nonlocal holder_seen
-            if event.get("event") == "started":
-                holder_seen = True
-                mine = event.get("submit") == submit_id
-                say(
-                    f"compiling on worker {event.get('worker')}"
-                    if mine
-                    else f"waiting for another request's compile on worker {event.get('worker')}"
+    def _conflict(self, first: str | None) -> str | None:
+        """The loud warning when the commit was first mapped to other sources, else None."""
+        if first is None or first == self.bundle.digest:
+            return None
+        return commits.conflict_message(self.config.project, self.commit, first, self.bundle.digest)
+
+    def deliver(self, res: SubmitResult, result: dict[str, Any], record: bool) -> SubmitResult:
+        """Copy the CSS of ``result`` (or raise its compile error), count the outcome and,
+        with ``record``, ask a worker to map the commit (best effort, one write)."""
+        res.warnings = str(result.get("warnings") or "")
+        if result.get("status") == "ok":
+            res.entries = self.client.download(result, self.config.out)
+        self._after(stats.COUNTERS.get(res.outcome), record)
+        if result.get("status") == "error":
+            err = CompileError(str(result.get("message")))
+            err.warnings = res.warnings  # type: ignore[attr-defined]
+            raise err
+        res.seconds = time.monotonic() - self.started
+        return res
+
+    def _after(self, counter: str | None, record: bool) -> None:
+        """Count the submit and send the record task; a failure only warns."""
+        client = self.client
+        commands: list[tuple[str, ...]] = []
+        if counter is not None:
+            commands.append(("INCR", stats.key(self.keys.prefix, counter)))
+        try:
+            if record:
+                message = task_message(
+                    "scssq.record",
+                    {"request": dataclasses.replace(self.job, inline=None).to_request()},
+                    client.settings.queue,
+                    expires_in=RECORD_EXPIRES,
+                    kwargsrepr=self.job.describe(),
+                    extra_headers=trace_headers(),
+                )
+                push = ("LPUSH", client.settings.queue, message)
+                if client.broker is client.redis:
+                    commands.append(push)
+                else:
+                    client.broker.call(push)
+            if commands:
+                client.redis.call(*commands, check=False)  # a refused count is ignored
+        except (Broken, RedisUnavailable) as e:
+            if record:
+                self.warn(
+                    f"could not ask the fleet to record commit {self.commit[:12]} ({e}); "
+                    "status/fetch may not know this commit"
                 )
 
-        def on_idle(lock_held: bool) -> None:
-            nonlocal reenqueued, holder_seen
-            try:
-                _check_workers(client, warn)
-            except redis.RedisError:
-                return  # the wait itself notices the outage and reconnects
-            # Once, or again each time a holder was seen and then vanished (it died).
-            if not lock_held and (holder_seen or not reenqueued):
-                reenqueued, holder_seen = True, False
-                say("the compile's lock vanished with no result; enqueueing once more")
-                _send(client, job, bundle, deadline, describe)
-
+    def compile(self, res: SubmitResult, first: str | None, wait: bool) -> SubmitResult:
+        """Subscribe, read again, enqueue unless a compile is under way, wait, deliver."""
+        client, keys, key = self.client, self.keys, res.key
+        subscription = Subscription(client.settings, keys.done(key), client.name)
         try:
+            subscription.open()
+            result, locked = self._check(key, stores=True)
+            if result is not None:
+                try:
+                    return self.deliver(res, result, record=first != self.bundle.digest)
+                except ArtifactMissing:
+                    self.say("cached result's artifacts are gone from the store; recompiling")
+                    self.job = dataclasses.replace(self.job, repair=True)
+            if locked:
+                res.outcome = "shared"
+                self.say("waiting for another request's compile of the same sources")
+            else:
+                self.send()
+                res.outcome = "queued"
+                self.say(f"queued as {key[:12]}")
+            if not wait:
+                if res.outcome == "shared":  # the task finds the result later, maps the commit
+                    self.send()
+                res.seconds = time.monotonic() - self.started
+                return res
             waited_for = "lock.wait" if res.outcome == "shared" else "compile.wait"
             with span(waited_for, key=key):  # another holder's compile, or our task's
-                final = waiter.wait(deadline, settings_cap(client.settings), on_progress, on_idle)
-        except FleetTimeout as e:
-            raise FleetTimeout(
-                f"timed out after {deadline - started:g} s waiting for the fleet to compile "
-                f"{key[:12]} ({e}); see `scssq health`"
-            ) from e
-    if final.get("status") == "failed":
-        raise error_from_kind(str(final.get("kind")), str(final.get("message")))
-    res.outcome = "compiled" if final.get("submit") == submit_id else "shared"
-    if final.get("mapped") == commits.announced(config.project, commit, options.variant()):
-        now: dict[str, Any] | None = {"digest": bundle.digest}  # the same key: our digest
-    else:
-        now = client.first_mapping(config.project, commit, options)
-    res.conflict = _conflict(res, now) or res.conflict
-    if now is None or (res.conflict and res.outcome != "compiled"):
-        _record(client, job, deadline, describe, warn)
-    return _deliver(client, res, final, config.out, started)
+                final = _Wait(self, subscription).run()
+        finally:
+            subscription.close()
+        if final.get("status") == "failed":
+            raise error_from_kind(str(final.get("kind")), str(final.get("message")))
+        res.outcome = "compiled" if final.get("submit") == self.job.submit else "shared"
+        variant = self.config.options.variant()
+        if final.get("mapped") == commits.announced(self.config.project, self.commit, variant):
+            now: str | None = self.bundle.digest  # the task mapped it to our digest
+        else:
+            (mapping,) = client.redis.call(("HGET", keys.commit(res.project, res.commit), variant))
+            now = first_digest(mapping)
+        res.conflict = self._conflict(now) or res.conflict
+        record = now is None or (res.conflict is not None and res.outcome != "compiled")
+        return self.deliver(res, final, record)
+
+    def _check(self, key: str, stores: bool = False) -> tuple[dict[str, Any] | None, bool]:
+        """The stored result and whether the lock is held, in one round trip; also says
+        when no worker is alive and (``stores``) refuses a store the workers do not use."""
+        since = str(time.time() - self.client.settings.worker_alive_window)
+        commands: list[tuple[str, ...]] = [
+            ("GET", self.keys.result(key)),
+            ("EXISTS", self.keys.lock(key)),
+            ("ZRANGEBYSCORE", self.keys.workers, since, "+inf"),
+        ]
+        if stores:
+            commands.append(("ZRANGEBYSCORE", self.keys.stores, since, "+inf"))
+        replies = self.client.redis.call(*commands, check=False)
+        for command, reply in zip(commands[:2], replies, strict=False):
+            if isinstance(reply, Refused):
+                raise RedisUnavailable(
+                    f"Redis at {self.client.redis.shown} refused {command[0]}: {reply}"
+                )
+        if stores and isinstance(replies[3], list):  # refused: an ACL from before stores
+            problem = store_mismatch(self.client.settings, [s.decode() for s in replies[3]])
+            if problem is not None:
+                raise ConfigError(problem)
+        if replies[2] == []:
+            self.warn(
+                f"{NO_WORKER} (no heartbeat in {self.client.settings.worker_alive_window:g} s "
+                f"under prefix {self.client.settings.prefix!r}); waiting until the timeout "
+                "for one to start"
+            )
+        return stored_result(replies[0]), bool(replies[1])
+
+    def send(self) -> None:
+        """Enqueue the compile, the bundle inline when small, else uploaded to the store."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise FleetTimeout("the deadline passed before the compile could be enqueued")
+        archive = self.bundle.archive()
+        if len(archive) <= self.client.settings.inline_bundle_max:
+            job = dataclasses.replace(self.job, inline=base64.b64encode(archive).decode("ascii"))
+        else:
+            own = upload_bundle(self.client.store, self.bundle.digest, self.job.submit, archive)
+            job = dataclasses.replace(self.job, inline=None, own_upload=own)
+        self.client.enqueue("scssq.compile", job, max(remaining, 1.0))
 
 
-def _conflict(res: SubmitResult, first: dict[str, Any] | None) -> str | None:
-    """The loud warning when the commit was first mapped to other sources, else None."""
-    if first is None or first.get("digest") == res.digest:
-        return None
-    return commits.conflict_message(res.project, res.commit, str(first.get("digest")), res.digest)
+class _Wait:
+    """The wait for a key's result on a confirmed subscription (see the module doc)."""
 
+    def __init__(self, owner: _Submit, subscription: Subscription) -> None:
+        self.owner, self.subscription = owner, subscription
+        self.key = owner.job.key
+        self.reenqueued = self.holder_seen = False
 
-#: Seconds a submit that needed no compile spends asking a worker to map its commit.
-RECORD_TIMEOUT = 5.0
+    def run(self) -> dict[str, Any]:
+        run, cap = self.owner, self.owner.client.settings.lock_ttl
+        wake_at = min(time.monotonic() + cap, run.deadline)
+        while True:
+            now = time.monotonic()
+            if now >= run.deadline:
+                raise FleetTimeout(
+                    f"timed out after {run.deadline - run.started:g} s waiting for the fleet "
+                    f"to compile {self.key[:12]} (no result before the deadline); "
+                    "see `scssq health`"
+                )
+            try:
+                message = self.subscription.next(min(wake_at, run.deadline) - now)
+                if message is None and time.monotonic() >= wake_at:
+                    result, locked = run._check(self.key)
+                    if result is not None:
+                        return result
+                    if time.monotonic() < run.deadline:
+                        self.idle(locked)
+                    wake_at = min(time.monotonic() + cap, run.deadline)
+            except Broken as e:
+                result = self.reconnect(e)
+                if result is not None:
+                    return result
+                wake_at = min(time.monotonic() + cap, run.deadline)
+                continue
+            if message is None:
+                continue
+            if message.get("type") == "done" and isinstance(message.get("result"), dict):
+                result = dict(message["result"])
+                if result.get("for") in (None, run.job.submit):
+                    return result  # else: another submitter's request was refused
+            elif message.get("event") == "started":
+                self.holder_seen = True
+                worker = message.get("worker")
+                run.say(
+                    f"compiling on worker {worker}"
+                    if message.get("submit") == run.job.submit
+                    else f"waiting for another request's compile on worker {worker}"
+                )
 
+    def idle(self, locked: bool) -> None:
+        """A capped wait ran out: enqueue once more if the lock vanished with no result
+        (once, or again each time a holder was seen and then vanished: it died)."""
+        if not locked and (self.holder_seen or not self.reenqueued):
+            self.reenqueued, self.holder_seen = True, False
+            self.owner.say("the compile's lock vanished with no result; enqueueing once more")
+            self.owner.send()
 
-def _record(
-    client: Client, job: dict[str, Any], deadline: float, describe: str, warn: Progress
-) -> None:
-    """Ask a worker to map this submit's commit (only workers write mappings).
-
-    A submit whose own compile task ran is mapped by that task; a cache hit or
-    a wait on another request's compile sends this small task instead. The
-    worker maps the commit only if the result stored for the key proves the
-    digest. Best effort: the CSS is the submit's own either way.
-    """
-    try:
-        client.enqueue(
-            {**job, "inline": None},
-            min(deadline, time.monotonic() + RECORD_TIMEOUT),
-            describe,
-            task="scssq.record",
-            expires=RECORD_EXPIRES,
-        )
-    except RedisUnavailable as e:
-        warn(
-            f"could not ask the fleet to record commit {str(job['commit'])[:12]} ({e}); "
-            "status/fetch may not know this commit"
-        )
-
-
-def _check_workers(client: Client, warn: Progress) -> None:
-    """Say so when no worker is alive, instead of waiting silently until the timeout."""
-    if not alive_workers(client.settings, client.redis):
-        warn(
-            f"{NO_WORKER} (no heartbeat in {client.settings.worker_alive_window:g} s under "
-            f"prefix {client.settings.prefix!r}); waiting until the timeout for one to start"
-        )
-
-
-def settings_cap(settings: Settings) -> float:
-    """How long one blocking wait lasts before the result and lock are re-checked."""
-    return settings.lock_ttl
-
-
-def _send(
-    client: Client, job: dict[str, Any], bundle: Bundle, deadline: float, describe: str
-) -> None:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise FleetTimeout("the deadline passed before the compile could be enqueued")
-    archive = bundle.archive()
-    if len(archive) <= client.settings.inline_bundle_max:
-        job["inline"] = base64.b64encode(archive).decode("ascii")
-    else:
-        job["inline"] = None
-        job["own_upload"] = upload_bundle(client.store, bundle.digest, job["submit"], archive)
-    client.enqueue(job, deadline, describe)
-
-
-def _deliver(
-    client: Client, res: SubmitResult, result: dict[str, Any], out: Path, started: float
-) -> SubmitResult:
-    client.lookups.count(res.outcome)
-    res.warnings = str(result.get("warnings") or "")
-    if result.get("status") == "error":
-        err = CompileError(str(result.get("message")))
-        err.warnings = res.warnings  # type: ignore[attr-defined]
-        raise err
-    res.entries = client.download(result, out)
-    res.seconds = time.monotonic() - started
-    return res
+    def reconnect(self, error: Exception) -> dict[str, Any] | None:
+        """Subscribe again after a dropped connection, then read the result again."""
+        run = self.owner
+        run.warn(f"lost Redis while waiting for {self.key[:12]} ({error}); reconnecting")
+        pause = 0.1
+        while True:
+            if time.monotonic() + pause >= run.deadline:
+                raise RedisUnavailable(
+                    f"Redis unreachable while waiting for compile key {self.key[:12]}: {error}"
+                ) from error
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+            try:
+                self.subscription.open()
+                return run._check(self.key)[0]
+            except Broken as e:
+                error = e

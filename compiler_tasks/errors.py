@@ -41,6 +41,25 @@ class ConfigError(UsageError):
     """Raised when an environment variable holds a value scssq cannot use."""
 
 
+class MissingExtra(ConfigError):
+    """Raised when a command needs a package of an extra that is not installed
+    (``extra``: what to ``pip install scssq[...]``)."""
+
+    def __init__(self, needed_for: str, extra: str, module: str) -> None:
+        super().__init__(
+            f"{needed_for} needs {module}, which this install lacks: pip install 'scssq[{extra}]'"
+        )
+        self.extra = extra
+
+
+def require(module: str, extra: str, needed_for: str) -> None:
+    """MissingExtra unless ``module`` can be imported (``extra`` provides it)."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingExtra(needed_for, extra, module)
+
+
 class InvalidInput(UsageError):
     """Raised when a hash, project name, path or bundle fails validation."""
 

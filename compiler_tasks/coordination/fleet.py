@@ -2,8 +2,8 @@
 which store they write to.
 
 Workers write it (see ``worker.bootsteps.FleetHeartbeat``); clients read it to compute
-compile keys and to tell a user when no worker is alive. Redis only: cheap to
-import on the client's hit path.
+compile keys and to tell a user when no worker is alive. Imports no redis-py at run
+time: the client uses :func:`store_mismatch`.
 
 Two kinds of record, kept apart on purpose:
 
@@ -15,19 +15,20 @@ Two kinds of record, kept apart on purpose:
   compile keys from it, so a submit can enqueue while no worker runs and the queue it
   grows wakes a pool scaled to zero (KEDA, deploy/k8s-scale-to-zero). Only a Redis where
   no worker ever ran (or that lost its data) lacks it: the client then exits 3 and says
-  to start one worker once (:data:`cli.lookup.NEVER_REGISTERED`).
+  to start one worker once (:data:`cli.client.NEVER_REGISTERED`).
 """
 
 from __future__ import annotations
 
 import time
-
-import redis
+from typing import TYPE_CHECKING
 
 from ..envvars import store_identity
-from ..errors import ConfigError
 from ..keys import RedisKeys
 from ..settings import Settings, redact_url
+
+if TYPE_CHECKING:
+    import redis
 
 
 def beat(settings: Settings, client: redis.Redis, hostname: str, engines: dict[str, str]) -> None:
@@ -71,15 +72,3 @@ def store_mismatch(settings: Settings, stores: list[str]) -> str | None:
         f"{', '.join(stores)}: this client would not find their CSS; set SCSSQ_STORE "
         "to the workers' store"
     )
-
-
-def check_store(settings: Settings, client: redis.Redis) -> None:
-    """ConfigError (exit 2) when the workers alive write to another store than this
-    client reads (``SCSSQ_STORE``): before a compile whose CSS it would never find."""
-    try:
-        stores = worker_stores(settings, client)
-    except redis.ResponseError:  # an ACL from before workers published their store
-        return
-    problem = store_mismatch(settings, stores)
-    if problem is not None:
-        raise ConfigError(problem)

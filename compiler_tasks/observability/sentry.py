@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -86,9 +87,26 @@ def init_sentry(component: str, settings: Settings, env: Mapping[str, str] | Non
         return False
     if _enabled:
         return True
-    import sentry_sdk
-    from sentry_sdk.integrations.celery import CeleryIntegration
+    try:
+        import sentry_sdk
+    except ImportError:  # the client without the extra: tracing is not worth failing a job
+        print(
+            "scssq: SENTRY_DSN is set but sentry-sdk is not installed: not tracing "
+            "(pip install 'scssq[sentry]')",
+            file=sys.stderr,
+        )
+        return False
     from sentry_sdk.integrations.logging import LoggingIntegration
+
+    integrations: list[Any] = [
+        # Log lines become breadcrumbs only: never events (faults are
+        # captured on purpose) nor Sentry logs.
+        LoggingIntegration(level=None, event_level=None, breadcrumb_level=logging.INFO),
+    ]
+    if component != "client":  # the client writes its task messages itself (trace_headers)
+        from sentry_sdk.integrations.celery import CeleryIntegration
+
+        integrations.append(CeleryIntegration(propagate_traces=True))
 
     sentry_sdk.init(
         dsn=dsn,
@@ -100,12 +118,7 @@ def init_sentry(component: str, settings: Settings, env: Mapping[str, str] | Non
         # Only what is listed: the Redis integration would record command
         # arguments (bundles, manifests), the others add nothing here.
         auto_enabling_integrations=False,
-        integrations=[
-            CeleryIntegration(propagate_traces=True),
-            # Log lines become breadcrumbs only: never events (faults are
-            # captured on purpose) nor Sentry logs.
-            LoggingIntegration(level=None, event_level=None, breadcrumb_level=logging.INFO),
-        ],
+        integrations=integrations,
         before_send=scrub_event,
         before_send_span=scrub_span,
         before_breadcrumb=scrub_breadcrumb,
@@ -195,6 +208,19 @@ def span(op: str, **tags: Any) -> Iterator[None]:
         record = logs.current()
         if record is not None:
             record.add(op, time.monotonic() - started)
+
+
+def trace_headers() -> dict[str, Any]:
+    """Task message headers that continue the current trace in the worker, written as
+    sentry-sdk's Celery integration writes them (also nested under ``headers``, which
+    is where a worker reads them); {} when Sentry is off."""
+    if not _enabled:
+        return {}
+    import sentry_sdk
+
+    found = {"sentry-trace": sentry_sdk.get_traceparent(), "baggage": sentry_sdk.get_baggage()}
+    headers = {k: v for k, v in found.items() if v}
+    return {**headers, "headers": dict(headers)} if headers else {}
 
 
 def past_span(op: str, since: float, **tags: Any) -> None:

@@ -4,13 +4,12 @@ A cache hit never reaches a worker, so the client counts its own submit's
 outcome with an ``INCR <prefix>:stats:<name>`` (the clients' Redis ACL allows
 ``INCR`` on ``<prefix>:stats:*``): ``hits`` (the result existed), ``misses``
 (this submit's task compiled it) and ``shared`` (it waited for another
-request's compile). A :class:`cli.client.Client` sends its counts in front of
-its next lookup, in the same round trip, or when it is closed (or collected, or
-the process exits: :mod:`cli.lookup`); ``scssq submit`` sends its count at once.
+request's compile). The client (:mod:`cli.client`) sends each submit's count
+once the CSS is written, in one write with its record task if it sends one.
 Workers read them when Prometheus scrapes
 (:class:`compiler_tasks.observability.metrics.FleetCollector`). Counting is best effort: a
 refused or lost count is ignored. Importing it imports nothing (the cache-hit
-fast path counts with :data:`COUNTERS` and :func:`key`).
+client counts with :data:`COUNTERS` and :func:`key`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The compile request: what a client sends a worker, as a validated value.
 
-Clients build it (:mod:`cli.client`, :mod:`cli.fastpath`) with :meth:`Job.to_request`;
+The client builds it (:mod:`cli.client`) with :meth:`Job.to_request`;
 workers parse what arrives with :meth:`Job.from_request`, which refuses anything
 malformed with InvalidInput. Imports nothing heavy: the client's hit path uses it.
 """

@@ -1,10 +1,11 @@
-"""Celery task messages built with the standard library, for the cache-hit fast path.
+"""Celery task messages built with the standard library: how the client enqueues.
 
-A cache hit of a commit not yet mapped (the usual CI push: a new commit, styles
-unchanged) asks a worker to map it with the small ``scssq.record`` task. Importing
-Celery to send it would cost such a hit more than the rest of it (``bench/hit.py``
-measures hits), so :mod:`cli.fastpath` builds the message itself and ``LPUSH``es it on the queue's
-Redis list, exactly where kombu's Redis transport puts it.
+The client sends two tasks: ``scssq.compile`` on a miss and the small
+``scssq.record`` (map a commit) after a hit of a commit not yet mapped. Importing
+Celery to send them would cost a CI job more than its whole cache hit
+(``bench/peers.py``), so :mod:`cli.submit` builds each message itself and
+``LPUSH``es it on the queue's Redis list, exactly where kombu's Redis transport puts
+it. Celery documents this protocol for clients written in other languages.
 
 The layout is Celery's task message protocol 2 (JSON body ``[args, kwargs,
 embed]``, task name, id and expiry in the headers, base64 body), as
@@ -41,11 +42,17 @@ def _iso(epoch: float) -> str:
 
 
 def task_message(
-    task: str, kwargs: dict[str, Any], queue: str, *, expires_in: float, kwargsrepr: str
+    task: str,
+    kwargs: dict[str, Any],
+    queue: str,
+    *,
+    expires_in: float,
+    kwargsrepr: str,
+    extra_headers: dict[str, Any] | None = None,
 ) -> str:
     """The JSON kombu's Redis transport stores for ``send_task(task, kwargs=kwargs,
-    queue=queue, expires=expires_in, kwargsrepr=kwargsrepr)``; push it with
-    ``LPUSH <queue> <message>`` (priority 0 uses the queue's plain list)."""
+    queue=queue, expires=expires_in, kwargsrepr=kwargsrepr, headers=extra_headers)``;
+    push it with ``LPUSH <queue> <message>`` (priority 0 uses the queue's plain list)."""
     task_id = new_id()
     embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
     body = json.dumps([[], kwargs, embed]).encode()
@@ -69,6 +76,7 @@ def task_message(
         "replaced_task_nesting": 0,
         "stamped_headers": None,
         "stamps": {},
+        **(extra_headers or {}),
     }
     properties: dict[str, Any] = {
         "correlation_id": task_id,

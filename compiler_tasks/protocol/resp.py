@@ -1,12 +1,12 @@
-"""A minimal Redis client on the standard library, for the cache-hit fast path.
+"""RESP2 over one socket with the standard library: the client's only Redis protocol.
 
-Importing redis-py (it imports asyncio) is a large share of a cache hit by a fresh
-``scssq submit`` process (``bench/hit.py`` measures it). A hit needs
-four plain commands, so :mod:`cli.fastpath` speaks RESP2 itself over one socket: it
-pipelines them in two round trips. Anything this module does not fully understand
-(an unsupported URL option, an error reply, a short read) raises :class:`RespError`
-or ``OSError`` and the caller goes the full redis-py way, which retries and reports
-with the usual messages; so this module never decides a submit's outcome.
+``scssq submit`` is a short process; importing redis-py (it imports asyncio) and
+Celery would cost a CI job more than its whole cache hit (``bench/peers.py``), and
+the client needs a dozen plain commands and one subscription. So the client
+(:mod:`cli.transport`) speaks RESP2 itself: commands pipelined in one write, their
+replies read in order, and pub/sub messages read as they come. A reply this module
+does not understand, a short read or a closed socket raises :class:`RespError` (or
+``OSError``); an error reply is a :class:`Refused`, raised by :meth:`RespConnection.call`.
 
 Supported URLs are the ones scssq documents: ``redis://``, ``rediss://`` (verified
 TLS with ``SCSSQ_REDIS_CA_FILE``/``CERT_FILE``/``KEY_FILE``, as
@@ -19,7 +19,7 @@ from __future__ import annotations
 import select
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -36,8 +36,16 @@ REFUSED = "Redis replied: "
 
 
 class RespError(Exception):
-    """Raised when Redis replies with an error, the reply is malformed, or the URL uses
-    an option this client does not support (the caller then uses redis-py)."""
+    """Raised when a reply is malformed or cut short, or the URL uses an option this
+    client does not support."""
+
+
+class Refused(RespError):
+    """Raised when Redis answers a command with an error reply (``code`` is its first word)."""
+
+    @property
+    def code(self) -> str:
+        return str(self).removeprefix(REFUSED).split(" ", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,9 @@ class RespConnection:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.reader = sock.makefile("rb")
+        #: Bytes received and not parsed yet (read with ``recv``, so a timed-out wait
+        #: leaves the connection usable, unlike a ``makefile`` reader).
+        self.buffer = bytearray()
         #: Commands (AUTH, CLIENT SETNAME, SELECT) sent ahead of the first :meth:`send`'s.
         self._pending: list[Sequence[str]] = []
         #: Replies of those setup commands sent and not read yet.
@@ -100,11 +110,22 @@ class RespConnection:
         self.unread = 0
 
     @classmethod
-    def open(cls, settings: Settings, timeout: float, name: str | None = None) -> RespConnection:
-        """Connect to ``SCSSQ_REDIS_URL``, authenticate and, with ``name``, name the
-        connection (the replies are read with the first :meth:`receive`, so AUTH, CLIENT
-        SETNAME and SELECT cost no round trip of their own)."""
-        target = parse_url(settings.redis_url)
+    def open(
+        cls,
+        settings: Settings,
+        timeout: float,
+        name: str | None = None,
+        url: str | None = None,
+        address: tuple[str, int] | None = None,
+    ) -> RespConnection:
+        """Connect to ``url`` (``SCSSQ_REDIS_URL`` by default; at ``address`` instead of
+        the URL's host when given, e.g. a master found through Sentinel), authenticate
+        and, with ``name``, name the connection (the replies are read with the first
+        :meth:`receive`, so AUTH, CLIENT SETNAME and SELECT cost no round trip of their
+        own). ``timeout`` bounds the connect and every later read."""
+        target = parse_url(url or settings.redis_url)
+        if address is not None:
+            target = replace(target, host=address[0], port=address[1], unix_path="")
         if target.unix_path:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(timeout)
@@ -152,24 +173,30 @@ class RespConnection:
                 raise reply
         return replies
 
+    def readable(self, timeout: float) -> bool:
+        """Whether a reply (a pub/sub message) starts within ``timeout`` seconds."""
+        if self.buffer or self._tls_pending():
+            return True
+        return bool(select.select([self.sock], [], [], max(0.0, timeout))[0])
+
+    def _tls_pending(self) -> bool:
+        pending = getattr(self.sock, "pending", None)  # TLS: bytes decrypted, unread
+        return bool(pending is not None and pending())
+
     def idle(self) -> bool:
         """Whether this connection can take new commands: every reply read, and nothing
         readable (not closed by the server, as its ``timeout`` closes idle clients)."""
-        if self.unread:
+        if self.unread or self.buffer:
             return False
-        pending = getattr(self.sock, "pending", None)  # TLS: bytes decrypted, unread
         try:
-            if pending is not None and pending():
+            if self._tls_pending():
                 return False
             return not select.select([self.sock], [], [], 0)[0]
         except (OSError, ValueError):
             return False
 
     def close(self) -> None:
-        try:
-            self.reader.close()
-        finally:
-            self.sock.close()
+        self.sock.close()
 
     def __enter__(self) -> RespConnection:
         return self
@@ -177,15 +204,28 @@ class RespConnection:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise RespError("connection closed by Redis")
+        self.buffer += chunk
+
+    def _line(self) -> bytes:
+        while (end := self.buffer.find(b"\r\n")) < 0:
+            if len(self.buffer) > 65536:
+                raise RespError("malformed reply: a line longer than 64 KB")
+            self._fill()
+        line = bytes(self.buffer[:end])
+        del self.buffer[: end + 2]
+        return line
+
     def _read(self) -> Any:
-        line = self.reader.readline(65536)
-        if not line.endswith(b"\r\n"):
-            raise RespError("connection closed or malformed reply")
-        kind, body = line[:1], line[1:-2]
+        line = self._line()
+        kind, body = line[:1], line[1:]
         if kind == b"+":
             return body.decode()
         if kind == b"-":
-            return RespError(f"{REFUSED}{body.decode(errors='replace')}")
+            return Refused(f"{REFUSED}{body.decode(errors='replace')}")
         if kind == b":":
             return int(body)
         if kind == b"$":
@@ -200,10 +240,11 @@ class RespConnection:
             return None
         if size > MAX_BULK:
             raise RespError(f"reply of {size} bytes is larger than {MAX_BULK}")
-        data = self.reader.read(size + 2)
-        if len(data) != size + 2:
-            raise RespError("connection closed in the middle of a reply")
-        return data[:-2]
+        while len(self.buffer) < size + 2:
+            self._fill()
+        data = bytes(self.buffer[:size])
+        del self.buffer[: size + 2]
+        return data
 
 
 def encode(command: Sequence[str]) -> bytes:

@@ -1,8 +1,8 @@
-"""The cache-hit fast path: the stdlib RESP client and ``scssq submit`` hits without
-redis-py, against a real redis-server and real workers.
+"""The client's one path (cli/client.py) and its RESP2 connection, against a real
+redis-server and real workers.
 
-Which path a process took is read from ``PYTHONPROFILEIMPORTTIME`` (Python's own
-``-X importtime``): a plain hit never imports redis-py, Celery or boto3.
+What a process imported is read from ``PYTHONPROFILEIMPORTTIME`` (Python's own
+``-X importtime``): no submit imports redis-py, Celery or boto3.
 """
 
 from __future__ import annotations
@@ -246,7 +246,9 @@ def test_hand_built_record_message_matches_celerys(redis_server, tmp_path: Path)
     }
 
 
-def test_a_separate_broker_leaves_recording_to_celery(make_fleet, tmp_path: Path) -> None:
+def test_a_separate_broker_gets_the_record_task(make_fleet, tmp_path: Path) -> None:
+    """SCSSQ_BROKER_URL names another Redis (here: the same one, written another way):
+    the record task goes there over a second connection of the same kind."""
     fleet = make_fleet(workers=1)
     src = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"})
     assert submit(fleet, HASH1, src, tmp_path / "o1")[0].returncode == 0
@@ -256,10 +258,18 @@ def test_a_separate_broker_leaves_recording_to_celery(make_fleet, tmp_path: Path
     assert broker != fleet.env["SCSSQ_REDIS_URL"]
     new, modules = submit(fleet, HASH2, src, tmp_path / "o2", SCSSQ_BROKER_URL=broker)
     assert new.returncode == 0 and new.stdout.startswith("cached"), new.stderr[-2000:]
-    assert "celery" in modules
+    assert not modules & HEAVY, modules & HEAVY
     wait_until(lambda: _status(fleet, HASH2, src.parent).returncode == 0)
-    again, modules = submit(fleet, HASH2, src, tmp_path / "o3", SCSSQ_BROKER_URL=broker)
-    assert again.returncode == 0 and not modules & HEAVY  # mapped: nothing to send
+
+
+def test_a_miss_imports_no_celery_and_a_worker_runs_the_task(make_fleet, tmp_path: Path) -> None:
+    """The compile task is a hand-built protocol 2 message too: a real worker runs it."""
+    fleet = make_fleet(workers=1)
+    src = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"})
+    miss, modules = submit(fleet, HASH1, src, tmp_path / "o1")
+    assert miss.returncode == 0 and miss.stdout.startswith("compiled"), miss.stderr[-2000:]
+    assert not modules & HEAVY, modules & HEAVY
+    assert "b: c" in (tmp_path / "o1" / "main.css").read_text()
 
 
 def test_stored_compile_error_is_a_fast_hit(make_fleet, tmp_path: Path) -> None:
@@ -275,14 +285,15 @@ def test_stored_compile_error_is_a_fast_hit(make_fleet, tmp_path: Path) -> None:
     assert error == re.findall(r"^scssq: compile error: .*", first.stderr, re.M)
 
 
-def test_url_options_only_redis_py_knows_still_hit(make_fleet, tmp_path: Path) -> None:
+def test_a_url_option_the_client_does_not_speak_is_a_usage_error(
+    make_fleet, tmp_path: Path
+) -> None:
     fleet = make_fleet(workers=1)
     src = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"})
-    assert submit(fleet, HASH1, src, tmp_path / "o1")[0].returncode == 0
     url = fleet.env["SCSSQ_REDIS_URL"] + "?socket_timeout=7"
-    hit, modules = submit(fleet, HASH1, src, tmp_path / "o2", SCSSQ_REDIS_URL=url)
-    assert hit.returncode == 0 and hit.stdout.startswith("cached"), hit.stderr[-2000:]
-    assert "redis" in modules  # parse_url refused the option: redis-py read it
+    proc, _ = submit(fleet, HASH1, src, tmp_path / "o2", SCSSQ_REDIS_URL=url)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "SCSSQ_REDIS_URL" in proc.stderr and "socket_timeout" in proc.stderr
 
 
 def test_unreachable_redis_is_reported_as_before(make_fleet, tmp_path: Path) -> None:
