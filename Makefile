@@ -63,7 +63,8 @@ format: $(VENV)/.installed
 # others constrained to its versions so every lock agrees.
 lock: $(TOOLS)/.uv-$(UV_VERSION)
 	$(COMPILE) --extra dev pyproject.toml requirements/build.in -o requirements/dev.lock
-	$(COMPILE) -c requirements/dev.lock pyproject.toml -o requirements/worker.lock
+	$(COMPILE) -c requirements/dev.lock --extra worker pyproject.toml -o requirements/worker.lock
+	$(COMPILE) -c requirements/dev.lock pyproject.toml -o requirements/client.lock
 	$(COMPILE) -c requirements/dev.lock requirements/build.in -o requirements/build.lock
 	$(COMPILE) -c requirements/dev.lock --extra dev --extra bench \
 		pyproject.toml requirements/build.in -o requirements/bench.lock

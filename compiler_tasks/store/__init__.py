@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote, urlsplit
 
-from ..errors import ConfigError, InvalidInput
+from ..errors import ConfigError, InvalidInput, require
 from ..keys import validate_relpath
 from ..settings import redact_url
 from .base import Store, verified
@@ -69,6 +69,7 @@ def open_store(
                 validate_relpath(prefix, "S3 prefix")
             except InvalidInput as e:
                 raise ConfigError(f"store URL {shown!r}: {e}") from e
+        require("boto3", "s3", f"store {shown} (an S3 store read or written directly)")
         from .s3 import S3Store  # imports boto3: only for an S3 store
 
         return S3Store(
