@@ -79,8 +79,24 @@ def test_dockerfile_rules_that_matter(path: Path) -> None:
     assert entrypoint[:2] == ["/usr/bin/tini", "--"], "tini is PID 1"
 
 
+def test_client_image_installs_the_client_lock_only() -> None:
+    """The CI client image: client.lock's wheels (hash-checked) and scssq's, nothing of the
+    fleet's; the default target stays the worker image (the last stage)."""
+    names = [s[0][1].split()[-1] for s in stages(DOCKERFILE)]
+    assert names == ["builder", "client", "runtime"], names
+    builder, client, _ = stages(DOCKERFILE)
+    assert any(i == "RUN" and "cp requirements/worker.lock requirements/client.lock" in a
+               for i, a in builder)  # fmt: skip
+    (install,) = [a for i, a in client if i == "RUN" and "pip install" in a]
+    assert "--no-index" in install and "--require-hashes -r /wheels/client.lock" in install
+    assert "worker.lock" not in install and "--no-deps" in install.split("&&")[1]
+    assert not any(i in ("COPY", "ADD") for i, _ in client)
+    (entrypoint,) = [a for i, a in client if i == "ENTRYPOINT"]
+    assert exec_form(entrypoint) == ["scssq"]
+
+
 def test_production_image_is_multi_stage_and_installs_wheels_only() -> None:
-    builder, runtime = stages(DOCKERFILE)
+    builder, _client, runtime = stages(DOCKERFILE)
     assert "AS builder" in builder[0][1] and "AS runtime" in runtime[0][1]
     assert "-slim-" in runtime[0][1].split()[0]
     assert any(i == "RUN" and "pip wheel" in a for i, a in builder)
@@ -91,9 +107,14 @@ def test_production_image_is_multi_stage_and_installs_wheels_only() -> None:
 
 def test_production_image_installs_the_worker_lock_with_hashes() -> None:
     """The image's dependencies are requirements/worker.lock's, every hash checked."""
-    builder, runtime = stages(DOCKERFILE)
+    builder, _client, runtime = stages(DOCKERFILE)
     copies = [a.split() for i, a in builder if i == "COPY"]
-    assert ["requirements/worker.lock", "requirements/build.lock", "requirements/"] in copies
+    assert [
+        "requirements/worker.lock",
+        "requirements/client.lock",
+        "requirements/build.lock",
+        "requirements/",
+    ] in copies
     runs = [a for i, a in builder if i == "RUN"]
     assert any(
         "pip wheel" in a and "--require-hashes -r requirements/worker.lock" in a for a in runs
