@@ -140,18 +140,14 @@ class Client:
             raise NoWorkers(NEVER_REGISTERED.format(self.settings.prefix, engine, shown))
         return raw.decode()
 
-    def enqueue(self, task: str, job: Job, expires: float) -> None:
-        """Push ``task`` for ``job`` onto the queue (Celery's message protocol 2)."""
-        queue = self.settings.queue
+    def push(self, task: str, job: Job, expires: float) -> tuple[str, str, str]:
+        """The ``LPUSH`` of ``task`` for ``job`` onto the queue (Celery's protocol 2)."""
+        queue, request = self.settings.queue, {"request": job.to_request()}
         message = task_message(
-            task,
-            {"request": job.to_request()},
-            queue,
-            expires_in=expires,
-            kwargsrepr=job.describe(),
+            task, request, queue, expires_in=expires, kwargsrepr=job.describe(),
             extra_headers=trace_headers(),
-        )
-        self.broker.call(("LPUSH", queue, message))
+        )  # fmt: skip
+        return ("LPUSH", queue, message)
 
 
 def collect_bundle(config: SubmitConfig, settings: Settings) -> Bundle:
@@ -272,15 +268,7 @@ class _Submit:
             commands.append(("INCR", stats.key(self.keys.prefix, counter)))
         try:
             if record:
-                message = task_message(
-                    "scssq.record",
-                    {"request": dataclasses.replace(self.job, inline=None).to_request()},
-                    client.settings.queue,
-                    expires_in=RECORD_EXPIRES,
-                    kwargsrepr=self.job.describe(),
-                    extra_headers=trace_headers(),
-                )
-                push = ("LPUSH", client.settings.queue, message)
+                push = client.push("scssq.record", self.job, RECORD_EXPIRES)
                 if client.broker is client.redis:
                     commands.append(push)
                 else:
@@ -377,7 +365,7 @@ class _Submit:
         else:
             own = upload_bundle(self.client.store, self.bundle.digest, self.job.submit, archive)
             job = dataclasses.replace(self.job, inline=None, own_upload=own)
-        self.client.enqueue("scssq.compile", job, max(remaining, 1.0))
+        self.client.broker.call(self.client.push("scssq.compile", job, max(remaining, 1.0)))
 
 
 class _Wait:
