@@ -60,6 +60,7 @@ def collect_bundle(config: SubmitConfig, settings: Settings) -> Bundle:
         exclude=[config.out],
         max_bytes=settings.max_bundle_bytes,
         max_files=settings.max_bundle_files,
+        rule=config.rule,
     )
     for entry in config.options.entries:
         if entry not in bundle.files:

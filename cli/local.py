@@ -31,6 +31,7 @@ def compile_locally(settings: Settings, config: SubmitConfig, commit: str) -> Su
         exclude=[config.out],
         max_bytes=settings.max_bundle_bytes,
         max_files=settings.max_bundle_files,
+        rule=config.rule,
     )
     result = SubmitResult(config.project, commit, "", bundle.digest, "local")
     workdir = Path(tempfile.mkdtemp(prefix="scssq-local-"))

@@ -138,6 +138,12 @@ def _common_source_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Project name [scssq.toml project, else the git top-level's name].",
         ),
         click.option("--out", help=f"Output folder [scssq.toml out, else {cfg.DEFAULT_OUT}]."),
+        click.option(
+            "--exclude",
+            multiple=True,
+            metavar="GLOB",
+            help="Leave files matching GLOB (relative to --src) out of the bundle (repeatable).",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
