@@ -389,6 +389,8 @@ def health() -> None:
         report = do_health(Client(_settings()))
         for name, ok, detail in report.checks:
             click.echo(f"{'ok' if ok else 'FAIL':<4} {name}: {detail}")
+        for warning in report.warnings:
+            click.echo(f"WARN worker names: {warning}")
         return EXIT_OK if report.ok else EXIT_INFRA
 
     _run(False, run)

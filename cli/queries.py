@@ -6,6 +6,7 @@ exit code the command documents.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass, field, replace
@@ -15,7 +16,13 @@ from typing import Any
 import redis
 
 from compiler_tasks.coordination import commits
-from compiler_tasks.coordination.fleet import alive_workers, store_mismatch, worker_stores
+from compiler_tasks.coordination.fleet import (
+    alive_instances,
+    alive_workers,
+    name_collisions,
+    store_mismatch,
+    worker_stores,
+)
 from compiler_tasks.errors import (
     CompileError,
     Contested,
@@ -189,6 +196,7 @@ def fetch(client: Client, variant: Variant, out: Path) -> list[EntryOutput]:
 @dataclass
 class Health:
     checks: list[tuple[str, bool, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -215,6 +223,8 @@ def health(client: Client) -> Health:
             )
         )
         _check_store_match(client, report)
+        with contextlib.suppress(redis.ResponseError):  # an ACL from before instances
+            report.warnings += name_collisions(alive_instances(settings, client.redis))
     except redis.RedisError as e:
         report.checks.append(
             ("redis", False, f"unreachable at {redact_url(settings.redis_url)}: {e}")
