@@ -27,6 +27,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ from compiler_tasks.errors import (
 )
 from compiler_tasks.keys import RedisKeys, compile_key
 from compiler_tasks.observability import stats
-from compiler_tasks.observability.sentry import span, trace_headers
+from compiler_tasks.observability.sentry import publish_span, span, trace_headers
 from compiler_tasks.protocol.jobs import Job
 from compiler_tasks.protocol.messages import task_message
 from compiler_tasks.protocol.resp import Refused
@@ -157,6 +158,7 @@ def collect_bundle(config: SubmitConfig, settings: Settings) -> Bundle:
         exclude=[config.out],
         max_bytes=settings.max_bundle_bytes,
         max_files=settings.max_bundle_files,
+        rule=config.rule,
     )
     for entry in config.options.entries:
         if entry not in bundle.files:
@@ -267,14 +269,15 @@ class _Submit:
         if counter is not None:
             commands.append(("INCR", stats.key(self.keys.prefix, counter)))
         try:
-            if record:
-                push = client.push("scssq.record", self.job, RECORD_EXPIRES)
-                if client.broker is client.redis:
-                    commands.append(push)
-                else:
-                    client.broker.call(push)
-            if commands:
-                client.redis.call(*commands, check=False)  # a refused count is ignored
+            with publish_span("scssq.record") if record else nullcontext():
+                if record:
+                    push = client.push("scssq.record", self.job, RECORD_EXPIRES)
+                    if client.broker is client.redis:
+                        commands.append(push)
+                    else:
+                        client.broker.call(push)
+                if commands:
+                    client.redis.call(*commands, check=False)  # a refused count is ignored
         except (Broken, RedisUnavailable) as e:
             if record:
                 self.warn(
@@ -365,7 +368,8 @@ class _Submit:
         else:
             own = upload_bundle(self.client.store, self.bundle.digest, self.job.submit, archive)
             job = dataclasses.replace(self.job, inline=None, own_upload=own)
-        self.client.broker.call(self.client.push("scssq.compile", job, max(remaining, 1.0)))
+        with publish_span("scssq.compile"):
+            self.client.broker.call(self.client.push("scssq.compile", job, max(remaining, 1.0)))
 
 
 class _Wait:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from compiler_tasks.bundle.rule import Rule, check_patterns
 from compiler_tasks.errors import UsageError
 from compiler_tasks.keys import CompileOptions, normalize_relpath, validate_project
 
@@ -32,6 +33,7 @@ _KNOWN = {
     "silence_deprecations",
     "quiet_deps",
     "timeout",
+    "exclude",
 }
 
 
@@ -43,6 +45,11 @@ class SubmitConfig:
     src: Path
     out: Path
     options: CompileOptions
+    exclude: tuple[str, ...] = ()
+
+    @property
+    def rule(self) -> Rule:
+        return Rule(self.exclude, self.options.entries, self.options.load_paths)
 
 
 def load_file(cwd: Path) -> dict[str, Any]:
@@ -130,6 +137,7 @@ def resolve(
     default_engine: str = "libsass",
     silence_deprecations: tuple[str, ...] = (),
     quiet_deps: bool | None = None,
+    exclude: tuple[str, ...] = (),
 ) -> SubmitConfig:
     """Merge flags over ``scssq.toml`` over defaults; validate every value."""
     data = load_file(cwd)
@@ -158,7 +166,12 @@ def resolve(
     name = _pick(project, data, "project", None)
     project_name = validate_project(str(name)) if name else default_project(src_dir)
     out_dir = out_folder(cwd / str(_pick(out, data, "out", DEFAULT_OUT)))
-    return SubmitConfig(project=project_name, src=src_dir, out=out_dir, options=options)
+    excludes = (
+        check_patterns(exclude, "--exclude")
+        if exclude
+        else check_patterns(data.get("exclude", []), f"{CONFIG_FILE}: exclude")
+    )
+    return SubmitConfig(project_name, src_dir, out_dir, options, excludes)
 
 
 def out_folder(path: Path) -> Path:

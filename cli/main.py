@@ -138,6 +138,12 @@ def _common_source_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Project name [scssq.toml project, else the git top-level's name].",
         ),
         click.option("--out", help=f"Output folder [scssq.toml out, else {cfg.DEFAULT_OUT}]."),
+        click.option(
+            "--exclude",
+            multiple=True,
+            metavar="GLOB",
+            help="Leave files matching GLOB (relative to --src) out of the bundle (repeatable).",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -391,6 +397,8 @@ def health() -> None:
         report = do_health(Client(_settings()))
         for name, ok, detail in report.checks:
             click.echo(f"{'ok' if ok else 'FAIL':<4} {name}: {detail}")
+        for warning in report.warnings:
+            click.echo(f"WARN worker names: {warning}")
         return EXIT_OK if report.ok else EXIT_INFRA
 
     _run(False, run)

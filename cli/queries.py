@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from compiler_tasks.coordination import commits
-from compiler_tasks.coordination.fleet import store_mismatch
+from compiler_tasks.coordination.fleet import name_collisions, store_mismatch
 from compiler_tasks.errors import (
     CompileError,
     ConfigError,
@@ -203,6 +203,7 @@ def fetch(client: Client, variant: Variant, out: Path) -> list[EntryOutput]:
 @dataclass
 class Health:
     checks: list[tuple[str, bool, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -215,11 +216,12 @@ def health(client: Client) -> Health:
     settings, keys, shown = client.settings, client.keys, client.redis.shown
     since = str(time.time() - settings.worker_alive_window)
     try:
-        _, policy, workers, stores = client.redis.call(
+        _, policy, workers, stores, instances = client.redis.call(
             ("PING",),
             ("CONFIG", "GET", "maxmemory-policy"),
             ("ZRANGEBYSCORE", keys.workers, since, "+inf"),
             ("ZRANGEBYSCORE", keys.stores, since, "+inf"),
+            ("ZRANGEBYSCORE", keys.instances, since, "+inf"),
             check=False,
         )
     except (Broken, RedisUnavailable) as e:
@@ -241,6 +243,8 @@ def health(client: Client) -> Health:
             )
         )
         report.checks.extend(_store_match(client, stores))
+        if not isinstance(instances, Refused):  # refused: an ACL from before instances
+            report.warnings += name_collisions(instances)
     try:
         report.checks.append(("store", True, client.store.check()))
     except ConfigError:

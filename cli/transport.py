@@ -45,7 +45,7 @@ class Broken(Exception):
 
 
 def _open(settings: Settings, url: str, name: str | None) -> RespConnection:
-    """A new connection to ``url`` (through Sentinel when ``SCSSQ_SENTINELS`` is set)."""
+    """A new connection to ``url`` (to the master Sentinel names, when configured)."""
     try:
         parse_url(url)
     except RespError as e:

@@ -252,6 +252,12 @@ class RedisKeys:
         return f"{self.prefix}:workers"
 
     @property
+    def instances(self) -> str:
+        """``<node name> <process id>`` of each worker process, scored by its last
+        heartbeat: two under one node name collide (``fleet.name_collisions``)."""
+        return f"{self.prefix}:instances"
+
+    @property
     def stores(self) -> str:
         """The stores workers write to (:func:`~compiler_tasks.envvars.store_identity`),
         scored by their last heartbeat."""

@@ -286,8 +286,10 @@ class Settings:
     )
     heartbeat_file: str = setting(
         "SCSSQ_HEARTBEAT_FILE",
-        "/tmp/scssq-worker-heartbeat",
-        "File a worker touches from its consumer's timer; `probe live` reads its age.",
+        "/tmp/scssq-worker-heartbeat-{node}",
+        "File a worker touches from its consumer's timer; `probe live` reads its age. "
+        "`{node}` becomes the worker's node name (`-n w1@%h`), so each worker on a host "
+        "has its own.",
         FILE_PATH,
         HEALTH,
     )

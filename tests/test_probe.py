@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -79,3 +81,49 @@ def test_liveness_goes_stale_while_the_worker_has_no_broker(
         assert done.returncode == 0, done.stderr + fleet.logs()
     finally:
         proxy.close()
+
+
+def _probe(fleet, *args: str, heartbeat: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "compiler_tasks.worker.probe", *args],
+        env={**fleet.env, "SCSSQ_HEARTBEAT_FILE": heartbeat},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_named_workers_on_one_host_have_their_own_heartbeat(make_fleet, tmp_path: Path) -> None:
+    """Issue #25 item 6: `-n w1@%h`, `-n w2@%h`: health sees both, each its own file."""
+    fleet = make_fleet(workers=0)
+    heartbeat = str(tmp_path / "heartbeat-{node}")
+    for name in ("w1", "w2"):
+        env = {"SCSSQ_HEARTBEAT_FILE": heartbeat}
+        fleet.start_worker(1, wait=False, extra_env=env, name=f"{name}-{fleet.prefix}@%h")
+    fleet.wait_workers(2)
+    names = sorted(n.decode() for n in fleet.redis.zrange(f"{fleet.prefix}:workers", 0, -1))
+    health = fleet.scssq("health", cwd=tmp_path)
+    assert health.returncode == 0, health.stdout
+    (line,) = [x for x in health.stdout.splitlines() if x.startswith("ok   workers: 2 alive: ")]
+    assert sorted(line.split(": ", 2)[2].split(", ")) == names
+    assert "WARN" not in health.stdout
+    files = sorted(p.name for p in tmp_path.glob("heartbeat-*"))
+    assert files == [f"heartbeat-{name}" for name in names]
+    assert _probe(fleet, "live", names[1], heartbeat=heartbeat).returncode == 0
+    either = _probe(fleet, "live", heartbeat=heartbeat)
+    assert either.returncode == 1 and "2 heartbeat files match" in either.stdout
+
+
+def test_two_workers_under_one_name_get_a_warning(make_fleet, tmp_path: Path) -> None:
+    """Issue #25 item 6: what README's old command did (`celery@host` twice)."""
+    fleet = make_fleet(workers=0)
+    for _ in range(2):
+        fleet.start_worker(1, wait=False, name=f"same-{fleet.prefix}@%h")
+    fleet.wait_workers(1)
+    instances = f"{fleet.prefix}:instances"
+    wait_for(lambda: fleet.redis.zcard(instances) == 2, 30, "both workers' heartbeats")
+    (name,) = [n.decode() for n in fleet.redis.zrange(f"{fleet.prefix}:workers", 0, -1)]
+    health = fleet.scssq("health", cwd=tmp_path)
+    assert health.returncode == 0, health.stdout
+    assert f"WARN worker names: 2 workers answer as {name} (" in health.stdout
+    assert "start each with its own name" in health.stdout

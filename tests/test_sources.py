@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from compiler_tasks.bundle.collect import collect
-from compiler_tasks.bundle.model import import_stems
+from compiler_tasks.bundle.rule import Names
 from compiler_tasks.errors import BundleError
 
 LIMITS = {"max_bytes": 1 << 20, "max_files": 100}
@@ -22,9 +22,13 @@ def _tree(root: Path) -> None:
     (root / "reset.css").write_text("html { margin: 0 }\n")
 
 
-def test_import_stems_name_what_a_stylesheet_imports() -> None:
-    data = b'@use "sass:math";\n@import "lib/colors", \'reset.css\';\n@forward "_x";\n'
-    assert import_stems(data) == {"sass:math", "colors", "reset", "x"}
+def test_names_are_every_word_a_stylesheet_could_name_a_file_with() -> None:
+    names = Names()
+    names.add(b'@use "sass:meta";\n@import "lib/colors", \'reset.css\';\n$f: "_x";\n')
+    assert all(names.css(f"{n}.css") for n in ("colors", "_reset", "x", "lib"))
+    assert not names.css("other.css") and not names.folder("node_modules")
+    names.add(b'@include meta.load-css("themes/#{$t}");\n')
+    assert names.css("other.css")  # a computed URL may name any .css file
 
 
 def test_a_same_size_rewrite_with_its_mtime_put_back_is_bundled(tmp_path: Path) -> None:

@@ -15,24 +15,27 @@ from pathlib import Path
 
 from ..errors import BundleError, InvalidInput
 from ..keys import validate_relpath
-from .model import Bundle, Source, import_stems
+from .model import Bundle, Source
+from .rule import SKIPPED_DIRS, Names, Rule
 from .sources import read_source
 
 SOURCE_SUFFIXES = (".scss", ".sass")
-#: Directories never bundled: version control metadata.
-SKIPPED_DIRS = frozenset({".git", ".hg", ".svn"})
+#: (real path, real paths of its ancestors) of a folder: a link back up is a cycle.
+_Dir = tuple[str, frozenset[str]]
 
 
 def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root + os.sep)
 
 
-def _walk(root: str, excluded: list[str]) -> dict[str, str]:
-    """Relative path -> real path of candidate files; links followed while inside ``root``
-    (a real path)."""
+def _walk(
+    root: str, start: str, start_rel: str, seen: frozenset[str], excluded: list[str], rule: Rule
+) -> tuple[dict[str, str], dict[str, _Dir]]:
+    """Relative path -> real path of candidate files under ``start``, and the folders the
+    rule defers (:meth:`Rule.deferred`); links followed while inside ``root`` (real)."""
     found: dict[str, str] = {}
-    # Each directory carries the real paths of its ancestors: a link back up is a cycle.
-    stack: list[tuple[str, str, frozenset[str]]] = [(root, "", frozenset())]
+    deferred: dict[str, _Dir] = {}
+    stack: list[tuple[str, str, frozenset[str]]] = [(start, start_rel, seen)]
     while stack:
         real_dir, rel_dir, ancestors = stack.pop()
         if real_dir in ancestors:
@@ -54,36 +57,55 @@ def _walk(root: str, excluded: list[str]) -> dict[str, str]:
             if not _inside(real, root) or any(_inside(real, ex) for ex in excluded):
                 continue
             if is_dir:
-                if entry.name not in SKIPPED_DIRS:
+                if entry.name in SKIPPED_DIRS or rule.excluded_by(rel):
+                    continue
+                if rule.deferred(rel, entry.name):
+                    deferred[rel] = (real, ancestors)
+                else:
                     stack.append((real, rel, ancestors))
-            elif is_file and entry.name.endswith((*SOURCE_SUFFIXES, ".css")):
+            elif (
+                is_file
+                and entry.name.endswith((*SOURCE_SUFFIXES, ".css"))
+                and not rule.excluded_by(rel)
+            ):
                 found[rel] = real
-    return found
+    return found, deferred
 
 
-def collect(src: Path, *, exclude: list[Path], max_bytes: int, max_files: int) -> Bundle:
-    """Bundle the stylesheets under ``src`` and the .css files they import.
+def collect(
+    src: Path, *, exclude: list[Path], max_bytes: int, max_files: int, rule: Rule | None = None
+) -> Bundle:
+    """Bundle the files under ``src`` that :mod:`.rule` keeps.
 
     ``exclude`` holds directories to leave out (the output folder). Files are
     read once; limits are checked as they are read.
     """
     if not src.is_dir():
         raise BundleError(f"--src {str(src)!r} is not a directory; pass the bundle root")
+    rule = rule or Rule()
+    rule.check_entries()
     root = os.path.realpath(src)
-    candidates = _walk(root, [os.path.realpath(path) for path in exclude])
+    excluded = [os.path.realpath(path) for path in exclude]
+    pending, deferred = _walk(root, root, "", frozenset(), excluded, rule)
     sources: dict[str, Source] = {}
     css: dict[str, str] = {}
+    names = Names()
     total = 0
-    for rel, real in candidates.items():
-        if rel.endswith(".css"):
-            css[rel] = real
-            continue
-        total += _add(sources, rel, real, total, max_bytes, max_files)
-    stems: set[str] = set()
-    for source in sources.values() if css else ():  # only a .css file needs them
-        stems |= import_stems(source.data)
-    for rel, real in css.items():
-        if rel.rsplit("/", 1)[-1][:-4].lstrip("_") in stems:
+    while pending:
+        for rel, real in pending.items():
+            if rel.endswith(".css"):
+                css[rel] = real
+            else:
+                total += _add(sources, rel, real, total, max_bytes, max_files)
+                names.add(sources[rel].data)
+        pending = {}
+        for rel in [rel for rel in deferred if names.folder(rel.rsplit("/", 1)[-1])]:
+            real, ancestors = deferred.pop(rel)
+            found, more = _walk(root, real, rel, ancestors, excluded, rule)
+            pending.update(found)
+            deferred.update(more)
+    for rel, real in sorted(css.items()):
+        if names.css(rel):
             total += _add(sources, rel, real, total, max_bytes, max_files)
     if not sources:
         raise BundleError(f"--src {str(src)!r} holds no .scss or .sass file")

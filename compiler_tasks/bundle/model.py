@@ -10,15 +10,11 @@ directory or read from an archive is :mod:`.collect`; reading one source file is
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from ..keys import content_digest
-
-_IMPORT_RE = re.compile(r"@(?:import|use|forward)\s+([^;\n]+)")
-_QUOTED_RE = re.compile(r"""["']([^"']+)["']""")
 
 
 @dataclass(frozen=True)
@@ -31,18 +27,6 @@ class Source:
     @classmethod
     def of(cls, data: bytes) -> Source:
         return cls(data, hashlib.sha256(data).hexdigest())
-
-
-def import_stems(data: bytes) -> frozenset[str]:
-    """Base names (no extension, no leading '_') of everything a stylesheet imports."""
-    stems = set()
-    for clause in _IMPORT_RE.findall(data.decode("utf-8", errors="replace")):
-        for target in _QUOTED_RE.findall(clause):
-            name = target.rsplit("/", 1)[-1]
-            if name.endswith(".css"):
-                name = name[:-4]
-            stems.add(name.lstrip("_"))
-    return frozenset(stems)
 
 
 @dataclass(frozen=True)

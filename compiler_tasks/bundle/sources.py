@@ -1,7 +1,7 @@
 """Reading a bundle's source files (bytes and sha256).
 
 Every collect reads every file again: what is bundled is always what the files hold now.
-The stems a stylesheet imports are :func:`compiler_tasks.bundle.model.import_stems`.
+Which files are read is :mod:`.rule`'s to say.
 """
 
 from __future__ import annotations

@@ -9,7 +9,11 @@ Two kinds of record, kept apart on purpose:
 
 * ``<prefix>:workers`` and ``<prefix>:stores`` say who is alive NOW: scored by the last
   heartbeat, read through the alive window, a stopping worker leaves. ``scssq health``
-  and the client's "no worker alive" line read these.
+  and the client's "no worker alive" line read these. ``<prefix>:instances`` holds one
+  ``<node name> <process id>`` per worker process the same way: two workers started
+  under one node name (``celery@host`` twice on one host) are one member of
+  ``workers`` but two of ``instances``, which :func:`name_collisions` turns into the
+  warning ``scssq health`` prints.
 * ``<prefix>:engines`` is the LAST-KNOWN engine version of each engine: written by every
   heartbeat, with no expiry, and never removed when a worker stops. Clients compute
   compile keys from it, so a submit can enqueue while no worker runs and the queue it
@@ -20,7 +24,12 @@ Two kinds of record, kept apart on purpose:
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 import time
+from collections import defaultdict
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ..envvars import store_identity
@@ -30,8 +39,23 @@ from ..settings import Settings, redact_url
 if TYPE_CHECKING:
     import redis
 
+#: Heartbeats an instance record outlives before a heartbeat of another worker drops it.
+_INSTANCE_KEEP = 10
 
-def beat(settings: Settings, client: redis.Redis, hostname: str, engines: dict[str, str]) -> None:
+
+def instance_id() -> str:
+    """This worker process among all: host, process id and a random part (pid 1 in
+    every container)."""
+    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
+
+
+def beat(
+    settings: Settings,
+    client: redis.Redis,
+    hostname: str,
+    engines: dict[str, str],
+    instance: str = "",
+) -> None:
     """Publish a worker's engines and store, and mark it alive (one round trip)."""
     keys = RedisKeys(settings.prefix)
     mapping: dict[str | bytes, bytes | float | int | str] = {k: v for k, v in engines.items()}
@@ -40,12 +64,21 @@ def beat(settings: Settings, client: redis.Redis, hostname: str, engines: dict[s
     pipe.hset(keys.engines, mapping=mapping)
     pipe.zadd(keys.stores, {store_identity(settings.store_url): now})
     pipe.zadd(keys.workers, {hostname: now})
+    if instance:
+        pipe.zadd(keys.instances, {f"{hostname} {instance}": now})
+        stale = now - _INSTANCE_KEEP * settings.worker_alive_window
+        pipe.zremrangebyscore(keys.instances, "-inf", stale)
     pipe.execute()
 
 
-def leave(settings: Settings, client: redis.Redis, hostname: str) -> None:
-    """Remove a stopping worker from the alive set."""
-    client.zrem(RedisKeys(settings.prefix).workers, hostname)
+def leave(settings: Settings, client: redis.Redis, hostname: str, instance: str = "") -> None:
+    """Remove a stopping worker from the alive sets."""
+    keys = RedisKeys(settings.prefix)
+    pipe = client.pipeline(transaction=False)
+    pipe.zrem(keys.workers, hostname)
+    if instance:
+        pipe.zrem(keys.instances, f"{hostname} {instance}")
+    pipe.execute()
 
 
 def alive_workers(settings: Settings, client: redis.Redis) -> list[str]:
@@ -53,6 +86,29 @@ def alive_workers(settings: Settings, client: redis.Redis) -> list[str]:
     since = time.time() - settings.worker_alive_window
     names = client.zrangebyscore(RedisKeys(settings.prefix).workers, since, "+inf")
     return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+
+
+def alive_instances(settings: Settings, client: redis.Redis) -> list[bytes]:
+    """``<node name> <process id>`` of each worker process alive in the window."""
+    since = time.time() - settings.worker_alive_window
+    return list(client.zrangebyscore(RedisKeys(settings.prefix).instances, since, "+inf"))
+
+
+def name_collisions(instances: Iterable[bytes | str]) -> list[str]:
+    """One warning per node name that several alive worker processes answer under
+    (``instances`` as :func:`alive_instances` reads them), naming the fix."""
+    by_name: dict[str, list[str]] = defaultdict(list)
+    for member in instances:
+        text = member.decode() if isinstance(member, bytes) else member
+        name, _, instance = text.partition(" ")
+        by_name[name].append(instance)
+    return [
+        f"{len(found)} workers answer as {name} ({', '.join(sorted(found))}): health counts "
+        "them as one and they share one heartbeat file; start each with its own name, "
+        "e.g. `celery -A compiler_tasks.app worker -n w1@%h`, then `-n w2@%h`"
+        for name, found in sorted(by_name.items())
+        if len(found) > 1
+    ]
 
 
 def worker_stores(settings: Settings, client: redis.Redis) -> list[str]:

@@ -210,6 +210,20 @@ def span(op: str, **tags: Any) -> Iterator[None]:
             record.add(op, time.monotonic() - started)
 
 
+@contextmanager
+def publish_span(task: str) -> Iterator[None]:
+    """The client's enqueue of ``task``, a ``queue.publish`` span as sentry-sdk's Celery
+    integration records one: task headers written inside it (:func:`trace_headers`)
+    make the worker's span its child."""
+    if not _enabled:
+        yield
+        return
+    import sentry_sdk
+
+    with sentry_sdk.start_span(name=task, attributes={"sentry.op": "queue.publish"}):
+        yield
+
+
 def trace_headers() -> dict[str, Any]:
     """Task message headers that continue the current trace in the worker, written as
     sentry-sdk's Celery integration writes them (also nested under ``headers``, which

@@ -14,11 +14,11 @@ from typing import Any
 import redis
 from celery import bootsteps
 
-from ..coordination.fleet import beat, leave
+from ..coordination.fleet import beat, instance_id, leave
 from ..errors import ConfigError
 from ..settings import Settings
 from .context import installed_engines, redis_client
-from .probe import touch
+from .probe import heartbeat_path, touch
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ class FleetHeartbeat(bootsteps.StartStopStep):
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.tref: Any = None
+        self.instance = instance_id()
+        self.heartbeat_file = ""
         self.settings = Settings.from_env()
         self.client = redis_client(self.settings, "scssq-heartbeat")
         try:
@@ -45,6 +47,7 @@ class FleetHeartbeat(bootsteps.StartStopStep):
 
     def start(self, parent: Any) -> None:
         hostname = parent.hostname
+        self.heartbeat_file = heartbeat_path(self.settings.heartbeat_file, hostname)
         self._beat(hostname)
         interval = min(HEARTBEAT_INTERVAL, self.settings.liveness_max_age / 3)
         self.tref = parent.timer.call_repeatedly(interval, self._beat, (hostname,))
@@ -52,11 +55,11 @@ class FleetHeartbeat(bootsteps.StartStopStep):
     def _beat(self, hostname: str) -> None:
         # Liveness first: it says the consumer loop runs, whatever Redis does.
         try:
-            touch(self.settings.heartbeat_file)
+            touch(self.heartbeat_file)
         except OSError as e:
-            log.warning("cannot touch heartbeat file %s: %s", self.settings.heartbeat_file, e)
+            log.warning("cannot touch heartbeat file %s: %s", self.heartbeat_file, e)
         try:
-            beat(self.settings, self.client, hostname, self.engines)
+            beat(self.settings, self.client, hostname, self.engines, self.instance)
         except redis.RedisError as e:
             log.warning("fleet heartbeat failed: %s", e)
 
@@ -65,6 +68,6 @@ class FleetHeartbeat(bootsteps.StartStopStep):
             self.tref.cancel()
             self.tref = None
         try:
-            leave(self.settings, self.client, parent.hostname)
+            leave(self.settings, self.client, parent.hostname, self.instance)
         except redis.RedisError:
             pass

@@ -64,9 +64,10 @@ class Fleet:
         wait: bool = True,
         extra_env: dict[str, str] | None = None,
         extra_args: tuple[str, ...] = (),
+        name: str | None = None,
     ) -> subprocess.Popen[bytes]:
         self.started += 1
-        name = f"w{self.started}-{self.prefix}@%h"
+        name = name or f"w{self.started}-{self.prefix}@%h"
         log = open(self.tmp / f"worker{self.started}.log", "ab")  # noqa: SIM115
         heartbeat = {"SCSSQ_HEARTBEAT_FILE": str(self.heartbeat_file(self.started))}
         proc = subprocess.Popen(
