@@ -287,9 +287,8 @@ class Settings:
     heartbeat_file: str = setting(
         "SCSSQ_HEARTBEAT_FILE",
         "/tmp/scssq-worker-heartbeat-{node}",
-        "File a worker touches from its consumer's timer; `probe live` reads its age. "
-        "`{node}` becomes the worker's node name (`-n w1@%h`), so each worker on a host "
-        "has its own.",
+        "File a worker touches from its consumer's timer; `probe live` reads its age. `{node}` "
+        "is the worker's node name (`-n w1@%h`): one file per worker on a host.",
         FILE_PATH,
         HEALTH,
     )

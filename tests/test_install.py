@@ -9,6 +9,7 @@ needs an extra it lacks says which one (exit 2).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,8 +48,15 @@ def _dists(site: Path) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def slim(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("slim")
+    tree = root / "tree"  # a copy: setuptools leaves build/ beside the sources
+    tree.mkdir()
+    for name in ("pyproject.toml", "README.md", "celeryconfig.py"):
+        shutil.copy2(REPO / name, tree / name)
+    for package in ("compiler_tasks", "cli"):
+        shutil.copytree(REPO / package, tree / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     _run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", root / "wheels", REPO)  # fmt: skip
+         "-w", root / "wheels", tree)  # fmt: skip
     (wheel,) = (root / "wheels").glob("scssq-*.whl")
     venv = root / "venv"
     _run(sys.executable, "-m", "venv", venv)

@@ -21,7 +21,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = ROOT / "requirements"
-LOCKS = ["dev", "worker", "build", "bench"]
+LOCKS = ["dev", "client", "worker", "build", "bench"]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 #: One requirement of a lock: ``name==version [; marker]`` then its ``--hash`` lines.
 ENTRY = re.compile(
@@ -43,17 +43,27 @@ def build_in() -> list[Requirement]:
     return [Requirement(line) for line in lines if line.strip() and not line.startswith("#")]
 
 
+def extra(name: str) -> list[Requirement]:
+    """An extra's requirements, with the extras it names of scssq itself expanded."""
+    found = []
+    for text in PROJECT["optional-dependencies"][name]:
+        req = Requirement(text)
+        if req.name == PROJECT["name"]:
+            found += [r for e in sorted(req.extras) for r in extra(e)]
+        else:
+            found.append(req)
+    return found
+
+
 def wanted(lock: str) -> list[Requirement]:
     """What `make lock` compiles into ``lock``."""
     runtime = [Requirement(r) for r in PROJECT["dependencies"]]
-    extras = PROJECT["optional-dependencies"]
-    dev = [Requirement(r) for r in extras["dev"]]
-    bench = [Requirement(r) for r in extras["bench"]]
     return {
-        "worker": runtime,
+        "client": runtime,
+        "worker": runtime + extra("worker"),
         "build": build_in(),
-        "dev": runtime + dev + build_in(),
-        "bench": runtime + dev + bench + build_in(),
+        "dev": runtime + extra("dev") + build_in(),
+        "bench": runtime + extra("dev") + extra("bench") + build_in(),
     }[lock]
 
 
@@ -79,7 +89,7 @@ def test_lock_satisfies_pyproject(lock: str) -> None:
         )
 
 
-@pytest.mark.parametrize("lock", ["worker", "build", "bench"])
+@pytest.mark.parametrize("lock", ["client", "worker", "build", "bench"])
 def test_locks_agree_with_the_dev_lock(lock: str) -> None:
     dev, other = pins("dev"), pins(lock)
     differ = {n: (v, dev[n]) for n, v in other.items() if n in dev and dev[n] != v}
@@ -89,8 +99,9 @@ def test_locks_agree_with_the_dev_lock(lock: str) -> None:
 
 
 def test_runtime_dependencies_stop_below_their_next_major() -> None:
-    for text in PROJECT["dependencies"]:
-        req = Requirement(text)
+    runtime = [Requirement(r) for r in PROJECT["dependencies"]]
+    for req in runtime + [r for e in ("worker", "local", "s3", "sentry") for r in extra(e)]:
+        text = str(req)
         operators = {spec.operator for spec in req.specifier}
         assert operators & {"<", "==", "~="}, f"{text} has no upper bound"
 
