@@ -55,7 +55,8 @@ def world(draw: st.DrawFn) -> tuple[list[StoredObject], dict[str, KeyState]]:
         kind = draw(st.sampled_from(["result", "unreadable", "lock", "both", "none"]))
         # A result may name any artifact, another key's too (never written so, still safe).
         named = draw(st.lists(artifact, max_size=3))
-        raw = b"{not json" if kind == "unreadable" else result(key, named)
+        unreadable = draw(st.sampled_from([b"{not json", b"[]", b'{"key": "../x"}']))
+        raw = unreadable if kind == "unreadable" else result(key, named)
         has_result = kind in ("result", "unreadable", "both")
         states[key] = KeyState(raw if has_result else None, kind in ("lock", "both"))
     for key in {p.split("/")[1] for p in paths if p.startswith("artifacts/")} & set(KEYS) - set(

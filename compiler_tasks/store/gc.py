@@ -46,7 +46,7 @@ from typing import Any
 import redis
 
 from ..coordination.lock import Lock, Outcome
-from ..errors import StoreError
+from ..errors import InvalidInput, StoreError
 from ..keys import RedisKeys, manifest_path
 from .base import Store, StoredObject
 
@@ -99,7 +99,7 @@ def referenced(raw: bytes) -> set[str] | None:
         paths = {manifest_path(str(result["key"]))}
         for out in result.get("outputs", {}).values():
             paths.update(str(out[name]) for name in ("css", "map") if out.get(name))
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError, InvalidInput):
         return None
     return paths
 
