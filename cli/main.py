@@ -35,6 +35,7 @@ from compiler_tasks.keys import validate_commit
 from compiler_tasks.settings import DEFAULT_SUBMIT_TIMEOUT, ENGINES, Settings
 
 from . import config as cfg
+from .gc import gc
 
 _TIMEOUT_HELP = (
     f"Seconds for queueing, compiling and downloading together [{DEFAULT_SUBMIT_TIMEOUT:g}]."
@@ -402,3 +403,6 @@ def health() -> None:
         return EXIT_OK if report.ok else EXIT_INFRA
 
     _run(False, run)
+
+
+main.add_command(gc)

@@ -17,6 +17,7 @@ import pytest
 
 from compiler_tasks.errors import ArtifactMissing, ConfigError, InvalidInput, StoreError
 from compiler_tasks.store import Store, open_store
+from compiler_tasks.store.file import FileStore
 from tests.support.s3 import aws_env, free_port
 
 BINARY = bytes(range(256)) * 300 + b"\x00\r\n\xff"
@@ -153,6 +154,31 @@ def test_invalid_paths_refused_and_nothing_written(backend: Backend, bad: str) -
             op()
     assert backend.everything() == before
     assert not os.path.exists("/abs")
+
+
+def test_list_names_every_object_under_a_prefix_with_size_and_age(
+    backend: Backend, tmp_path: Path
+) -> None:
+    store = backend.store
+    before = time.time() - 5  # S3 keeps whole seconds; allow a little clock skew
+    store.put("artifacts/k1/t/a.css", b"abc")
+    store.put("artifacts/k1/manifest.json", b"{}")
+    store.put_once("artifacts/k2/t/b/c.css", b"12345")
+    store.put("bundles/d.tar.gz", b"z")
+    if isinstance(store, FileStore):  # a half-written file or a link: never an object
+        (Path(store.root) / "artifacts" / ".scssq-tmp:x").write_bytes(b"partial")
+        (Path(store.root) / "artifacts" / "link.css").symlink_to(tmp_path)
+    listed = {o.path: o for o in store.list("artifacts/")}
+    assert {p: o.size for p, o in listed.items()} == {
+        "artifacts/k1/t/a.css": 3,
+        "artifacts/k1/manifest.json": 2,
+        "artifacts/k2/t/b/c.css": 5,
+    }
+    assert all(before <= o.modified <= time.time() + 5 for o in listed.values())
+    assert [o.path for o in store.list("bundles/")] == ["bundles/d.tar.gz"]
+    assert list(store.list("nothing/")) == []
+    store.delete("artifacts/k1/t/a.css")
+    assert "artifacts/k1/t/a.css" not in {o.path for o in store.list("artifacts/")}
 
 
 def test_check_of_healthy_store(store: Store) -> None:

@@ -9,9 +9,20 @@ StoreError (anything else) with a message naming the store and never a credentia
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from ..errors import InvalidInput, StoreError
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One object of a store's listing: its path, size and last write (Unix time)."""
+
+    path: str
+    size: int
+    modified: float
 
 
 class Store(Protocol):
@@ -38,6 +49,10 @@ class Store(Protocol):
 
     def delete(self, path: str) -> None:
         """Remove ``path``; nothing happens if it is absent."""
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        """Every object whose path starts with ``prefix`` (e.g. ``artifacts/``), in no
+        particular order; objects written while it runs may or may not appear."""
 
     def check(self) -> str:
         """Prove the store is usable; a short description, or StoreError naming the cause."""

@@ -12,11 +12,12 @@ import contextlib
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 
 from ..bundle.fileio import OPEN_READ, read_fd
-from ..errors import ArtifactMissing, StoreError
+from ..errors import ArtifactMissing, InvalidInput, StoreError
 from ..keys import validate_relpath
-from .base import within_limit
+from .base import StoredObject, within_limit
 
 #: Mode of stored files: readable by other users of the machine (e.g. a web server).
 FILE_MODE = 0o644
@@ -130,6 +131,35 @@ class FileStore:
             return
         except OSError as e:
             raise self._fail("delete", path, e) from e
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        """Regular files under the folder ``prefix`` names (a relative path ending in
+        ``/``); temporary files, links and names no store path can have are left out."""
+        top = os.path.join(self.root, *prefix.strip("/").split("/")) if prefix else self.root
+
+        def failed(e: OSError) -> None:
+            if not isinstance(e, FileNotFoundError):  # a folder removed while listing
+                raise self._fail("list", prefix, e)
+
+        for directory, _dirs, names in os.walk(top, onerror=failed):
+            for name in names:
+                found = self._listed(os.path.join(directory, name))
+                if found is not None and found.path.startswith(prefix):
+                    yield found
+
+    def _listed(self, full: str) -> StoredObject | None:
+        """The object at ``full`` (a file under the root), or None if it is none."""
+        path = os.path.relpath(full, self.root).replace(os.sep, "/")
+        try:
+            validate_relpath(path, "store path")
+            st = os.lstat(full)
+        except (InvalidInput, FileNotFoundError):  # a temporary file, or gone meanwhile
+            return None
+        except OSError as e:
+            raise self._fail("stat", path, e) from e
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return StoredObject(path, st.st_size, st.st_mtime)
 
     def check(self) -> str:
         try:

@@ -9,13 +9,13 @@ is opened (:func:`compiler_tasks.store.open_store`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from ..errors import ArtifactMissing, StoreError
+from ..errors import ArtifactMissing, InvalidInput, StoreError
 from ..keys import validate_relpath
 from ..settings import redact_url
-from .base import too_large, within_limit
+from .base import StoredObject, too_large, within_limit
 
 T = TypeVar("T")
 
@@ -145,6 +145,26 @@ class S3Store:
     def delete(self, path: str) -> None:
         key = self._key(path)
         self._call("delete", path, self._client.delete_object, Key=key)
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        """Objects under ``prefix`` (ListObjectsV2, 1000 a page); keys that are no
+        store path (e.g. written by another tool) are left out."""
+        base = f"{self.prefix}/" if self.prefix else ""
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=base + prefix
+            )
+            for page in pages:
+                for item in page.get("Contents", ()):
+                    path = str(item["Key"])[len(base) :]
+                    try:
+                        validate_relpath(path, "store path")
+                    except InvalidInput:
+                        continue
+                    modified = item["LastModified"].timestamp()
+                    yield StoredObject(path, int(item["Size"]), modified)
+        except self._errors as e:
+            raise StoreError(f"{self._where}: cannot list {prefix!r}: {e}") from e
 
     def check(self) -> str:
         try:

@@ -369,3 +369,20 @@ def test_keda_user_may_count_the_queue_and_nothing_else() -> None:
     assert commands <= {"+ping", "+hello", "+auth", "+select", "+eval", "+type", "+llen"}
     assert not [r for r in rules if r.startswith("&")], "no channel"
     assert not [r for r in rules if r.startswith(("#", ">", "nopass"))], "no password in git"
+
+
+def test_gc_cronjob_runs_scssq_gc_with_the_workers_access() -> None:
+    """gc deletes from the store and takes compile locks: the workers' Redis user and
+    S3 credentials, one run at a time, the same image."""
+    objects = k8s_objects()
+    cron = objects[("CronJob", "scssq-gc")]["spec"]
+    assert cron["concurrencyPolicy"] == "Forbid"
+    pod = cron["jobTemplate"]["spec"]["template"]["spec"]
+    (gc,) = pod["containers"]
+    assert gc["command"][-3:] == ["scssq", "gc", "--apply"]
+    worker = container(objects, "scssq-worker")
+    assert gc["image"] == worker["image"]
+    gc_env, worker_env = container_env(gc), container_env(worker)
+    for name in ("SCSSQ_REDIS_URL", "SCSSQ_STORE", "SCSSQ_PREFIX", "AWS_ACCESS_KEY_ID"):
+        assert gc_env[name] == worker_env[name], name
+    assert urlsplit(gc_env["SCSSQ_REDIS_URL"]).username == WORKER_USER

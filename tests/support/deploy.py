@@ -46,7 +46,14 @@ K8S = ROOT / "deploy" / "k8s"
 #: The kustomize overlay of K8S whose worker pool scales to zero.
 SCALE_TO_ZERO = ROOT / "deploy" / "k8s-scale-to-zero"
 #: Manifests of built-in kinds (kubernetes-validate has their schemas).
-CORE_MANIFESTS = ["namespace.yaml", "configmap.yaml", "redis.yaml", "worker.yaml", "flower.yaml"]
+CORE_MANIFESTS = [
+    "namespace.yaml",
+    "configmap.yaml",
+    "redis.yaml",
+    "worker.yaml",
+    "flower.yaml",
+    "gc.yaml",
+]
 SECRET_TEMPLATE = "secret.example.yaml"
 KEDA_MANIFEST = "keda.yaml"
 #: JSON schemas of KEDA's kinds, vendored (see generate.py there).
