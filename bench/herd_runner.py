@@ -37,6 +37,7 @@ import redis
 
 from bench import bundles
 from cli import client as client_api
+from cli import wait as wait_api
 from compiler_tasks.settings import Settings
 from compiler_tasks.store import open_store
 
@@ -77,23 +78,23 @@ _gate: Gate
 
 def _instrument() -> None:
     """Stamp the client's wait (start, wake-up) and count compile tasks sent, per thread."""
-    original_wait = client_api._Wait.run
+    original_wait = wait_api.Wait.run
 
-    def wait(self: client_api._Wait, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def wait(self: wait_api.Wait, *args: Any, **kwargs: Any) -> dict[str, Any]:
         _stamps.wait = time.time()
         result = original_wait(self, *args, **kwargs)
         _stamps.wake = time.time()
         _gate.arrive()
         return result
 
-    client_api._Wait.run = wait  # type: ignore[method-assign]
-    original_send = client_api._Submit.send
+    wait_api.Wait.run = wait  # type: ignore[method-assign]
+    original_send = client_api.Submit.send
 
-    def send(self: client_api._Submit) -> None:
+    def send(self: client_api.Submit) -> None:
         _stamps.sends = getattr(_stamps, "sends", 0) + 1
         original_send(self)
 
-    client_api._Submit.send = send  # type: ignore[method-assign]
+    client_api.Submit.send = send  # type: ignore[method-assign]
 
 
 def _sleep_until(at: float) -> None:

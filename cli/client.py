@@ -58,6 +58,7 @@ from compiler_tasks.store.bundles import upload_bundle
 from .config import SubmitConfig
 from .outputs import Artifacts, EntryOutput, SubmitResult
 from .transport import Broken, Link, Subscription, retrying
+from .wait import Wait
 
 Progress = Callable[[str], None]
 #: Prefix of the line printed (TTY or not) when no worker is alive.
@@ -188,11 +189,11 @@ def submit(
     """
     started = time.monotonic()
     bundle = collect_bundle(config, client.settings)
-    run = _Submit(client, config, bundle, commit, started, started + timeout, progress, warn)
+    run = Submit(client, config, bundle, commit, started, started + timeout, progress, warn)
     return retrying(lambda: run.attempt(wait), client.redis, started, run.deadline, run.warn)
 
 
-class _Submit:
+class Submit:
     """One submit's state: what it asks for, its job, and what it says."""
 
     def __init__(
@@ -312,7 +313,7 @@ class _Submit:
                 return res
             waited_for = "lock.wait" if res.outcome == "shared" else "compile.wait"
             with span(waited_for, key=key):  # another holder's compile, or our task's
-                final = _Wait(self, subscription).run()
+                final = Wait(self, subscription).run()
         finally:
             subscription.close()
         if final.get("status") == "failed":
@@ -370,79 +371,3 @@ class _Submit:
             job = dataclasses.replace(self.job, inline=None, own_upload=own)
         with publish_span("scssq.compile"):
             self.client.broker.call(self.client.push("scssq.compile", job, max(remaining, 1.0)))
-
-
-class _Wait:
-    """The wait for a key's result on a confirmed subscription (see the module doc)."""
-
-    def __init__(self, owner: _Submit, subscription: Subscription) -> None:
-        self.owner, self.subscription = owner, subscription
-        self.key = owner.job.key
-        self.reenqueued = self.holder_seen = False
-
-    def run(self) -> dict[str, Any]:
-        run, cap = self.owner, self.owner.client.settings.lock_ttl
-        wake_at = min(time.monotonic() + cap, run.deadline)
-        while True:
-            now = time.monotonic()
-            if now >= run.deadline:
-                raise FleetTimeout(
-                    f"timed out after {run.deadline - run.started:g} s waiting for the fleet "
-                    f"to compile {self.key[:12]} (no result before the deadline); "
-                    "see `scssq health`"
-                )
-            try:
-                message = self.subscription.next(min(wake_at, run.deadline) - now)
-                if message is None and time.monotonic() >= wake_at:
-                    result, locked = run._check(self.key)
-                    if result is not None:
-                        return result
-                    if time.monotonic() < run.deadline:
-                        self.idle(locked)
-                    wake_at = min(time.monotonic() + cap, run.deadline)
-            except Broken as e:
-                result = self.reconnect(e)
-                if result is not None:
-                    return result
-                wake_at = min(time.monotonic() + cap, run.deadline)
-                continue
-            if message is None:
-                continue
-            if message.get("type") == "done" and isinstance(message.get("result"), dict):
-                result = dict(message["result"])
-                if result.get("for") in (None, run.job.submit):
-                    return result  # else: another submitter's request was refused
-            elif message.get("event") == "started":
-                self.holder_seen = True
-                worker = message.get("worker")
-                run.say(
-                    f"compiling on worker {worker}"
-                    if message.get("submit") == run.job.submit
-                    else f"waiting for another request's compile on worker {worker}"
-                )
-
-    def idle(self, locked: bool) -> None:
-        """A capped wait ran out: enqueue once more if the lock vanished with no result
-        (once, or again each time a holder was seen and then vanished: it died)."""
-        if not locked and (self.holder_seen or not self.reenqueued):
-            self.reenqueued, self.holder_seen = True, False
-            self.owner.say("the compile's lock vanished with no result; enqueueing once more")
-            self.owner.send()
-
-    def reconnect(self, error: Exception) -> dict[str, Any] | None:
-        """Subscribe again after a dropped connection, then read the result again."""
-        run = self.owner
-        run.warn(f"lost Redis while waiting for {self.key[:12]} ({error}); reconnecting")
-        pause = 0.1
-        while True:
-            if time.monotonic() + pause >= run.deadline:
-                raise RedisUnavailable(
-                    f"Redis unreachable while waiting for compile key {self.key[:12]}: {error}"
-                ) from error
-            time.sleep(pause)
-            pause = min(pause * 2, 2.0)
-            try:
-                self.subscription.open()
-                return run._check(self.key)[0]
-            except Broken as e:
-                error = e

@@ -13,7 +13,9 @@ from typing import Any
 
 import click
 
-from compiler_tasks.errors import EXIT_INFRA, EXIT_OK, ScssqError, exit_code_for
+from compiler_tasks.errors import EXIT_INFRA, EXIT_OK, require
+
+from .printing import fail
 
 #: Seconds: an hour, six times the default submit --timeout (SCSSQ_SUBMIT_TIMEOUT).
 DEFAULT_GRACE = 3600.0
@@ -42,13 +44,7 @@ def gc(apply: bool, grace: float, as_json: bool) -> None:
     try:
         report = _collect(apply, grace)
     except Exception as e:
-        code = exit_code_for(e)
-        message = str(e) if isinstance(e, ScssqError) else f"unexpected {type(e).__name__}: {e}"
-        if as_json:
-            error = {"type": type(e).__name__, "message": message}
-            click.echo(json.dumps({"ok": False, "exit_code": code, "error": error}))
-        click.echo(f"scssq: error: {message}", err=True)
-        sys.exit(code)
+        fail(e, as_json)
     code = EXIT_INFRA if report.failed else EXIT_OK
     if as_json:
         click.echo(json.dumps({"ok": code == EXIT_OK, "exit_code": code, **report.as_dict()}))
@@ -60,6 +56,7 @@ def gc(apply: bool, grace: float, as_json: bool) -> None:
 
 
 def _collect(apply: bool, grace: float) -> Any:
+    require("redis", "worker", "scssq gc (it runs with the fleet's credentials)")
     import redis
 
     from compiler_tasks.coordination.connections import redis_client

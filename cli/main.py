@@ -29,36 +29,17 @@ from compiler_tasks.errors import (
     InfrastructureError,
     ScssqError,
     UsageError,
-    exit_code_for,
 )
 from compiler_tasks.keys import validate_commit
 from compiler_tasks.settings import DEFAULT_SUBMIT_TIMEOUT, ENGINES, Settings
 
 from . import config as cfg
+from . import printing
 from .gc import gc
 
 _TIMEOUT_HELP = (
     f"Seconds for queueing, compiling and downloading together [{DEFAULT_SUBMIT_TIMEOUT:g}]."
 )
-
-
-def _fail(exc: BaseException, as_json: bool, extra: dict[str, Any] | None = None) -> NoReturn:
-    code = exit_code_for(exc)
-    message = str(exc) if isinstance(exc, ScssqError) else f"unexpected {type(exc).__name__}: {exc}"
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "ok": False,
-                    "exit_code": code,
-                    **(extra or {}),
-                    "error": {"type": type(exc).__name__, "message": message},
-                }
-            )
-        )
-    label = {EXIT_COMPILE: "compile error"}.get(code, "error")
-    click.echo(f"scssq: {label}: {message}", err=True)
-    sys.exit(code)
 
 
 def _settings() -> Settings:
@@ -78,7 +59,7 @@ def _run(as_json: bool, fn: Callable[[], int]) -> NoReturn:
     except click.ClickException:
         raise
     except Exception as e:
-        _fail(e, as_json)
+        printing.fail(e, as_json)
     sys.exit(code)
 
 
@@ -86,10 +67,6 @@ _DIGEST_HELP = (
     "Serve the sources of this digest (12+ hex digits of it) when the commit is contested "
     "(submitted with other sources too)."
 )
-
-
-def _human_size(n: int) -> str:
-    return f"{n / 1024:.1f} KB" if n >= 1024 else f"{n} B"
 
 
 @click.group()
@@ -202,7 +179,7 @@ def submit(
         conf = _config(settings, **flags)
         commit = _commit(hash_, conf.src)
         limit = timeout or cfg.file_timeout(Path.cwd()) or DEFAULT_SUBMIT_TIMEOUT
-        progress = _progress if cfg.is_tty() else None
+        progress = printing.progress if cfg.is_tty() else None
         try:
             result = traced_submit(submit_once, settings)(
                 settings,
@@ -211,25 +188,18 @@ def submit(
                 timeout=limit,
                 wait=not no_wait,
                 progress=progress,
-                warn=_progress,
+                warn=printing.progress,
             )
         except InfrastructureError as e:
             if fallback != "local" or no_wait:
-                _fail(e, as_json, {"commit": commit, "project": conf.project})
+                printing.fail(e, as_json, {"commit": commit, "project": conf.project})
             result = _local(settings, conf, commit, e, as_json)
         except ScssqError as e:
-            _fail_with_warnings(e, as_json, {"commit": commit, "project": conf.project})
-        _print_submit(result, as_json)
+            printing.fail_with_warnings(e, as_json, {"commit": commit, "project": conf.project})
+        printing.print_submit(result, as_json)
         return EXIT_OK
 
     _run(as_json, run)
-
-
-def _fail_with_warnings(exc: ScssqError, as_json: bool, extra: dict[str, Any]) -> NoReturn:
-    warnings = getattr(exc, "warnings", "")
-    if warnings:
-        click.echo(warnings.rstrip("\n"), err=True)
-    _fail(exc, as_json, extra)
 
 
 def _local(
@@ -242,51 +212,7 @@ def _local(
     try:
         return compile_locally(settings, conf, commit)
     except ScssqError as e:
-        _fail_with_warnings(e, as_json, {"commit": commit, "project": conf.project})
-
-
-def _progress(message: str) -> None:
-    click.echo(f"scssq: {message}", err=True)
-
-
-def _print_submit(result: Any, as_json: bool) -> None:
-    if result.warnings:
-        click.echo(result.warnings.rstrip("\n"), err=True)
-    if result.conflict:
-        click.echo(f"scssq: WARNING: {result.conflict}", err=True)
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "ok": True,
-                    "project": result.project,
-                    "commit": result.commit,
-                    "key": result.key,
-                    "digest": result.digest,
-                    "outcome": result.outcome,
-                    "seconds": round(result.seconds, 3),
-                    "conflict": result.conflict,
-                    "warnings": result.warnings,
-                    "entries": [
-                        {
-                            "entry": e.entry,
-                            "css": str(e.css),
-                            "map": str(e.map) if e.map else None,
-                            "size": e.size,
-                            "sha256": e.sha256,
-                        }
-                        for e in result.entries
-                    ],
-                }
-            )
-        )
-        return
-    if result.outcome == "queued":
-        click.echo(f"queued {result.key[:12]} for commit {result.commit[:12]}")
-    for e in result.entries:
-        click.echo(
-            f"{result.outcome:<8} {e.entry} -> {e.css} {_human_size(e.size)} {result.seconds:.2f}s"
-        )
+        printing.fail_with_warnings(e, as_json, {"commit": commit, "project": conf.project})
 
 
 @main.command()
@@ -317,33 +243,18 @@ def status(hash_: str, project: str | None, digest: str | None, as_json: bool) -
         if contested:
             refusal = Contested("; ".join(contested_message(v, commit, name) for v in contested))
             if not as_json:
-                _print_variants(found)
-            _fail(refusal, as_json, {"variants": [v.__dict__ for v in found]})
+                printing.print_variants(found)
+            printing.fail(refusal, as_json, {"variants": [v.__dict__ for v in found]})
         if as_json:
             click.echo(json.dumps([v.__dict__ for v in found]))
         else:
-            _print_variants(found)
+            printing.print_variants(found)
         states = {v.state for v in found}
         if "error" in states:
             return EXIT_COMPILE
         return EXIT_OK if states == {"ok"} else 4
 
     _run(as_json, run)
-
-
-def _print_variants(found: list[Any]) -> None:
-    for v in found:
-        click.echo(
-            f"{v.state:<9} key {v.key[:12]} digest {v.digest[:12]} "
-            f"entries {','.join(v.options['entries'])} style {v.options['style']}"
-        )
-        if v.message:
-            click.echo(f"          {v.message}")
-        for other in v.contenders:
-            click.echo(
-                f"          contested by digest {other['digest'][:12]} "
-                f"(key {other['key'][:12]}, {other['state']})"
-            )
 
 
 @main.command()
@@ -378,7 +289,7 @@ def fetch(hash_: str, digest: str | None, **flags: Any) -> None:
         found = choose(variants(client, project, commit), wanted, digest)
         variant = pick(found, commit, project, digest)
         for e in do_fetch(client, variant, out):
-            click.echo(f"fetched  {e.entry} -> {e.css} {_human_size(e.size)}")
+            click.echo(f"fetched  {e.entry} -> {e.css} {printing.human_size(e.size)}")
         click.echo(f"digest   {variant.digest}")
         return EXIT_OK
 

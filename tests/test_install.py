@@ -118,3 +118,5 @@ def test_a_missing_extra_is_named_with_exit_2(slim: dict[str, object], tmp_path:
     )  # fmt: skip
     assert s3.returncode == 2, s3.stdout + s3.stderr
     assert "pip install 'scssq[s3]'" in s3.stderr
+    gc = subprocess.run([scssq, "gc"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert gc.returncode == 2 and "pip install 'scssq[worker]'" in gc.stderr, gc.stderr

@@ -1,0 +1,101 @@
+"""What the ``scssq`` commands print: results, variants, progress and failures (with
+the documented exit code, and as one JSON object with ``--json``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from compiler_tasks.errors import EXIT_COMPILE, ScssqError, exit_code_for
+
+
+def fail(exc: BaseException, as_json: bool, extra: dict[str, Any] | None = None) -> NoReturn:
+    code = exit_code_for(exc)
+    message = str(exc) if isinstance(exc, ScssqError) else f"unexpected {type(exc).__name__}: {exc}"
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": False,
+                    "exit_code": code,
+                    **(extra or {}),
+                    "error": {"type": type(exc).__name__, "message": message},
+                }
+            )
+        )
+    label = {EXIT_COMPILE: "compile error"}.get(code, "error")
+    click.echo(f"scssq: {label}: {message}", err=True)
+    sys.exit(code)
+
+
+def human_size(n: int) -> str:
+    return f"{n / 1024:.1f} KB" if n >= 1024 else f"{n} B"
+
+
+def fail_with_warnings(exc: ScssqError, as_json: bool, extra: dict[str, Any]) -> NoReturn:
+    warnings = getattr(exc, "warnings", "")
+    if warnings:
+        click.echo(warnings.rstrip("\n"), err=True)
+    fail(exc, as_json, extra)
+
+
+def progress(message: str) -> None:
+    click.echo(f"scssq: {message}", err=True)
+
+
+def print_submit(result: Any, as_json: bool) -> None:
+    if result.warnings:
+        click.echo(result.warnings.rstrip("\n"), err=True)
+    if result.conflict:
+        click.echo(f"scssq: WARNING: {result.conflict}", err=True)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": True,
+                    "project": result.project,
+                    "commit": result.commit,
+                    "key": result.key,
+                    "digest": result.digest,
+                    "outcome": result.outcome,
+                    "seconds": round(result.seconds, 3),
+                    "conflict": result.conflict,
+                    "warnings": result.warnings,
+                    "entries": [
+                        {
+                            "entry": e.entry,
+                            "css": str(e.css),
+                            "map": str(e.map) if e.map else None,
+                            "size": e.size,
+                            "sha256": e.sha256,
+                        }
+                        for e in result.entries
+                    ],
+                }
+            )
+        )
+        return
+    if result.outcome == "queued":
+        click.echo(f"queued {result.key[:12]} for commit {result.commit[:12]}")
+    for e in result.entries:
+        click.echo(
+            f"{result.outcome:<8} {e.entry} -> {e.css} {human_size(e.size)} {result.seconds:.2f}s"
+        )
+
+
+def print_variants(found: list[Any]) -> None:
+    for v in found:
+        click.echo(
+            f"{v.state:<9} key {v.key[:12]} digest {v.digest[:12]} "
+            f"entries {','.join(v.options['entries'])} style {v.options['style']}"
+        )
+        if v.message:
+            click.echo(f"          {v.message}")
+        for other in v.contenders:
+            click.echo(
+                f"          contested by digest {other['digest'][:12]} "
+                f"(key {other['key'][:12]}, {other['state']})"
+            )
