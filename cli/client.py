@@ -199,16 +199,14 @@ def _retrying(
             # gets only CONNECT_GRACE seconds (a wrong URL should not hang a CI job).
             give_up = deadline if client.reached else min(deadline, started + CONNECT_GRACE)
             if time.monotonic() + pause >= give_up:
-                raise RedisUnavailable(
-                    f"Redis at {redact_url(settings.redis_url)} unreachable: {e}"
-                ) from e
+                raise RedisUnavailable(f"Redis at {settings.redis_shown} unreachable: {e}") from e
             if pause == RETRY_PAUSE:
                 (warn or (lambda _msg: None))(f"Redis unreachable ({e}); retrying")
             time.sleep(pause)
             pause = min(pause * 2, 2.0)
         except redis.RedisError as e:
             raise RedisUnavailable(
-                f"Redis at {redact_url(settings.redis_url)} failed during the submit: {e}"
+                f"Redis at {settings.redis_shown} failed during the submit: {e}"
             ) from e
 
 

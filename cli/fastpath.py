@@ -37,6 +37,7 @@ from compiler_tasks.coordination import commits
 from compiler_tasks.errors import ArtifactMissing, CompileError, InvalidInput
 from compiler_tasks.keys import RedisKeys, compile_key
 from compiler_tasks.observability import stats
+from compiler_tasks.protocol import sentinel
 from compiler_tasks.protocol.jobs import Job
 from compiler_tasks.protocol.messages import task_message
 from compiler_tasks.protocol.resp import RespConnection, RespError
@@ -145,7 +146,7 @@ def cached(
     options = config.options
     timeout = max(0.1, min(CONNECT_TIMEOUT, deadline - time.monotonic()))
     try:
-        with RespConnection.open(settings, timeout) as conn:
+        with sentinel.connect(settings, timeout) as conn:
             (version,) = conn.call(("HGET", keys.engines, options.engine))
             if not isinstance(version, bytes):
                 return None  # no worker registered: the full client says so

@@ -44,8 +44,8 @@ import redis
 from compiler_tasks.errors import NoWorkers
 from compiler_tasks.keys import CompileOptions, RedisKeys, compile_key
 from compiler_tasks.observability import stats
-from compiler_tasks.protocol import resp
-from compiler_tasks.settings import Settings, redact_url
+from compiler_tasks.protocol import resp, sentinel
+from compiler_tasks.settings import Settings
 
 from .config import SubmitConfig
 
@@ -109,7 +109,7 @@ class _Private:
             self.reset()
         if self.conn is None:
             try:
-                self.conn = resp.RespConnection.open(self.settings, PRIVATE_TIMEOUT, self.name)
+                self.conn = sentinel.connect(self.settings, PRIVATE_TIMEOUT, self.name)
             except resp.RespError:
                 self.off = True  # a URL this module does not speak
                 return None
@@ -337,7 +337,7 @@ class Lookups:
         """The engine version in a reply (``HGET`` of the engines); NoWorkers if none."""
         self.reached = self.counts.healthy = True
         if raw is None:
-            url = redact_url(self.settings.redis_url)
+            url = self.settings.redis_shown
             raise NoWorkers(NEVER_REGISTERED.format(self.settings.prefix, engine, url))
         version = raw.decode()
         self.versions[engine] = version

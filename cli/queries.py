@@ -25,7 +25,6 @@ from compiler_tasks.errors import (
     UsageError,
 )
 from compiler_tasks.keys import CompileOptions
-from compiler_tasks.settings import redact_url
 
 from .client import Client
 from .outputs import EntryOutput
@@ -77,9 +76,7 @@ def variants(client: Client, project: str, commit: str) -> list[Variant]:
                 )
             )
     except redis.RedisError as e:
-        raise RedisUnavailable(
-            f"Redis at {redact_url(client.settings.redis_url)} is unreachable: {e}"
-        ) from e
+        raise RedisUnavailable(f"Redis at {client.settings.redis_shown} is unreachable: {e}") from e
     if not found:
         raise NotFound(f"no submit of commit {commit} is known for project {project!r}")
     return found
@@ -201,7 +198,7 @@ def health(client: Client) -> Health:
     settings = client.settings
     try:
         client.redis.ping()
-        report.checks.append(("redis", True, f"reachable at {redact_url(settings.redis_url)}"))
+        report.checks.append(("redis", True, f"reachable at {settings.redis_shown}"))
         _check_policy(client, report)
         workers = alive_workers(settings, client.redis)
         report.checks.append(
@@ -216,9 +213,7 @@ def health(client: Client) -> Health:
         )
         _check_store_match(client, report)
     except redis.RedisError as e:
-        report.checks.append(
-            ("redis", False, f"unreachable at {redact_url(settings.redis_url)}: {e}")
-        )
+        report.checks.append(("redis", False, f"unreachable at {settings.redis_shown}: {e}"))
     try:
         report.checks.append(("store", True, client.store.check()))
     except ScssqError as e:

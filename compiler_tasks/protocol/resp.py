@@ -19,7 +19,7 @@ from __future__ import annotations
 import select
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -100,11 +100,22 @@ class RespConnection:
         self.unread = 0
 
     @classmethod
-    def open(cls, settings: Settings, timeout: float, name: str | None = None) -> RespConnection:
-        """Connect to ``SCSSQ_REDIS_URL``, authenticate and, with ``name``, name the
-        connection (the replies are read with the first :meth:`receive`, so AUTH, CLIENT
-        SETNAME and SELECT cost no round trip of their own)."""
-        target = parse_url(settings.redis_url)
+    def open(
+        cls,
+        settings: Settings,
+        timeout: float,
+        name: str | None = None,
+        url: str | None = None,
+        address: tuple[str, int] | None = None,
+    ) -> RespConnection:
+        """Connect to ``url`` (``SCSSQ_REDIS_URL`` by default; at ``address`` instead of
+        the URL's host when given, e.g. a master found through Sentinel), authenticate
+        and, with ``name``, name the connection (the replies are read with the first
+        :meth:`receive`, so AUTH, CLIENT SETNAME and SELECT cost no round trip of their
+        own). ``timeout`` bounds the connect and every later read."""
+        target = parse_url(url or settings.redis_url)
+        if address is not None:
+            target = replace(target, host=address[0], port=address[1], unix_path="")
         if target.unix_path:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(timeout)
