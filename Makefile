@@ -28,9 +28,11 @@ $(VENV)/.installed: requirements/dev.lock pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
+# redis-sentinel: the failover test (tests/faults/test_sentinel.py) runs three of them.
 redis:
-	@command -v redis-server >/dev/null || { $(APT) update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq redis-server >/dev/null; }
+	@command -v redis-server >/dev/null && command -v redis-sentinel >/dev/null || { \
+		$(APT) update -qq && DEBIAN_FRONTEND=noninteractive \
+		$(APT) install -y -qq redis-server redis-sentinel >/dev/null; }
 
 # A real compile through a local fleet: private redis-server, 2 workers, local store.
 demo: setup

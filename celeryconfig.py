@@ -5,14 +5,17 @@ object (``SCSSQ_*`` variables, documented defaults) or is a fixed policy of
 the service explained beside it.
 """
 
-from compiler_tasks.coordination.connections import broker_ssl
+from compiler_tasks.coordination import connections
 from compiler_tasks.settings import Settings
 
 _settings = Settings.from_env()
 
-broker_url = _settings.broker_url
+# SCSSQ_BROKER_URL; with SCSSQ_SENTINELS, kombu's Sentinel transport (`sentinel://` URLs,
+# one per Sentinel, and `master_name` below): each new broker connection asks the
+# Sentinels where the master is, so workers follow a failover without a restart.
+broker_url = connections.broker_url(_settings)
 # rediss://: verify the server's certificate (kombu alone would use CERT_NONE).
-broker_use_ssl = broker_ssl(_settings)
+broker_use_ssl = connections.broker_ssl(_settings)
 broker_connection_retry_on_startup = True
 broker_transport_options = {
     # Longer than the longest task, else Redis hands a running task to a second worker.
@@ -31,6 +34,7 @@ broker_transport_options = {
     # consumes again. A repeated ack, event or task message is harmless here (a second
     # delivery of a finished compile finds its result).
     "retry_on_timeout": True,
+    **connections.broker_transport_options(_settings),
 }
 
 # Messages are JSON, never pickle (invariant 8).
@@ -40,7 +44,8 @@ event_serializer = "json"
 accept_content = ["json"]
 result_accept_content = ["json"]
 
-# Results travel through scssq's own keys and pub/sub, not Celery's backend.
+# Results travel through scssq's own keys and pub/sub, not Celery's backend (so no
+# result_backend_transport_options either: the Sentinel setup above is all Celery needs).
 task_ignore_result = True
 result_backend = None
 

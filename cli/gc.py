@@ -62,7 +62,7 @@ def _collect(apply: bool, grace: float) -> Any:
     from compiler_tasks.coordination.connections import redis_client
     from compiler_tasks.errors import RedisUnavailable
     from compiler_tasks.keys import RedisKeys
-    from compiler_tasks.settings import Settings, redact_url
+    from compiler_tasks.settings import Settings
     from compiler_tasks.store import open_store
     from compiler_tasks.store.gc import collect
 
@@ -80,7 +80,7 @@ def _collect(apply: bool, grace: float) -> Any:
             apply=apply,
         )
     except redis.RedisError as e:
-        where = redact_url(settings.redis_url)
+        where = settings.redis_shown
         raise RedisUnavailable(f"Redis at {where} failed during gc: {e}") from e
     finally:
         client.close()

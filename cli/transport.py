@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from compiler_tasks.errors import ConfigError, RedisUnavailable
+from compiler_tasks.protocol import sentinel
 from compiler_tasks.protocol.resp import Refused, RespConnection, RespError, parse_url
 from compiler_tasks.settings import Settings, redact_url
 
@@ -55,12 +56,9 @@ def _open(settings: Settings, url: str, name: str | None) -> RespConnection:
             "unix:// URLs with an optional user:password@ and database (/N or ?db=N); "
             "set TLS files with SCSSQ_REDIS_CA_FILE/CERT_FILE/KEY_FILE"
         ) from e
-    address = None
-    if getattr(settings, "sentinels", None) and url == settings.redis_url:
-        from compiler_tasks.protocol.sentinel import discover_master
-
-        address = discover_master(settings)
-    return RespConnection.open(settings, settings.redis_reply_timeout, name, url, address)
+    if url == settings.redis_url:  # through Sentinel when SCSSQ_SENTINELS is set
+        return sentinel.connect(settings, settings.redis_reply_timeout, name)
+    return RespConnection.open(settings, settings.redis_reply_timeout, name, url)
 
 
 class Link:
@@ -77,6 +75,9 @@ class Link:
 
     @property
     def shown(self) -> str:
+        """Where this link goes, for messages (the Sentinels, or the URL redacted)."""
+        if self.url == self.settings.redis_url:
+            return self.settings.redis_shown
         return redact_url(self.url)
 
     def call(self, *commands: Sequence[str], check: bool = True) -> list[Any]:

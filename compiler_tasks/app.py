@@ -19,9 +19,11 @@ app.config_from_object("celeryconfig")
 def _add_worker_steps() -> None:
     from .worker.acks import SettleAcks
     from .worker.bootsteps import FleetHeartbeat
+    from .worker.broker_patch import guard_collected_channels
 
     app.steps["consumer"].add(FleetHeartbeat)
     app.steps["consumer"].add(SettleAcks)
+    guard_collected_channels()  # a broker failover must not end the worker
 
 
 _add_worker_steps()

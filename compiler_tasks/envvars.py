@@ -139,6 +139,32 @@ def _text(spec: Spec, value: str) -> str:
     return value
 
 
+_ADDRESS_RE = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9._-]+)):([0-9]{1,5})\Z")
+
+
+def _addresses(spec: Spec, value: str) -> tuple[tuple[str, int], ...]:
+    """``host:port[,host:port...]`` (an IPv6 host in brackets) as (host, port) pairs."""
+    found = []
+    for part in value.split(","):
+        match = _ADDRESS_RE.match(part.strip())
+        port = int(match[3]) if match else 0
+        if not match or not 0 < port < 65536:
+            raise ConfigError(
+                f"{spec.env}={value!r}: {part.strip()!r} is not host:port; list them as "
+                "host:port[,host:port...], e.g. sentinel-0:26379,sentinel-1:26379"
+            )
+        found.append((match[1] or match[2], port))
+    return tuple(found)
+
+
+def _flag(spec: Spec, value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{spec.env}={value!r}: use 1 (or true, yes, on) or 0 (false, no, off)")
+
+
 TEXT = Kind(lambda s: "any text", _text)
 FILE_PATH = Kind(lambda s: "path of a file", _text)
 NUMBER = Kind(lambda s: f"number ≥ {s.minimum:g}", _number)
@@ -154,6 +180,8 @@ PEM_FILE = Kind(lambda s: "path of a readable PEM file", _pem_file)
 NAME = Kind(lambda s: "1-64 letters, digits, `.`, `_` or `-`", _name)
 CHOICE = Kind(lambda s: " or ".join(f"`{c}`" for c in s.choices), _choice)
 ABSOLUTE_PATH = Kind(lambda s: "absolute path of a folder", _absolute_path)
+ADDRESSES = Kind(lambda s: "`host:port[,host:port...]`", _addresses)
+FLAG = Kind(lambda s: "`1`, `true`, `yes`, `on` or `0`, `false`, `no`, `off`", _flag)
 
 
 def setting(env: str, default: Any, help: str, kind: Kind, group: str, **more: Any) -> Any:

@@ -101,6 +101,16 @@ class RedisUnavailable(InfrastructureError):
     """Raised when Redis cannot be reached or refuses a command."""
 
 
+class SentinelUnavailable(RedisUnavailable, ConnectionError):
+    """Raised when no Sentinel names a master that answers as one (the message names
+    every Sentinel asked and what each said).
+
+    Also an ``OSError`` (``ConnectionError``): a caller that retries or falls back on an
+    unreachable socket until its deadline treats it the same way, as a failover lasts a
+    few seconds.
+    """
+
+
 class StoreError(InfrastructureError):
     """Raised when the artifact store cannot be read or written."""
 

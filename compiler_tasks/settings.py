@@ -1,6 +1,7 @@
 """The one typed settings object of scssq, read from ``SCSSQ_*`` variables.
 
-Each setting is declared once, as a field of :class:`Settings`: its variable, type,
+Each setting is declared once, as a field of :class:`Settings` (the Redis and Sentinel
+rows in its base, :class:`~compiler_tasks.settings_redis.RedisSettings`): its variable, type,
 default, bounds and help in one :func:`~compiler_tasks.envvars.setting` call. That table
 drives :meth:`Settings.from_env`, ``docs/configuration.md`` and the comments of
 ``.env.example`` (rendered by :mod:`compiler_tasks.settings_docs`, checked by a test).
@@ -21,11 +22,8 @@ from .envvars import (
     CHOICE,
     FILE_PATH,
     INTEGER,
-    NAME,
     NUMBER,
-    PEM_FILE,
     RATE,
-    REDIS_URL,
     STORE_URL,
     TEXT,
     Spec,
@@ -33,112 +31,24 @@ from .envvars import (
     setting,
 )
 from .errors import ConfigError
+from .settings_redis import RedisSettings
 
 ENGINES = ("libsass", "dart-sass")
 
 # The groups of the table, in the order the docs show them.
-REDIS = "Redis and the broker"
+# (Redis's and Sentinel's groups come first, from RedisSettings.)
 STORE = "Store and bundles"
 ENGINE = "Engines"
 DELIVERY = "Locks and delivery"
 HEALTH = "Worker health"
 OBSERVE = "Observability"
 CLIENT = "Client (`scssq`)"
-_RC = "`rediss://` only: "
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(RedisSettings):
     """Everything configurable about scssq; build with :meth:`from_env`."""
 
-    redis_url: str = setting(
-        "SCSSQ_REDIS_URL",
-        "redis://127.0.0.1:6379/0",
-        "Redis for locks, results and pub/sub; also the Celery broker unless "
-        "`SCSSQ_BROKER_URL` is set. Redis must run with `maxmemory-policy noeviction`.",
-        REDIS_URL,
-        REDIS,
-    )
-    broker_url: str = setting(
-        "SCSSQ_BROKER_URL",
-        "redis://127.0.0.1:6379/0",
-        "Celery broker.",
-        REDIS_URL,
-        REDIS,
-        shown="`SCSSQ_REDIS_URL`",
-        same_as="redis_url",
-    )
-    redis_ca_file: str | None = setting(
-        "SCSSQ_REDIS_CA_FILE",
-        None,
-        _RC + "CA bundle that signed Redis's certificate; the certificate is always verified.",
-        PEM_FILE,
-        REDIS,
-        shown="the system's CAs",
-    )
-    redis_cert_file: str | None = setting(
-        "SCSSQ_REDIS_CERT_FILE",
-        None,
-        _RC + "client certificate, when Redis requires one (mutual TLS).",
-        PEM_FILE,
-        REDIS,
-        shown="none",
-    )
-    redis_key_file: str | None = setting(
-        "SCSSQ_REDIS_KEY_FILE",
-        None,
-        _RC + "the client certificate's key (mutual TLS).",
-        PEM_FILE,
-        REDIS,
-        shown="none",
-    )
-    prefix: str = setting(
-        "SCSSQ_PREFIX",
-        "scssq",
-        "Prefix of every Redis key and channel scssq uses (one fleet per prefix).",
-        NAME,
-        REDIS,
-    )
-    queue: str = setting(
-        "SCSSQ_QUEUE",
-        "scssq",
-        "Celery queue the compile tasks travel on (KEDA scales on its length).",
-        NAME,
-        REDIS,
-    )
-    redis_reply_timeout: float = setting(
-        "SCSSQ_REDIS_REPLY_TIMEOUT",
-        5.0,
-        "Seconds any command to Redis or the broker (a GET, a Lua call, a publish, an ack) "
-        "waits for its reply before its connection counts as dead and is replaced. Without "
-        "a limit, a connection that died silently (a dropped NAT or firewall entry: no FIN, "
-        "no RST) blocks a worker, or a waiting client, for good. Blocking reads with their "
-        "own timeout (a waiter's subscription) are not cut short by it.",
-        NUMBER,
-        REDIS,
-        minimum=2.0,
-        unit="s",
-    )
-    broker_health_check_interval: int = setting(
-        "SCSSQ_BROKER_HEALTH_CHECK_INTERVAL",
-        10,
-        "Seconds between kombu's checks of a worker's long-lived broker connections: a "
-        "`BRPOP` whose reply is this much overdue (it always comes within 1 s from a live "
-        "server) is dropped and reconnected, and the pub/sub connection is pinged.",
-        INTEGER,
-        REDIS,
-        minimum=1,
-        unit="s",
-    )
-    result_ttl: int = setting(
-        "SCSSQ_RESULT_TTL",
-        7 * 24 * 3600,
-        "How long results stay in Redis (7 days).",
-        INTEGER,
-        REDIS,
-        minimum=1,
-        unit="s",
-    )
     store_url: str = setting(
         "SCSSQ_STORE",
         "file://~/.local/share/scssq/store",
@@ -329,7 +239,9 @@ class Settings:
         return settings
 
     def check(self) -> None:
-        """Cross-field rules: the broker must not redeliver a task still running."""
+        """Cross-field rules: Sentinel's settings go together; the broker must not
+        redeliver a task still running."""
+        self.check_redis()
         longest = self.compile_timeout + self.lock_ttl * 2
         if self.visibility_timeout <= longest:
             raise ConfigError(

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.redis_server",
     "tests.support.s3",
     "tests.support.fleet",
+    "tests.support.sentinel",
 ]

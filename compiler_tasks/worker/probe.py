@@ -90,12 +90,12 @@ def ready(settings: Settings, node: str | None = None) -> str | None:
         return problem
     import redis
 
-    from ..settings import redact_url
+    from ..coordination.connections import redis_client
 
-    try:
-        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2).ping()
+    try:  # the URL's Redis, or the master the Sentinels name; verified TLS either way
+        redis_client(settings, "scssq-probe", timeout=2).ping()
     except redis.RedisError as e:
-        return f"Redis at {redact_url(settings.redis_url)} unreachable: {e}"
+        return f"Redis at {settings.redis_shown} unreachable: {e}"
     return None
 
 
