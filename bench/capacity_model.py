@@ -219,7 +219,6 @@ def _measured(data: dict[str, Any], f: dict[str, Any]) -> list[str]:
             "misses/s, median (min to max)",
             "worker CPU ms/miss",
             "Redis CPU µs/miss",
-            "used_memory B/result",
         ],
         rows,
     )
