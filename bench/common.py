@@ -205,11 +205,11 @@ class Report:
             met = value >= limit
         self.goals.append(Goal(goal, value, limit, bool(met and not math.isnan(value)), note))
 
-    def write(self, text: str) -> Path:
-        """Save the JSON (and the printed tables as ``.md``); print the tables and the goals."""
-        RESULTS.mkdir(parents=True, exist_ok=True)
+    def write(self, text: str, results: Path = RESULTS) -> Path:
+        """Save the JSON (the tables in it) in ``results``; print the tables and the goals."""
+        results.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.started))
-        path = RESULTS / f"{self.benchmark}-{stamp}.json"
+        path = results / f"{self.benchmark}-{stamp}.json"
         doc: dict[str, Any] = {
             "benchmark": self.benchmark,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
@@ -230,7 +230,8 @@ class Report:
         if self.goals:
             print()
             print(goals_table([g.__dict__ for g in self.goals]))
-        print(f"\nwritten {path.relative_to(ROOT)} (load average {doc['load']})")
+        shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        print(f"\nwritten {shown} (load average {doc['load']})")
         return path
 
 

@@ -76,9 +76,14 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def moto_server(attempts: int = 3) -> Iterator[str]:
-    """Run moto's S3 server on a free loopback port; yield ``http://127.0.0.1:PORT``."""
-    with tempfile.TemporaryFile() as log:
+def moto_server(attempts: int = 3, log_path: str | None = None) -> Iterator[str]:
+    """Run moto's S3 server on a free loopback port; yield ``http://127.0.0.1:PORT``.
+
+    ``log_path``: the server's output (one line per HTTP request) goes to that file,
+    which the caller may read while the server runs; else to a temporary file.
+    """
+    opened = open(log_path, "w+b") if log_path else tempfile.TemporaryFile()  # noqa: SIM115
+    with opened as log:
         for _ in range(attempts):
             port = free_port()
             endpoint = f"http://127.0.0.1:{port}"
