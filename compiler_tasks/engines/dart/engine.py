@@ -307,6 +307,7 @@ class DartSassEngine:
                 message += " (file: URLs are never read; imports stay inside the bundle)"
             if where is not None:
                 message = f"{where}:{span.start.line + 1}:{span.start.column + 1}: {message}"
+                message += _snippet(failure.formatted, failure.message)
             else:
                 message = f"{req.entry}: {message}"
             raise CompileError(bound_text(scrub(message), limit, "message"))
@@ -330,6 +331,13 @@ class DartSassEngine:
             if scrub.leaks(blob):
                 raise CompileError(f"{req.entry}: {what} names a worker path")
         return EngineOutput(blobs[0], blobs[1] if source_map is not None else None, text)
+
+
+def _snippet(formatted: str, message: str) -> str:
+    """What the ``sass`` CLI prints after ``Error: MESSAGE``: the source snippet with the
+    span underlined, and the stack of stylesheets (a newline first); "" if none."""
+    head = f"Error: {message}\n"
+    return "\n" + formatted[len(head) :] if formatted.startswith(head) else ""
 
 
 def _entry_source(root: str, entry: str) -> str:
