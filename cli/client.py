@@ -130,9 +130,11 @@ class Client:
         self.redis.close()
         self.broker.close()
 
-    def download(self, result: dict[str, Any], out: Path) -> list[EntryOutput]:
-        """Copy a result's outputs under ``out``, verifying each CSS's sha256."""
-        return self.artifacts.download(result, out)
+    def download(
+        self, result: dict[str, Any], out: Path, targets: dict[str, Path] | None = None
+    ) -> list[EntryOutput]:
+        """Copy a result's outputs under ``out`` (or to ``targets``), checking each CSS."""
+        return self.artifacts.download(result, out, targets)
 
     def engine_version(self, engine: str) -> str:
         """The exact engine version the fleet published; NoWorkers if none ever did."""
@@ -254,7 +256,7 @@ class Submit:
         with ``record``, ask a worker to map the commit (best effort, one write)."""
         res.warnings = str(result.get("warnings") or "")
         if result.get("status") == "ok":
-            res.entries = self.client.download(result, self.config.out)
+            res.entries = self.client.download(result, self.config.out, self.config.targets)
         self._after(stats.COUNTERS.get(res.outcome), record)
         if result.get("status") == "error":
             err = CompileError(str(result.get("message")))

@@ -10,13 +10,15 @@ import os
 import re
 import stat
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from compiler_tasks.bundle.rule import Rule, check_patterns
 from compiler_tasks.errors import UsageError
-from compiler_tasks.keys import CompileOptions, normalize_relpath, validate_project
+from compiler_tasks.keys import CompileOptions, css_name, normalize_relpath, validate_project
+
+from .targets import check_targets, places, split_entries
 
 CONFIG_FILE = "scssq.toml"
 #: Output folder when neither --out nor scssq.toml's ``out`` is given.
@@ -34,6 +36,10 @@ _KNOWN = {
     "quiet_deps",
     "timeout",
     "exclude",
+    "embed_sources",
+    "embed_source_map",
+    "error_css",
+    "quiet",
 }
 
 
@@ -46,6 +52,20 @@ class SubmitConfig:
     out: Path
     options: CompileOptions
     exclude: tuple[str, ...] = ()
+    #: Entries whose CSS is written elsewhere than under ``out`` (``--entry in:out``).
+    outputs: tuple[tuple[str, Path], ...] = ()
+    #: On a compile error, write a CSS file showing it where each entry's CSS goes.
+    error_css: bool = False
+    #: Print no warnings of the stylesheets (``@warn``, deprecations).
+    quiet: bool = False
+
+    def target(self, entry: str) -> Path:
+        """Where ``entry``'s CSS is written (its map beside it, with ``.map``)."""
+        return dict(self.outputs).get(entry) or self.out.joinpath(*css_name(entry).split("/"))
+
+    @property
+    def targets(self) -> dict[str, Path]:
+        return {entry: self.target(entry) for entry in self.options.entries}
 
     @property
     def rule(self) -> Rule:
@@ -138,27 +158,35 @@ def resolve(
     silence_deprecations: tuple[str, ...] = (),
     quiet_deps: bool | None = None,
     exclude: tuple[str, ...] = (),
+    embed_sources: bool | None = None,
+    embed_source_map: bool | None = None,
+    error_css: bool | None = None,
+    quiet: bool | None = None,
 ) -> SubmitConfig:
     """Merge flags over ``scssq.toml`` over defaults; validate every value."""
     data = load_file(cwd)
     src_dir = (cwd / str(_pick(src, data, "src", "."))).resolve()
     if not src_dir.is_dir():
         raise UsageError(f"--src {str(src_dir)!r} is not a directory; pass the bundle root")
-    entry_list = list(entries) or _str_list(data, "entries")
-    if not entry_list:
+    source = "--entry" if entries else f"{CONFIG_FILE}: entries"
+    entry_names, outputs = split_entries(list(entries) or _str_list(data, "entries"), source, cwd)
+    if not entry_names:
         raise UsageError(
             f"no entry given; pass --entry FILE (relative to --src) or set entries in {CONFIG_FILE}"
         )
     lp_list = list(load_paths) or _str_list(data, "load_paths")
     silenced = list(silence_deprecations) or _str_list(data, "silence_deprecations")
+    map_on, sources, embed_map = _maps(data, source_map, embed_sources, embed_source_map)
     options = CompileOptions(
-        entries=tuple(dict.fromkeys(normalize_relpath(e, "entry") for e in entry_list)),
+        entries=entry_names,
         load_paths=tuple(dict.fromkeys(normalize_relpath(p, "load path") for p in lp_list)),
         style=str(_pick(style, data, "style", "expanded")),
-        source_map=bool(_pick(source_map, data, "source_map", False)),
         engine=str(_pick(engine, data, "engine", default_engine)),
         silence_deprecations=tuple(silenced),
         quiet_deps=bool(_pick(quiet_deps, data, "quiet_deps", False)),
+        source_map=map_on,
+        embed_sources=sources,
+        embed_source_map=embed_map,
     )
     for lp in options.load_paths:
         if not (src_dir / lp).is_dir():
@@ -171,7 +199,60 @@ def resolve(
         if exclude
         else check_patterns(data.get("exclude", []), f"{CONFIG_FILE}: exclude")
     )
-    return SubmitConfig(project_name, src_dir, out_dir, options, excludes)
+    conf = SubmitConfig(
+        project_name,
+        src_dir,
+        out_dir,
+        options,
+        excludes,
+        outputs,
+        error_css=_flag(error_css, data, "error_css"),
+        quiet=_flag(quiet, data, "quiet"),
+    )
+    check_targets(conf.targets, src_dir)
+    if options.source_map:
+        conf = replace(conf, options=replace(options, places=places(conf.targets, src_dir)))
+    return conf
+
+
+def _flag(flag: bool | None, data: dict[str, Any], name: str) -> bool:
+    """A true/false setting: the flag, else ``scssq.toml``'s ``name`` (a boolean), else off."""
+    if flag is not None:
+        return flag
+    value = data.get(name, False)
+    if not isinstance(value, bool):
+        raise UsageError(f"{CONFIG_FILE}: {name} must be true or false, got {value!r}")
+    return value
+
+
+def _maps(
+    data: dict[str, Any],
+    source_map: bool | None,
+    embed_sources: bool | None,
+    embed_source_map: bool | None,
+) -> tuple[bool, bool, bool]:
+    """(source map, embed sources, embed source map) as the sass CLI combines its flags;
+    but scssq writes no map unless asked: ``--embed-source-map`` asks for one,
+    ``--embed-sources`` does not."""
+    embed_map = _flag(embed_source_map, data, "embed_source_map")
+    if embed_map and source_map is False:
+        raise UsageError(
+            "--embed-source-map puts the source map in the CSS; it cannot go with "
+            "--no-source-map: drop one of them"
+        )
+    wanted = source_map if source_map is not None else data.get("source_map", False)
+    if not isinstance(wanted, bool):
+        raise UsageError(f"{CONFIG_FILE}: source_map must be true or false, got {wanted!r}")
+    on = wanted or embed_map
+    sources = embed_sources if embed_sources is not None else data.get("embed_sources", True)
+    if not isinstance(sources, bool):
+        raise UsageError(f"{CONFIG_FILE}: embed_sources must be true or false, got {sources!r}")
+    if embed_sources and not on:
+        raise UsageError(
+            "--embed-sources puts the sources in the source map, and there is none: add "
+            "--source-map or --embed-source-map (scssq writes no map unless asked)"
+        )
+    return on, sources or not on, embed_map
 
 
 def out_folder(path: Path) -> Path:

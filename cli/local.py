@@ -46,7 +46,7 @@ def compile_locally(settings: Settings, config: SubmitConfig, commit: str) -> Su
             for entry in config.options.entries:
                 output = engine.compile(request_for(root, entry, config.options), deadline=deadline)
                 warnings.append(output.warnings)
-                target = config.out.joinpath(*entry.split("/")).with_suffix(".css")
+                target = config.target(entry)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(output.css)
                 map_target = None

@@ -36,6 +36,14 @@ from compiler_tasks.settings import DEFAULT_SUBMIT_TIMEOUT, ENGINES, Settings
 from . import config as cfg
 from . import printing
 from .gc import gc
+from .options import (
+    CONTEXT,
+    MAP_OPTIONS,
+    quieted,
+    refuse_stylesheet,
+    submit_options,
+    write_error_css,
+)
 
 _TIMEOUT_HELP = (
     f"Seconds for queueing, compiling and downloading together [{DEFAULT_SUBMIT_TIMEOUT:g}]."
@@ -69,7 +77,7 @@ _DIGEST_HELP = (
 )
 
 
-@click.group()
+@click.group(context_settings=CONTEXT)
 @click.version_option(package_name="scssq")
 def main() -> None:
     """scssq: compile SCSS once for the whole CI fleet."""
@@ -82,16 +90,19 @@ def _common_source_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--entry",
             "entries",
             multiple=True,
-            help="Entry stylesheet relative to --src (repeatable).",
+            help="Entry stylesheet relative to --src (repeatable); ENTRY:OUT.css writes its "
+            "CSS to OUT.css, relative to the working directory, instead of under --out.",
         ),
         click.option(
+            "-I",
             "--load-path",
             "load_paths",
             multiple=True,
             help="Load path relative to --src (repeatable).",
         ),
-        click.option("--style", type=click.Choice(["expanded", "compressed"])),
+        click.option("-s", "--style", type=click.Choice(["expanded", "compressed"])),
         click.option("--source-map/--no-source-map", default=None),
+        *MAP_OPTIONS,
         click.option(
             "--engine",
             type=click.Choice(list(ENGINES)),
@@ -148,12 +159,15 @@ def _config(settings: Settings, **flags: Any) -> cfg.SubmitConfig:
     help="local: compile on this machine when the fleet is unreachable or times out.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, on failure too.")
+@submit_options
 def submit(
     hash_: str | None,
     timeout: float | None,
     no_wait: bool,
     fallback: str,
     as_json: bool,
+    error_css: bool | None,
+    quiet: bool | None,
     **flags: Any,
 ) -> None:
     """Compile the bundle of commit HASH [git rev-parse HEAD] through the fleet.
@@ -175,8 +189,9 @@ def submit(
             client.close()
 
     def run() -> int:
+        refuse_stylesheet(hash_)
         settings = _settings()
-        conf = _config(settings, **flags)
+        conf = _config(settings, error_css=error_css, quiet=quiet, **flags)
         commit = _commit(hash_, conf.src)
         limit = timeout or cfg.file_timeout(Path.cwd()) or DEFAULT_SUBMIT_TIMEOUT
         progress = printing.progress if cfg.is_tty() else None
@@ -195,8 +210,11 @@ def submit(
                 printing.fail(e, as_json, {"commit": commit, "project": conf.project})
             result = _local(settings, conf, commit, e, as_json)
         except ScssqError as e:
-            printing.fail_with_warnings(e, as_json, {"commit": commit, "project": conf.project})
-        printing.print_submit(result, as_json)
+            write_error_css(conf, e)
+            printing.fail_with_warnings(
+                quieted(conf, e), as_json, {"commit": commit, "project": conf.project}
+            )
+        printing.print_submit(quieted(conf, result), as_json)
         return EXIT_OK
 
     _run(as_json, run)
@@ -212,7 +230,9 @@ def _local(
     try:
         return compile_locally(settings, conf, commit)
     except ScssqError as e:
-        printing.fail_with_warnings(e, as_json, {"commit": commit, "project": conf.project})
+        write_error_css(conf, e)
+        extra = {"commit": commit, "project": conf.project}
+        printing.fail_with_warnings(quieted(conf, e), as_json, extra)
 
 
 @main.command()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,13 +48,19 @@ class SubmitResult:
     seconds: float = 0.0
 
 
-def write_outputs(result: dict[str, Any], out: Path, read: CheckedReader) -> list[EntryOutput]:
-    """Copy a result's outputs under ``out``; ``read`` returns each CSS checked against
-    its manifest's sha256 (StoreError on a mismatch: the CSS is never wrong)."""
+def write_outputs(
+    result: dict[str, Any],
+    out: Path,
+    read: CheckedReader,
+    targets: Mapping[str, Path] | None = None,
+) -> list[EntryOutput]:
+    """Copy a result's outputs under ``out`` (an entry in ``targets`` to its own file);
+    ``read`` returns each CSS checked against its manifest's sha256 (StoreError on a
+    mismatch: the CSS is never wrong)."""
     written = []
     for entry, info in sorted(result.get("outputs", {}).items()):
         css = read(info, "css")
-        target = out.joinpath(*entry.split("/")).with_suffix(".css")
+        target = (targets or {}).get(entry) or out.joinpath(*entry.split("/")).with_suffix(".css")
         write_output(target, css)
         map_target = None
         if info.get("map"):
@@ -141,9 +147,11 @@ class Artifacts:
             self._store = open_store(self.settings.store_url)
         return self._store
 
-    def download(self, result: dict[str, Any], out: Path) -> list[EntryOutput]:
-        """Copy a result's outputs under ``out``, verifying each CSS's sha256."""
-        written = write_outputs(result, out, self.read)
+    def download(
+        self, result: dict[str, Any], out: Path, targets: Mapping[str, Path] | None = None
+    ) -> list[EntryOutput]:
+        """Copy a result's outputs under ``out`` (or to ``targets``), checking each CSS."""
+        written = write_outputs(result, out, self.read, targets)
         self._downloaded = True
         return written
 

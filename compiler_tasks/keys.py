@@ -119,6 +119,31 @@ def _check_outputs(entries: Iterable[str]) -> None:
             )
 
 
+#: Where an entry's CSS is written, as far as its source map cares: (entry, CSS file
+#: name, the CSS's folder and the bundle root, both relative to their nearest common
+#: folder). ``dist/main.css`` of the entry ``scss/main.scss``, the root being the
+#: working directory: ``("scss/main.scss", "main.css", "dist", ".")``.
+Place = tuple[str, str, str, str]
+
+
+def default_place(entry: str) -> Place:
+    """The place of the CSS beside its entry, which the engines write."""
+    folder, _, name = css_name(entry).rpartition("/")
+    return entry, name, folder or ".", "."
+
+
+def validate_place(place: Place) -> Place:
+    """A place: a plain file name and two plain relative folder paths (or ``.``)."""
+    entry, name, css_dir, root_dir = place
+    validate_relpath(entry, "entry")
+    if name in (".", "..") or not _PATH_PART_RE.match(name):
+        raise InvalidInput(f"output file name {_shown(name)} is not a plain file name")
+    for folder in (css_dir, root_dir):
+        if folder != ".":
+            validate_relpath(folder, "output folder")
+    return place
+
+
 @dataclass(frozen=True)
 class CompileOptions:
     """What, besides the sources, decides the CSS: entries and engine options."""
@@ -132,6 +157,14 @@ class CompileOptions:
     silence_deprecations: tuple[str, ...] = ()
     #: Dart Sass only: no warnings from stylesheets loaded through load paths or pkg:.
     quiet_deps: bool = False
+    #: With a source map: the map holds each source's text (``sourcesContent``).
+    embed_sources: bool = True
+    #: With a source map: the map is a ``data:`` URL inside the CSS, not a file.
+    embed_source_map: bool = False
+    #: With a source map, where each entry's CSS is written when not beside its entry
+    #: (:data:`Place`): the CSS names its map and the map names the CSS and the sources
+    #: relative to it. It matters for nothing else, so it is kept only with a map.
+    places: tuple[Place, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.entries:
@@ -157,11 +190,31 @@ class CompileOptions:
                     f"deprecation {_shown(item)} is not a Dart Sass deprecation id; "
                     "use ids such as import, global-builtin or mixed-decls"
                 )
+        self._check_maps()
         if self.engine != "dart-sass" and (silenced or self.quiet_deps):
             raise InvalidInput(
                 "silence_deprecations and quiet_deps are Dart Sass options; compile with "
                 f"--engine dart-sass or drop them (engine is {self.engine!r})"
             )
+
+    def _check_maps(self) -> None:
+        if not self.source_map and (self.embed_source_map or not self.embed_sources):
+            raise InvalidInput(
+                "embed_source_map and embed_sources shape a source map; turn source maps on "
+                "(--source-map) or drop them"
+            )
+        places = tuple(sorted(p for p in self.places if p != default_place(p[0])))
+        object.__setattr__(self, "places", places if self.source_map else ())
+        if len({p[0] for p in places}) != len(places) or not {p[0] for p in places} <= set(
+            self.entries
+        ):
+            raise InvalidInput("output places must name each entry once at most")
+        for found in places:
+            validate_place(found)
+
+    def place(self, entry: str) -> Place:
+        """Where ``entry``'s CSS is written, as far as its source map cares."""
+        return next((p for p in self.places if p[0] == entry), default_place(entry))
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -176,6 +229,12 @@ class CompileOptions:
             data["silence_deprecations"] = list(self.silence_deprecations)
         if self.quiet_deps:
             data["quiet_deps"] = True
+        if not self.embed_sources:
+            data["embed_sources"] = False  # the default embeds them: its keys stay
+        if self.embed_source_map:
+            data["embed_source_map"] = True
+        if self.places:
+            data["places"] = [list(p) for p in self.places]
         return data
 
     @classmethod
@@ -189,8 +248,13 @@ class CompileOptions:
                 engine=str(data.get("engine", "libsass")),
                 silence_deprecations=tuple(str(d) for d in data.get("silence_deprecations", ())),
                 quiet_deps=bool(data.get("quiet_deps", False)),
+                embed_sources=bool(data.get("embed_sources", True)),
+                embed_source_map=bool(data.get("embed_source_map", False)),
+                places=tuple(
+                    (str(e), str(n), str(c), str(r)) for e, n, c, r in data.get("places", ())
+                ),
             )
-        except (KeyError, TypeError) as e:
+        except (KeyError, TypeError, ValueError) as e:
             raise InvalidInput(f"malformed compile options: {e}") from e
 
     def variant(self) -> str:

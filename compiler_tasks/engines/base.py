@@ -44,6 +44,11 @@ class EngineRequest:
     source_map: bool = False
     silence_deprecations: tuple[str, ...] = ()  # dart-sass only: deprecation ids
     quiet_deps: bool = False  # dart-sass only: no warnings from load-path stylesheets
+    embed_sources: bool = True  # with a source map: sourcesContent in the map
+    embed_source_map: bool = False  # with a source map: a data: URL in the CSS, no map file
+    #: Where the CSS is written (:data:`keys.Place`; None: beside the entry). Only a
+    #: source map depends on it (:mod:`compiler_tasks.engines.maps`).
+    place: keys.Place | None = None
 
 
 def request_for(root: Path, entry: str, options: keys.CompileOptions) -> EngineRequest:
@@ -56,6 +61,9 @@ def request_for(root: Path, entry: str, options: keys.CompileOptions) -> EngineR
         source_map=options.source_map,
         silence_deprecations=options.silence_deprecations,
         quiet_deps=options.quiet_deps,
+        embed_sources=options.embed_sources,
+        embed_source_map=options.embed_source_map,
+        place=options.place(entry),
     )
 
 
@@ -110,6 +118,8 @@ def check_request(req: EngineRequest) -> str:
         keys.validate_relpath(path, "load path")
         if not resolver.is_inside(os.path.realpath(os.path.join(root, path)), root):
             raise InvalidInput(f"load path {path!r} leaves the bundle")
+    if req.place is not None:
+        keys.validate_place(req.place)
     if req.style not in keys.STYLES:
         raise InvalidInput(f"style {req.style!r}: choose one of {', '.join(keys.STYLES)}")
     return root

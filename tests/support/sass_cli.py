@@ -62,3 +62,14 @@ def sass_cli_error(root: Path, entry: str, *extra: str) -> str:
     proc = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0, proc.stdout
     return proc.stderr
+
+
+def sass_run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The ``sass`` CLI with ``args`` as typed (``-I vendor in.scss:out.css``), in ``cwd``."""
+    binary = locate()
+    proc = subprocess.run(
+        [binary.dart, binary.snapshot, *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"sass CLI failed ({proc.returncode}): {proc.stderr[-3000:]}")
+    return proc

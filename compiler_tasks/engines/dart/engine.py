@@ -29,7 +29,9 @@ Output equals the ``sass`` CLI's for the same files and options: ``charset`` is 
 (``@charset "UTF-8";`` or a BOM when compressed, as the CLI writes), the CSS ends with a
 newline, and with a source map ``a/main.css`` ends with
 ``/*# sourceMappingURL=main.css.map */`` and the map (``a/main.css.map``) has relative
-``sources``, ``file`` and embedded ``sourcesContent`` (the CLI's ``--embed-sources``).
+``sources``, ``file`` and embedded ``sourcesContent`` (the CLI's ``--embed-sources``);
+:mod:`compiler_tasks.engines.maps` then moves it to where the CSS is written and applies
+``--no-embed-sources`` and ``--embed-source-map``, as the CLI writes them.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from urllib.parse import quote
 from ...errors import CompileError, CompileTimeout, EngineCrash, LimitExceeded
 from ...settings import Settings
 from ..base import EngineOutput, EngineRequest, check_request, write_trace
+from ..maps import place
 from ..resolver import bound_text
 from .compiler import CompilerProcess, DartSassBinary, locate
 from .importer import BundleImporter
@@ -307,6 +310,7 @@ class DartSassEngine:
                 message += " (file: URLs are never read; imports stay inside the bundle)"
             if where is not None:
                 message = f"{where}:{span.start.line + 1}:{span.start.column + 1}: {message}"
+                message += _snippet(failure.formatted, failure.message)
             else:
                 message = f"{req.entry}: {message}"
             raise CompileError(bound_text(scrub(message), limit, "message"))
@@ -317,10 +321,17 @@ class DartSassEngine:
             source_map = rewrite_map(response.success.source_map, importer, req.entry, css_name)
             gap = "" if req.style == "compressed" else "\n\n"  # as the CLI writes it
             css += f"{gap}/*# sourceMappingURL={quote(css_name)}.map */"
-        blobs = [(css + "\n" if css else "").encode("utf-8")]
-        if source_map is not None:
-            blobs.append(source_map.encode("utf-8"))
         maximum = self.settings.max_output_bytes
+        placed = place(
+            EngineOutput(
+                (css + "\n" if css else "").encode("utf-8"),
+                None if source_map is None else source_map.encode("utf-8"),
+                text,
+            ),
+            req,
+            maximum,
+        )
+        blobs = [placed.css] if placed.source_map is None else [placed.css, placed.source_map]
         for blob, what in zip(blobs, ("output", "source map output"), strict=False):
             if len(blob) > maximum:
                 raise LimitExceeded(
@@ -329,7 +340,14 @@ class DartSassEngine:
                 )
             if scrub.leaks(blob):
                 raise CompileError(f"{req.entry}: {what} names a worker path")
-        return EngineOutput(blobs[0], blobs[1] if source_map is not None else None, text)
+        return placed
+
+
+def _snippet(formatted: str, message: str) -> str:
+    """What the ``sass`` CLI prints after ``Error: MESSAGE``: the source snippet with the
+    span underlined, and the stack of stylesheets (a newline first); "" if none."""
+    head = f"Error: {message}\n"
+    return "\n" + formatted[len(head) :] if formatted.startswith(head) else ""
 
 
 def _entry_source(root: str, entry: str) -> str:

@@ -12,7 +12,8 @@ after a crash. Its imports are resolved by :mod:`compiler_tasks.engines.resolver
 only, and no message or warning names a worker path. Source maps: the CSS of ``a/main.scss``
 is ``a/main.css`` and its map ``a/main.css.map`` (the CSS ends with
 ``/*# sourceMappingURL=main.css.map */``); map paths are relative to the map and
-``sourcesContent`` is embedded, so the map works without the bundle.
+``sourcesContent`` is embedded, so the map works without the bundle;
+:mod:`compiler_tasks.engines.maps` then moves it to where the CSS is written.
 
 An :class:`EngineProcess` is not thread-safe: one per worker pool process.
 
@@ -51,6 +52,7 @@ from ..base import (
     describe_exit,
     let_exit,
 )
+from ..maps import place
 
 __all__ = [
     "TRACE_ENV",
@@ -344,7 +346,8 @@ class EngineProcess:
             resolver.scrub(str(header.get("warnings", "")), roots), limit, "warnings"
         )
         if status == "ok" and len(blobs) == (2 if req.source_map else 1):
-            return EngineOutput(blobs[0], blobs[1] if req.source_map else None, warnings)
+            output = EngineOutput(blobs[0], blobs[1] if req.source_map else None, warnings)
+            return place(output, req, self.settings.max_output_bytes)
         message = resolver.bound_text(
             resolver.scrub(str(header.get("message", "")), roots), limit, "message"
         )
