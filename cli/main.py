@@ -28,7 +28,6 @@ from compiler_tasks.errors import (
     Contested,
     InfrastructureError,
     ScssqError,
-    UsageError,
 )
 from compiler_tasks.keys import validate_commit
 from compiler_tasks.settings import DEFAULT_SUBMIT_TIMEOUT, ENGINES, Settings
@@ -38,7 +37,8 @@ from . import printing
 from .gc import gc
 
 _TIMEOUT_HELP = (
-    f"Seconds for queueing, compiling and downloading together [{DEFAULT_SUBMIT_TIMEOUT:g}]."
+    "Seconds for queueing, compiling and downloading together [SCSSQ_SUBMIT_TIMEOUT, "
+    f"else scssq.toml timeout, else {DEFAULT_SUBMIT_TIMEOUT:g}]."
 )
 
 
@@ -112,8 +112,8 @@ def _common_source_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--project",
-            envvar="SCSSQ_PROJECT",
-            help="Project name [scssq.toml project, else the git top-level's name].",
+            help="Project name [SCSSQ_PROJECT, else scssq.toml project, else the git "
+            "top-level's name].",
         ),
         click.option("--out", help=f"Output folder [scssq.toml out, else {cfg.DEFAULT_OUT}]."),
         click.option(
@@ -135,24 +135,20 @@ def _config(settings: Settings, **flags: Any) -> cfg.SubmitConfig:
 @main.command()
 @click.argument("hash_", metavar="[HASH]", required=False)
 @_common_source_options
-@click.option(
-    "--timeout", type=click.FloatRange(min=0.1), envvar="SCSSQ_SUBMIT_TIMEOUT", help=_TIMEOUT_HELP
-)
+@click.option("--timeout", type=click.FloatRange(min=0.1), help=_TIMEOUT_HELP)
 @click.option("--no-wait", is_flag=True, help="Enqueue and exit without waiting.")
 @click.option(
     "--fallback",
     type=click.Choice(["none", "local"]),
-    default="none",
-    envvar="SCSSQ_FALLBACK",
-    show_default=True,
-    help="local: compile on this machine when the fleet is unreachable or times out.",
+    help="local: compile on this machine when the fleet is unreachable or times out "
+    "[SCSSQ_FALLBACK, else none].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, on failure too.")
 def submit(
     hash_: str | None,
     timeout: float | None,
     no_wait: bool,
-    fallback: str,
+    fallback: str | None,
     as_json: bool,
     **flags: Any,
 ) -> None:
@@ -178,7 +174,8 @@ def submit(
         settings = _settings()
         conf = _config(settings, **flags)
         commit = _commit(hash_, conf.src)
-        limit = timeout or cfg.file_timeout(Path.cwd()) or DEFAULT_SUBMIT_TIMEOUT
+        limit = cfg.submit_timeout(timeout, Path.cwd())
+        mode = fallback or cfg.env_value("SCSSQ_FALLBACK") or "none"
         progress = printing.progress if cfg.is_tty() else None
         try:
             result = traced_submit(submit_once, settings)(
@@ -191,7 +188,7 @@ def submit(
                 warn=printing.progress,
             )
         except InfrastructureError as e:
-            if fallback != "local" or no_wait:
+            if mode != "local" or no_wait:
                 printing.fail(e, as_json, {"commit": commit, "project": conf.project})
             result = _local(settings, conf, commit, e, as_json)
         except ScssqError as e:
@@ -217,7 +214,7 @@ def _local(
 
 @main.command()
 @click.argument("hash_", metavar="HASH")
-@click.option("--project", envvar="SCSSQ_PROJECT", help="Project name.")
+@click.option("--project", help="Project name [SCSSQ_PROJECT, else scssq.toml project].")
 @click.option("--digest", help=_DIGEST_HELP)
 @click.option("--json", "as_json", is_flag=True)
 def status(hash_: str, project: str | None, digest: str | None, as_json: bool) -> None:
@@ -233,9 +230,7 @@ def status(hash_: str, project: str | None, digest: str | None, as_json: bool) -
     def run() -> int:
         settings = _settings()
         commit = _commit(hash_, Path.cwd())
-        name = str(
-            project or cfg.load_file(Path.cwd()).get("project") or cfg.default_project(Path.cwd())
-        )
+        name = cfg.project_name(project, Path.cwd())
         found = variants(Client(settings), name, commit)
         if digest is not None:
             found = [pick(v, commit, name, digest) for v in with_digest(found, digest)]
@@ -280,10 +275,8 @@ def fetch(hash_: str, digest: str | None, **flags: Any) -> None:
         try:
             conf = _config(settings, **flags)
             wanted, project, out = conf.options, conf.project, conf.out
-        except UsageError:
-            if flags.get("entries"):
-                raise
-            project = flags.get("project") or cfg.default_project(Path.cwd())
+        except cfg.NoEntries:
+            project = cfg.project_name(flags.get("project"), Path.cwd())
             out = cfg.out_folder(Path(flags.get("out") or cfg.DEFAULT_OUT))
         client = Client(settings)
         found = choose(variants(client, project, commit), wanted, digest)
