@@ -162,7 +162,7 @@ def _pick(flag: Any, data: dict[str, Any], name: str, default: Any) -> Any:
 
 def default_project(src: Path) -> str:
     """The git top-level directory's name (else ``src``'s), made a valid project name."""
-    import subprocess  # only here and in git_head: a hit with its project set never runs git
+    import subprocess  # only here and in refs: a hit with its project set never runs git
 
     top = src.resolve()
     try:
@@ -179,24 +179,6 @@ def default_project(src: Path) -> str:
         pass
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", top.name).strip("-._") or "default"
     return name[:100]
-
-
-def git_head(src: Path) -> str:
-    """``git rev-parse HEAD`` in ``src``; a usage error with the fix when it fails."""
-    import subprocess
-
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError) as e:
-        raise UsageError(f"no HASH given and git could not run in {src}: {e}; pass HASH") from e
-    if out.returncode != 0:
-        raise UsageError(
-            f"no HASH given and `git rev-parse HEAD` failed in {src} "
-            f"({out.stderr.strip() or 'not a git checkout'}); pass the commit hash"
-        )
-    return out.stdout.strip()
 
 
 def resolve(

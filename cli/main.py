@@ -29,28 +29,21 @@ from compiler_tasks.errors import (
     InfrastructureError,
     ScssqError,
 )
-from compiler_tasks.keys import validate_commit
 from compiler_tasks.settings import DEFAULT_SUBMIT_TIMEOUT, ENGINES, Settings
 
 from . import config as cfg
-from . import printing
+from . import printing, refs
 from .gc import gc
 
 _TIMEOUT_HELP = (
     "Seconds for queueing, compiling and downloading together [SCSSQ_SUBMIT_TIMEOUT, "
     f"else scssq.toml timeout, else {DEFAULT_SUBMIT_TIMEOUT:g}]."
 )
+_COMMIT_ARG = "[COMMIT]"
 
 
 def _settings() -> Settings:
     return Settings.from_env()
-
-
-def _commit(value: str | None, src: Path) -> str:
-    try:
-        return validate_commit(value if value is not None else cfg.git_head(src))
-    except ScssqError as e:
-        raise click.BadParameter(str(e), param_hint="HASH") from None
 
 
 def _run(as_json: bool, fn: Callable[[], int]) -> NoReturn:
@@ -133,7 +126,7 @@ def _config(settings: Settings, **flags: Any) -> cfg.SubmitConfig:
 
 
 @main.command()
-@click.argument("hash_", metavar="[HASH]", required=False)
+@click.argument("hash_", metavar=_COMMIT_ARG, required=False)
 @_common_source_options
 @click.option("--timeout", type=click.FloatRange(min=0.1), help=_TIMEOUT_HELP)
 @click.option("--no-wait", is_flag=True, help="Enqueue and exit without waiting.")
@@ -152,7 +145,12 @@ def submit(
     as_json: bool,
     **flags: Any,
 ) -> None:
-    """Compile the bundle of commit HASH [git rev-parse HEAD] through the fleet.
+    """Compile the bundle of COMMIT [HEAD] through the fleet.
+
+    COMMIT is a full commit hash, or anything `git rev-parse` resolves in the
+    checkout of --src (HEAD, a short hash, a tag, a branch). It warns when the
+    working tree is not that commit (stylesheets changed since HEAD, or a ref
+    other than HEAD): the CSS is of the working tree.
 
     Prints one line per entry: compiled (this request ran the engine), shared
     (it waited for another request's compile) or cached (the result existed).
@@ -173,7 +171,7 @@ def submit(
     def run() -> int:
         settings = _settings()
         conf = _config(settings, **flags)
-        commit = _commit(hash_, conf.src)
+        commit = _submitted_commit(hash_, conf)
         limit = cfg.submit_timeout(timeout, Path.cwd())
         mode = fallback or cfg.env_value("SCSSQ_FALLBACK") or "none"
         progress = printing.progress if cfg.is_tty() else None
@@ -199,6 +197,16 @@ def submit(
     _run(as_json, run)
 
 
+def _submitted_commit(ref: str | None, conf: cfg.SubmitConfig) -> str:
+    """The commit ``ref`` names in the checkout of --src; a warning on stderr when the
+    working tree is not that commit."""
+    named = refs.resolve(ref, conf.src)
+    mismatch = refs.tree_warning(named, conf.src, conf.out)
+    if mismatch:
+        printing.progress(f"WARNING: {mismatch}")
+    return named.hash
+
+
 def _local(
     settings: Settings, conf: cfg.SubmitConfig, commit: str, cause: Exception, as_json: bool
 ) -> Any:
@@ -213,12 +221,15 @@ def _local(
 
 
 @main.command()
-@click.argument("hash_", metavar="HASH")
+@click.argument("hash_", metavar=_COMMIT_ARG, required=False)
 @click.option("--project", help="Project name [SCSSQ_PROJECT, else scssq.toml project].")
 @click.option("--digest", help=_DIGEST_HELP)
 @click.option("--json", "as_json", is_flag=True)
-def status(hash_: str, project: str | None, digest: str | None, as_json: bool) -> None:
-    """Show every submitted variant of commit HASH and its state.
+def status(hash_: str | None, project: str | None, digest: str | None, as_json: bool) -> None:
+    """Show every submitted variant of COMMIT [HEAD] and its state.
+
+    COMMIT is a full hash, or what `git rev-parse` resolves in the checkout
+    (HEAD, a short hash, a tag, a branch).
 
     Exit codes: 0 all finished ok, 1 a stored compile error, 2 usage,
     3 infrastructure, 4 unknown commit or still compiling, 5 contested
@@ -229,7 +240,7 @@ def status(hash_: str, project: str | None, digest: str | None, as_json: bool) -
 
     def run() -> int:
         settings = _settings()
-        commit = _commit(hash_, Path.cwd())
+        commit = refs.resolve(hash_, Path.cwd()).hash
         name = cfg.project_name(project, Path.cwd())
         found = variants(Client(settings), name, commit)
         if digest is not None:
@@ -253,11 +264,13 @@ def status(hash_: str, project: str | None, digest: str | None, as_json: bool) -
 
 
 @main.command()
-@click.argument("hash_", metavar="HASH")
+@click.argument("hash_", metavar=_COMMIT_ARG, required=False)
 @_common_source_options
 @click.option("--digest", help=_DIGEST_HELP)
-def fetch(hash_: str, digest: str | None, **flags: Any) -> None:
-    """Write the stored CSS of commit HASH under --out.
+def fetch(hash_: str | None, digest: str | None, **flags: Any) -> None:
+    """Write the stored CSS of COMMIT [HEAD] under --out.
+
+    COMMIT is a full hash, or what `git rev-parse` resolves in the checkout.
 
     With several variants (entries/options) for the commit, --entry/--style pick one.
     Exit codes: 0 written, 1 a stored compile error, 2 usage, 3 infrastructure,
@@ -270,7 +283,7 @@ def fetch(hash_: str, digest: str | None, **flags: Any) -> None:
 
     def run() -> int:
         settings = _settings()
-        commit = _commit(hash_, Path.cwd())
+        commit = refs.resolve(hash_, Path.cwd()).hash
         wanted = None
         try:
             conf = _config(settings, **flags)
