@@ -60,6 +60,7 @@ _DIGEST_HELP = (
     "Serve the sources of this digest (12+ hex digits of it) when the commit is contested "
     "(submitted with other sources too)."
 )
+_VARIANT_HELP = "The variant ID `scssq status` prints (4+ of its digits): picks that variant."
 
 
 @click.group()
@@ -222,40 +223,53 @@ def _local(
 
 @main.command()
 @click.argument("hash_", metavar=_COMMIT_ARG, required=False)
-@click.option("--project", help="Project name [SCSSQ_PROJECT, else scssq.toml project].")
+@_common_source_options
+@click.option("--variant", "variant_id", metavar="ID", help=_VARIANT_HELP)
 @click.option("--digest", help=_DIGEST_HELP)
 @click.option("--json", "as_json", is_flag=True)
-def status(hash_: str | None, project: str | None, digest: str | None, as_json: bool) -> None:
+def status(
+    hash_: str | None, variant_id: str | None, digest: str | None, as_json: bool, **flags: Any
+) -> None:
     """Show every submitted variant of COMMIT [HEAD] and its state.
 
     COMMIT is a full hash, or what `git rev-parse` resolves in the checkout
-    (HEAD, a short hash, a tag, a branch).
+    (HEAD, a short hash, a tag, a branch). Each variant shows its ID (for
+    --variant) and every option that tells it apart from the others.
 
-    Exit codes: 0 all finished ok, 1 a stored compile error, 2 usage,
-    3 infrastructure, 4 unknown commit or still compiling, 5 contested
-    (submitted with other sources too: --digest picks one).
+    The exit code is about the variant the current scssq.toml and flags select
+    (the one `scssq submit` here would make), or --variant's; when they name no
+    entry, about every variant. Exit codes: 0 finished ok, 1 a stored compile
+    error, 2 usage, 3 infrastructure, 4 unknown commit or variant, or still
+    compiling, 5 contested (submitted with other sources too: --digest picks one).
     """
     from .client import Client
-    from .queries import contested_message, pick, variants, with_digest
+    from .queries import contested_message, variants
+    from .selection import from_flags, judge, unselected
 
     def run() -> int:
         settings = _settings()
-        commit = refs.resolve(hash_, Path.cwd()).hash
-        name = cfg.project_name(project, Path.cwd())
-        found = variants(Client(settings), name, commit)
-        if digest is not None:
-            found = [pick(v, commit, name, digest) for v in with_digest(found, digest)]
-        contested = [v for v in found if v.contenders]
-        if contested:
-            refusal = Contested("; ".join(contested_message(v, commit, name) for v in contested))
+        sel = from_flags(Path.cwd(), settings.engine, flags)
+        commit = refs.resolve(hash_, sel.checkout).hash
+        where = (commit, sel.project)
+        found, judged = judge(
+            variants(Client(settings), sel.project, commit), sel.wanted, variant_id, digest, where
+        )
+        shown = {"variants": [v.__dict__ for v in found]}
+        problem: ScssqError | None = None
+        if not judged and sel.wanted is not None:
+            problem = unselected(commit, found, sel.wanted)
+        elif contested := [v for v in judged if v.contenders]:
+            msg = "; ".join(contested_message(v, commit, sel.project) for v in contested)
+            problem = Contested(msg)
+        if problem is not None:
             if not as_json:
                 printing.print_variants(found)
-            printing.fail(refusal, as_json, {"variants": [v.__dict__ for v in found]})
+            printing.fail(problem, as_json, shown)
         if as_json:
-            click.echo(json.dumps([v.__dict__ for v in found]))
+            click.echo(json.dumps(shown["variants"]))
         else:
             printing.print_variants(found)
-        states = {v.state for v in found}
+        states = {v.state for v in judged}
         if "error" in states:
             return EXIT_COMPILE
         return EXIT_OK if states == {"ok"} else 4
@@ -266,13 +280,14 @@ def status(hash_: str | None, project: str | None, digest: str | None, as_json: 
 @main.command()
 @click.argument("hash_", metavar=_COMMIT_ARG, required=False)
 @_common_source_options
+@click.option("--variant", "variant_id", metavar="ID", help=_VARIANT_HELP)
 @click.option("--digest", help=_DIGEST_HELP)
-def fetch(hash_: str | None, digest: str | None, **flags: Any) -> None:
+def fetch(hash_: str | None, variant_id: str | None, digest: str | None, **flags: Any) -> None:
     """Write the stored CSS of COMMIT [HEAD] under --out.
 
     COMMIT is a full hash, or what `git rev-parse` resolves in the checkout.
-
-    With several variants (entries/options) for the commit, --entry/--style pick one.
+    With several variants (entries/options) for the commit, --variant ID (as
+    `scssq status` prints it) picks one, else the scssq.toml/flags options do.
     Exit codes: 0 written, 1 a stored compile error, 2 usage, 3 infrastructure,
     4 no finished result, 5 contested (submitted with other sources too: --digest
     picks one).
@@ -280,21 +295,16 @@ def fetch(hash_: str | None, digest: str | None, **flags: Any) -> None:
     from .client import Client
     from .queries import choose, pick, variants
     from .queries import fetch as do_fetch
+    from .selection import from_flags
 
     def run() -> int:
         settings = _settings()
-        commit = refs.resolve(hash_, Path.cwd()).hash
-        wanted = None
-        try:
-            conf = _config(settings, **flags)
-            wanted, project, out = conf.options, conf.project, conf.out
-        except cfg.NoEntries:
-            project = cfg.project_name(flags.get("project"), Path.cwd())
-            out = cfg.out_folder(Path(flags.get("out") or cfg.DEFAULT_OUT))
+        sel = from_flags(Path.cwd(), settings.engine, flags)
+        commit = refs.resolve(hash_, sel.checkout).hash
         client = Client(settings)
-        found = choose(variants(client, project, commit), wanted, digest)
-        variant = pick(found, commit, project, digest)
-        for e in do_fetch(client, variant, out):
+        found = choose(variants(client, sel.project, commit), sel.wanted, digest, variant_id)
+        variant = pick(found, commit, sel.project, digest)
+        for e in do_fetch(client, variant, sel.out):
             click.echo(f"fetched  {e.entry} -> {e.css} {printing.human_size(e.size)}")
         click.echo(f"digest   {variant.digest}")
         return EXIT_OK
