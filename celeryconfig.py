@@ -3,12 +3,21 @@
 Nothing here is configured twice: every value comes from the typed settings
 object (``SCSSQ_*`` variables, documented defaults) or is a fixed policy of
 the service explained beside it.
+
+Celery loads this module when a command first reads its configuration (a worker: while
+parsing its options), so this is where a worker meets a bad ``SCSSQ_*`` value: it exits
+with one line naming the variable, the value and the fix, not a traceback through
+Celery's option parsing.
 """
 
 from compiler_tasks.coordination import connections
+from compiler_tasks.errors import ConfigError
 from compiler_tasks.settings import Settings
 
-_settings = Settings.from_env()
+try:
+    _settings = Settings.from_env()
+except ConfigError as _error:
+    raise SystemExit(f"scssq worker cannot start: {_error}") from None
 
 # SCSSQ_BROKER_URL; with SCSSQ_SENTINELS, kombu's Sentinel transport (`sentinel://` URLs,
 # one per Sentinel, and `master_name` below): each new broker connection asks the

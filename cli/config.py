@@ -1,45 +1,92 @@
-"""What a submit asks for: ``scssq.toml`` in the current directory merged with flags.
+"""What a submit asks for: ``scssq.toml`` in the current directory merged with flags
+and the client's ``SCSSQ_*`` variables.
 
-Flags win over the file; the file wins over defaults. Every value is validated
-here, where it enters, with a message naming the value and the fix.
+Flags win over variables, variables over the file, the file over defaults. Every value
+is validated here, where it enters, with a message naming the value, where it came
+from (the flag, the file and key, the variable) and the fix. The variables are read
+here, through their rows of ``CLIENT_SETTINGS``, not by click: click would blame a flag
+the user did not type.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from compiler_tasks.bundle.rule import Rule, check_patterns
-from compiler_tasks.errors import UsageError
-from compiler_tasks.keys import CompileOptions, css_name, normalize_relpath, validate_project
+from compiler_tasks.errors import ConfigError, InvalidInput, UsageError
+from compiler_tasks.keys import (
+    STYLES,
+    CompileOptions,
+    css_name,
+    normalize_relpath,
+    validate_project,
+)
+from compiler_tasks.settings import CLIENT_SETTINGS, DEFAULT_SUBMIT_TIMEOUT, ENGINES
 
 from .targets import check_targets, places, split_entries
 
 CONFIG_FILE = "scssq.toml"
 #: Output folder when neither --out nor scssq.toml's ``out`` is given.
 DEFAULT_OUT = "out"
-_KNOWN = {
-    "project",
-    "src",
-    "entries",
-    "load_paths",
-    "out",
-    "style",
-    "source_map",
-    "engine",
-    "silence_deprecations",
-    "quiet_deps",
-    "timeout",
-    "exclude",
-    "embed_sources",
-    "embed_source_map",
-    "error_css",
-    "quiet",
+
+
+class NoEntries(UsageError):
+    """Neither ``--entry`` nor ``scssq.toml`` names an entry: nothing selects a variant."""
+
+
+def _strings(v: Any) -> bool:
+    return isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+
+
+def _project(v: Any) -> bool:
+    try:
+        return isinstance(v, str) and bool(validate_project(v))
+    except InvalidInput:
+        return False
+
+
+def _choice(choices: tuple[str, ...]) -> tuple[str, Callable[[Any], bool], str]:
+    listed = " or ".join(f'"{c}"' for c in choices)
+    return f"one of {listed}", lambda v: v in choices, f'"{choices[-1]}"'
+
+
+_TEXT = ("a string (quoted)", lambda v: isinstance(v, str), '"scss"')
+_LIST = ("a list of strings", _strings, '["scss/main.scss"]')
+_BOOL = ("a boolean (true or false, unquoted)", lambda v: isinstance(v, bool), "false")
+#: Each key of ``scssq.toml``: what it must be, the check, an example value for the fix.
+FILE_KEYS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
+    "project": (
+        "a project name (a string of 1-100 letters, digits, '.', '_' or '-')",
+        _project,
+        '"my-site"',
+    ),
+    "src": _TEXT,
+    "entries": _LIST,
+    "load_paths": (_LIST[0], _strings, '["vendor"]'),
+    "out": (_TEXT[0], _TEXT[1], '"dist"'),
+    "style": _choice(STYLES),
+    "source_map": _BOOL,
+    "engine": _choice(ENGINES),
+    "silence_deprecations": (_LIST[0], _strings, '["import"]'),
+    "quiet_deps": _BOOL,
+    "timeout": (
+        "a positive number of seconds",
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v > 0,
+        "600",
+    ),
+    "exclude": (_LIST[0], _strings, '["tests/fixtures"]'),
+    "embed_sources": _BOOL,
+    "embed_source_map": _BOOL,
+    "error_css": _BOOL,
+    "quiet": _BOOL,
 }
 
 
@@ -81,21 +128,56 @@ def load_file(cwd: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UsageError(f"{path}: not valid TOML: {e}") from e
-    unknown = sorted(set(data) - _KNOWN)
+    unknown = sorted(set(data) - set(FILE_KEYS))
     if unknown:
         raise UsageError(
-            f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(_KNOWN))}"
+            f"{path}: unknown setting(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(FILE_KEYS))}"
         )
+    for key, value in data.items():
+        expected, check, example = FILE_KEYS[key]
+        if not check(value):
+            shown = json.dumps(value, default=str)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            raise UsageError(
+                f"{path}: {key} = {shown} is not {expected}; write e.g. {key} = {example}"
+            )
     return data
+
+
+def env_value(variable: str) -> Any:
+    """The client variable ``variable`` (its row of CLIENT_SETTINGS) read from the
+    environment, None when unset; a bad value is a ConfigError naming the variable."""
+    spec = next(s for s in CLIENT_SETTINGS if s.env == variable)
+    raw = os.environ.get(variable)
+    if raw is None or not raw.strip():
+        return None
+    return spec.read(os.environ, {})
+
+
+def project_name(flag: str | None, cwd: Path, src: Path | None = None) -> str:
+    """``--project``, else SCSSQ_PROJECT, else scssq.toml's ``project``, else the git
+    top-level's name; a bad name is an error naming where it came from."""
+    if flag:
+        name, source = flag, "--project"
+    else:
+        name, source = env_value("SCSSQ_PROJECT"), "SCSSQ_PROJECT"
+    if name is None:
+        file_name = load_file(cwd).get("project")  # checked by load_file
+        return str(file_name) if file_name else default_project(src or cwd)
+    try:
+        return validate_project(name)
+    except InvalidInput:
+        env = source.startswith("SCSSQ_")
+        raise (ConfigError if env else UsageError)(
+            f"{source}{'=' if env else ' '}{name!r} is not a project name: use 1-100 "
+            "letters, digits, '.', '_' or '-', starting with a letter or digit"
+        ) from None
 
 
 def _str_list(data: dict[str, Any], name: str) -> list[str]:
     value = data.get(name, [])
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise UsageError(f"{CONFIG_FILE}: {name} must be a list of strings, got {value!r}")
-    return value
+    return [value] if isinstance(value, str) else list(value)  # checked by load_file
 
 
 def _pick(flag: Any, data: dict[str, Any], name: str, default: Any) -> Any:
@@ -106,7 +188,7 @@ def _pick(flag: Any, data: dict[str, Any], name: str, default: Any) -> Any:
 
 def default_project(src: Path) -> str:
     """The git top-level directory's name (else ``src``'s), made a valid project name."""
-    import subprocess  # only here and in git_head: a hit with its project set never runs git
+    import subprocess  # only here and in refs: a hit with its project set never runs git
 
     top = src.resolve()
     try:
@@ -123,24 +205,6 @@ def default_project(src: Path) -> str:
         pass
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", top.name).strip("-._") or "default"
     return name[:100]
-
-
-def git_head(src: Path) -> str:
-    """``git rev-parse HEAD`` in ``src``; a usage error with the fix when it fails."""
-    import subprocess
-
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError) as e:
-        raise UsageError(f"no HASH given and git could not run in {src}: {e}; pass HASH") from e
-    if out.returncode != 0:
-        raise UsageError(
-            f"no HASH given and `git rev-parse HEAD` failed in {src} "
-            f"({out.stderr.strip() or 'not a git checkout'}); pass the commit hash"
-        )
-    return out.stdout.strip()
 
 
 def resolve(
@@ -162,16 +226,18 @@ def resolve(
     embed_source_map: bool | None = None,
     error_css: bool | None = None,
     quiet: bool | None = None,
+    folders: bool = True,
 ) -> SubmitConfig:
-    """Merge flags over ``scssq.toml`` over defaults; validate every value."""
+    """Merge flags over ``scssq.toml`` over defaults; validate every value. ``folders``
+    False: --src and the load paths need not exist (status and fetch read no sources)."""
     data = load_file(cwd)
     src_dir = (cwd / str(_pick(src, data, "src", "."))).resolve()
-    if not src_dir.is_dir():
+    if folders and not src_dir.is_dir():
         raise UsageError(f"--src {str(src_dir)!r} is not a directory; pass the bundle root")
     source = "--entry" if entries else f"{CONFIG_FILE}: entries"
     entry_names, outputs = split_entries(list(entries) or _str_list(data, "entries"), source, cwd)
     if not entry_names:
-        raise UsageError(
+        raise NoEntries(
             f"no entry given; pass --entry FILE (relative to --src) or set entries in {CONFIG_FILE}"
         )
     lp_list = list(load_paths) or _str_list(data, "load_paths")
@@ -189,10 +255,9 @@ def resolve(
         embed_source_map=embed_map,
     )
     for lp in options.load_paths:
-        if not (src_dir / lp).is_dir():
+        if folders and not (src_dir / lp).is_dir():
             raise UsageError(f"load path {lp!r} is not a directory under {src_dir}")
-    name = _pick(project, data, "project", None)
-    project_name = validate_project(str(name)) if name else default_project(src_dir)
+    name = project_name(project, cwd, src_dir)
     out_dir = out_folder(cwd / str(_pick(out, data, "out", DEFAULT_OUT)))
     excludes = (
         check_patterns(exclude, "--exclude")
@@ -200,7 +265,7 @@ def resolve(
         else check_patterns(data.get("exclude", []), f"{CONFIG_FILE}: exclude")
     )
     conf = SubmitConfig(
-        project_name,
+        name,
         src_dir,
         out_dir,
         options,
@@ -216,13 +281,9 @@ def resolve(
 
 
 def _flag(flag: bool | None, data: dict[str, Any], name: str) -> bool:
-    """A true/false setting: the flag, else ``scssq.toml``'s ``name`` (a boolean), else off."""
-    if flag is not None:
-        return flag
-    value = data.get(name, False)
-    if not isinstance(value, bool):
-        raise UsageError(f"{CONFIG_FILE}: {name} must be true or false, got {value!r}")
-    return value
+    """A true/false setting: the flag, else ``scssq.toml``'s ``name`` (a boolean: checked
+    by :func:`load_file`), else off."""
+    return flag if flag is not None else bool(data.get(name, False))
 
 
 def _maps(
@@ -241,12 +302,8 @@ def _maps(
             "--no-source-map: drop one of them"
         )
     wanted = source_map if source_map is not None else data.get("source_map", False)
-    if not isinstance(wanted, bool):
-        raise UsageError(f"{CONFIG_FILE}: source_map must be true or false, got {wanted!r}")
-    on = wanted or embed_map
+    on = bool(wanted) or embed_map
     sources = embed_sources if embed_sources is not None else data.get("embed_sources", True)
-    if not isinstance(sources, bool):
-        raise UsageError(f"{CONFIG_FILE}: embed_sources must be true or false, got {sources!r}")
     if embed_sources and not on:
         raise UsageError(
             "--embed-sources puts the sources in the source map, and there is none: add "
@@ -271,13 +328,11 @@ def out_folder(path: Path) -> Path:
     return out_dir
 
 
-def file_timeout(cwd: Path) -> float | None:
-    value = load_file(cwd).get("timeout")
-    if value is None:
-        return None
-    if not isinstance(value, int | float) or value <= 0:
-        raise UsageError(f"{CONFIG_FILE}: timeout must be a positive number of seconds")
-    return float(value)
+def submit_timeout(flag: float | None, cwd: Path) -> float:
+    """``--timeout``, else SCSSQ_SUBMIT_TIMEOUT, else scssq.toml's ``timeout``, else the
+    default."""
+    value = flag or env_value("SCSSQ_SUBMIT_TIMEOUT") or load_file(cwd).get("timeout")
+    return float(value or DEFAULT_SUBMIT_TIMEOUT)  # the file's: checked by load_file
 
 
 def is_tty() -> bool:

@@ -28,13 +28,11 @@ from compiler_tasks.errors import (
     Contested,
     InfrastructureError,
     ScssqError,
-    UsageError,
 )
-from compiler_tasks.keys import validate_commit
 from compiler_tasks.settings import DEFAULT_SUBMIT_TIMEOUT, ENGINES, Settings
 
 from . import config as cfg
-from . import printing
+from . import printing, refs
 from .gc import gc
 from .options import (
     CONTEXT,
@@ -46,19 +44,14 @@ from .options import (
 )
 
 _TIMEOUT_HELP = (
-    f"Seconds for queueing, compiling and downloading together [{DEFAULT_SUBMIT_TIMEOUT:g}]."
+    "Seconds for queueing, compiling and downloading together [SCSSQ_SUBMIT_TIMEOUT, "
+    f"else scssq.toml timeout, else {DEFAULT_SUBMIT_TIMEOUT:g}]."
 )
+_COMMIT_ARG = "[COMMIT]"
 
 
 def _settings() -> Settings:
     return Settings.from_env()
-
-
-def _commit(value: str | None, src: Path) -> str:
-    try:
-        return validate_commit(value if value is not None else cfg.git_head(src))
-    except ScssqError as e:
-        raise click.BadParameter(str(e), param_hint="HASH") from None
 
 
 def _run(as_json: bool, fn: Callable[[], int]) -> NoReturn:
@@ -75,6 +68,7 @@ _DIGEST_HELP = (
     "Serve the sources of this digest (12+ hex digits of it) when the commit is contested "
     "(submitted with other sources too)."
 )
+_VARIANT_HELP = "The variant ID `scssq status` prints (4+ of its digits): picks that variant."
 
 
 @click.group(context_settings=CONTEXT)
@@ -123,8 +117,8 @@ def _common_source_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--project",
-            envvar="SCSSQ_PROJECT",
-            help="Project name [scssq.toml project, else the git top-level's name].",
+            help="Project name [SCSSQ_PROJECT, else scssq.toml project, else the git "
+            "top-level's name].",
         ),
         click.option("--out", help=f"Output folder [scssq.toml out, else {cfg.DEFAULT_OUT}]."),
         click.option(
@@ -144,19 +138,15 @@ def _config(settings: Settings, **flags: Any) -> cfg.SubmitConfig:
 
 
 @main.command()
-@click.argument("hash_", metavar="[HASH]", required=False)
+@click.argument("hash_", metavar=_COMMIT_ARG, required=False)
 @_common_source_options
-@click.option(
-    "--timeout", type=click.FloatRange(min=0.1), envvar="SCSSQ_SUBMIT_TIMEOUT", help=_TIMEOUT_HELP
-)
+@click.option("--timeout", type=click.FloatRange(min=0.1), help=_TIMEOUT_HELP)
 @click.option("--no-wait", is_flag=True, help="Enqueue and exit without waiting.")
 @click.option(
     "--fallback",
     type=click.Choice(["none", "local"]),
-    default="none",
-    envvar="SCSSQ_FALLBACK",
-    show_default=True,
-    help="local: compile on this machine when the fleet is unreachable or times out.",
+    help="local: compile on this machine when the fleet is unreachable or times out "
+    "[SCSSQ_FALLBACK, else none].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, on failure too.")
 @submit_options
@@ -164,13 +154,18 @@ def submit(
     hash_: str | None,
     timeout: float | None,
     no_wait: bool,
-    fallback: str,
+    fallback: str | None,
     as_json: bool,
     error_css: bool | None,
     quiet: bool | None,
     **flags: Any,
 ) -> None:
-    """Compile the bundle of commit HASH [git rev-parse HEAD] through the fleet.
+    """Compile the bundle of COMMIT [HEAD] through the fleet.
+
+    COMMIT is a full commit hash, or anything `git rev-parse` resolves in the
+    checkout of --src (HEAD, a short hash, a tag, a branch). It warns when the
+    working tree is not that commit (stylesheets changed since HEAD, or a ref
+    other than HEAD): the CSS is of the working tree.
 
     Prints one line per entry: compiled (this request ran the engine), shared
     (it waited for another request's compile) or cached (the result existed).
@@ -192,8 +187,9 @@ def submit(
         refuse_stylesheet(hash_)
         settings = _settings()
         conf = _config(settings, error_css=error_css, quiet=quiet, **flags)
-        commit = _commit(hash_, conf.src)
-        limit = timeout or cfg.file_timeout(Path.cwd()) or DEFAULT_SUBMIT_TIMEOUT
+        commit = _submitted_commit(hash_, conf)
+        limit = cfg.submit_timeout(timeout, Path.cwd())
+        mode = fallback or cfg.env_value("SCSSQ_FALLBACK") or "none"
         progress = printing.progress if cfg.is_tty() else None
         try:
             result = traced_submit(submit_once, settings)(
@@ -206,7 +202,7 @@ def submit(
                 warn=printing.progress,
             )
         except InfrastructureError as e:
-            if fallback != "local" or no_wait:
+            if mode != "local" or no_wait:
                 printing.fail(e, as_json, {"commit": commit, "project": conf.project})
             result = _local(settings, conf, commit, e, as_json)
         except ScssqError as e:
@@ -218,6 +214,16 @@ def submit(
         return EXIT_OK
 
     _run(as_json, run)
+
+
+def _submitted_commit(ref: str | None, conf: cfg.SubmitConfig) -> str:
+    """The commit ``ref`` names in the checkout of --src; a warning on stderr when the
+    working tree is not that commit."""
+    named = refs.resolve(ref, conf.src)
+    mismatch = refs.tree_warning(named, conf.src, conf.out)
+    if mismatch:
+        printing.progress(f"WARNING: {mismatch}")
+    return named.hash
 
 
 def _local(
@@ -236,40 +242,54 @@ def _local(
 
 
 @main.command()
-@click.argument("hash_", metavar="HASH")
-@click.option("--project", envvar="SCSSQ_PROJECT", help="Project name.")
+@click.argument("hash_", metavar=_COMMIT_ARG, required=False)
+@_common_source_options
+@click.option("--variant", "variant_id", metavar="ID", help=_VARIANT_HELP)
 @click.option("--digest", help=_DIGEST_HELP)
 @click.option("--json", "as_json", is_flag=True)
-def status(hash_: str, project: str | None, digest: str | None, as_json: bool) -> None:
-    """Show every submitted variant of commit HASH and its state.
+def status(
+    hash_: str | None, variant_id: str | None, digest: str | None, as_json: bool, **flags: Any
+) -> None:
+    """Show every submitted variant of COMMIT [HEAD] and its state.
 
-    Exit codes: 0 all finished ok, 1 a stored compile error, 2 usage,
-    3 infrastructure, 4 unknown commit or still compiling, 5 contested
-    (submitted with other sources too: --digest picks one).
+    COMMIT is a full hash, or what `git rev-parse` resolves in the checkout
+    (HEAD, a short hash, a tag, a branch). Each variant shows its ID (for
+    --variant) and every option that tells it apart from the others.
+
+    The exit code is about the variant the current scssq.toml and flags select
+    (the one `scssq submit` here would make), or --variant's; when they name no
+    entry, about every variant. Exit codes: 0 finished ok, 1 a stored compile
+    error, 2 usage, 3 infrastructure, 4 unknown commit or variant, or still
+    compiling, 5 contested (submitted with other sources too: --digest picks one).
     """
     from .client import Client
-    from .queries import contested_message, pick, variants, with_digest
+    from .queries import contested_message, variants
+    from .selection import from_flags, judge, unselected
 
     def run() -> int:
         settings = _settings()
-        commit = _commit(hash_, Path.cwd())
-        name = str(
-            project or cfg.load_file(Path.cwd()).get("project") or cfg.default_project(Path.cwd())
+        sel = from_flags(Path.cwd(), settings.engine, flags)
+        commit = refs.resolve(hash_, sel.checkout).hash
+        where = (commit, sel.project)
+        found, judged = judge(
+            variants(Client(settings), sel.project, commit), sel.wanted, variant_id, digest, where
         )
-        found = variants(Client(settings), name, commit)
-        if digest is not None:
-            found = [pick(v, commit, name, digest) for v in with_digest(found, digest)]
-        contested = [v for v in found if v.contenders]
-        if contested:
-            refusal = Contested("; ".join(contested_message(v, commit, name) for v in contested))
+        shown = {"variants": [v.__dict__ for v in found]}
+        problem: ScssqError | None = None
+        if not judged and sel.wanted is not None:
+            problem = unselected(commit, found, sel.wanted)
+        elif contested := [v for v in judged if v.contenders]:
+            msg = "; ".join(contested_message(v, commit, sel.project) for v in contested)
+            problem = Contested(msg)
+        if problem is not None:
             if not as_json:
                 printing.print_variants(found)
-            printing.fail(refusal, as_json, {"variants": [v.__dict__ for v in found]})
+            printing.fail(problem, as_json, shown)
         if as_json:
-            click.echo(json.dumps([v.__dict__ for v in found]))
+            click.echo(json.dumps(shown["variants"]))
         else:
             printing.print_variants(found)
-        states = {v.state for v in found}
+        states = {v.state for v in judged}
         if "error" in states:
             return EXIT_COMPILE
         return EXIT_OK if states == {"ok"} else 4
@@ -278,13 +298,16 @@ def status(hash_: str, project: str | None, digest: str | None, as_json: bool) -
 
 
 @main.command()
-@click.argument("hash_", metavar="HASH")
+@click.argument("hash_", metavar=_COMMIT_ARG, required=False)
 @_common_source_options
+@click.option("--variant", "variant_id", metavar="ID", help=_VARIANT_HELP)
 @click.option("--digest", help=_DIGEST_HELP)
-def fetch(hash_: str, digest: str | None, **flags: Any) -> None:
-    """Write the stored CSS of commit HASH under --out.
+def fetch(hash_: str | None, variant_id: str | None, digest: str | None, **flags: Any) -> None:
+    """Write the stored CSS of COMMIT [HEAD] under --out.
 
-    With several variants (entries/options) for the commit, --entry/--style pick one.
+    COMMIT is a full hash, or what `git rev-parse` resolves in the checkout.
+    With several variants (entries/options) for the commit, --variant ID (as
+    `scssq status` prints it) picks one, else the scssq.toml/flags options do.
     Exit codes: 0 written, 1 a stored compile error, 2 usage, 3 infrastructure,
     4 no finished result, 5 contested (submitted with other sources too: --digest
     picks one).
@@ -292,23 +315,16 @@ def fetch(hash_: str, digest: str | None, **flags: Any) -> None:
     from .client import Client
     from .queries import choose, pick, variants
     from .queries import fetch as do_fetch
+    from .selection import from_flags
 
     def run() -> int:
         settings = _settings()
-        commit = _commit(hash_, Path.cwd())
-        wanted = None
-        try:
-            conf = _config(settings, **flags)
-            wanted, project, out = conf.options, conf.project, conf.out
-        except UsageError:
-            if flags.get("entries"):
-                raise
-            project = flags.get("project") or cfg.default_project(Path.cwd())
-            out = cfg.out_folder(Path(flags.get("out") or cfg.DEFAULT_OUT))
+        sel = from_flags(Path.cwd(), settings.engine, flags)
+        commit = refs.resolve(hash_, sel.checkout).hash
         client = Client(settings)
-        found = choose(variants(client, project, commit), wanted, digest)
-        variant = pick(found, commit, project, digest)
-        for e in do_fetch(client, variant, out):
+        found = choose(variants(client, sel.project, commit), sel.wanted, digest, variant_id)
+        variant = pick(found, commit, sel.project, digest)
+        for e in do_fetch(client, variant, sel.out):
             click.echo(f"fetched  {e.entry} -> {e.css} {printing.human_size(e.size)}")
         click.echo(f"digest   {variant.digest}")
         return EXIT_OK

@@ -1,5 +1,6 @@
-"""What the ``scssq`` commands print: results, variants, progress and failures (with
-the documented exit code, and as one JSON object with ``--json``)."""
+"""What the ``scssq`` commands print: results, variants (and the options that tell
+them apart), progress and failures (with the documented exit code, and as one JSON
+object with ``--json``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any, NoReturn
 
 import click
 
-from compiler_tasks.errors import EXIT_COMPILE, ScssqError, exit_code_for
+from compiler_tasks.errors import EXIT_COMPILE, ScssqError, UsageError, exit_code_for
+from compiler_tasks.keys import CompileOptions
 
 
 def fail(exc: BaseException, as_json: bool, extra: dict[str, Any] | None = None) -> NoReturn:
@@ -86,12 +88,49 @@ def print_submit(result: Any, as_json: bool) -> None:
         )
 
 
+#: Options shown for every variant; the others only where the variants differ.
+_ALWAYS = ("entries", "style")
+
+
+def differing(found: list[Any]) -> list[str]:
+    """The options to show: entries and style, and every option whose value is not the
+    same in every variant (load paths, engine, source map, ...)."""
+    names = sorted({name for v in found for name in v.options})
+    return list(_ALWAYS) + [
+        n for n in names if n not in _ALWAYS and len({_option(v, n) for v in found}) > 1
+    ]
+
+
+def _option(variant: Any, name: str) -> str:
+    """Option ``name`` of ``variant`` as shown; an option a submit left out (the
+    Dart Sass ones, when unset) shows its default."""
+    try:
+        value = getattr(CompileOptions.from_dict(variant.options), name)
+    except (UsageError, AttributeError):
+        value = variant.options.get(name)
+    if isinstance(value, list | tuple):
+        return ",".join(str(x) for x in value) or "(none)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def describe(variant: Any, names: list[str]) -> str:
+    """``variant``'s options ``names``, as ``name value`` pairs (lists comma-joined)."""
+    return " ".join(f"{name} {_option(variant, name)}" for name in names)
+
+
 def print_variants(found: list[Any]) -> None:
+    """Each variant: state, key, digest, its ID for ``--variant``, then its entries,
+    style and every option that differs between the variants; the one the current
+    scssq.toml/flags select is marked."""
+    names = differing(found)
     for v in found:
+        mark = "  (selected)" if v.selected and len(found) > 1 else ""
         click.echo(
-            f"{v.state:<9} key {v.key[:12]} digest {v.digest[:12]} "
-            f"entries {','.join(v.options['entries'])} style {v.options['style']}"
+            f"{v.state:<9} key {v.key[:12]} digest {v.digest[:12]} variant {v.variant}{mark}"
         )
+        click.echo(f"          {describe(v, names)}")
         if v.message:
             click.echo(f"          {v.message}")
         for other in v.contenders:

@@ -29,9 +29,11 @@ from compiler_tasks.protocol.resp import Refused
 
 from .client import Client
 from .outputs import EntryOutput
+from .printing import describe, differing
 from .transport import Broken
 
 _DIGEST_RE = re.compile(r"^[0-9a-f]{12,64}\Z")
+_VARIANT_RE = re.compile(r"^[0-9a-f]{4,16}\Z")
 
 
 @dataclass
@@ -48,6 +50,8 @@ class Variant:
     conflict_digest: str | None = None
     #: Every later mapping with another digest (key, digest, state, message), oldest first.
     contenders: list[dict[str, Any]] = field(default_factory=list)
+    #: The variant the current scssq.toml and flags (or --variant) select.
+    selected: bool = False
 
     @property
     def digests(self) -> list[str]:
@@ -114,9 +118,15 @@ def _state(client: Client, key: str) -> tuple[str, str]:
 
 
 def choose(
-    found: list[Variant], wanted: CompileOptions | None, digest: str | None = None
+    found: list[Variant],
+    wanted: CompileOptions | None,
+    digest: str | None = None,
+    variant: str | None = None,
 ) -> Variant:
-    """The variant matching ``wanted`` options (and ``--digest``), or the only one there is."""
+    """The variant ``--variant`` names, else the one matching ``wanted`` options (and
+    ``--digest``), else the only one there is."""
+    if variant is not None:
+        found = [by_variant(found, variant)]
     if digest is not None:
         found = with_digest(found, digest)
     if wanted is not None:
@@ -125,10 +135,28 @@ def choose(
                 return v
     if len(found) == 1:
         return found[0]
-    listing = "; ".join(f"entries {v.options['entries']} style {v.options['style']}" for v in found)
+    names = differing(found)
+    listing = "; ".join(f"{v.variant}: {describe(v, names)}" for v in found)
     raise UsageError(
-        f"the commit has {len(found)} variants ({listing}); pass --entry/--style to pick one"
+        f"the commit has {len(found)} variants ({listing}); pass --variant ID to pick one "
+        "(or the --entry/--style/... flags it was submitted with)"
     )
+
+
+def by_variant(found: list[Variant], ident: str) -> Variant:
+    """The variant whose ID (as ``status`` prints it) is, or starts with, ``ident``."""
+    norm = ident.strip().lower()
+    ids = ", ".join(v.variant for v in found)
+    if not _VARIANT_RE.match(norm):
+        raise UsageError(
+            f"--variant {ident!r} is not 4-16 hexadecimal digits; pass a variant ID that "
+            f"`scssq status` prints (this commit's: {ids})"
+        )
+    having = [v for v in found if v.variant.startswith(norm)]
+    if len(having) != 1:
+        problem = "names no variant" if not having else "names several variants"
+        raise UsageError(f"--variant {ident} {problem} of the commit; pass one of {ids}")
+    return having[0]
 
 
 def with_digest(found: list[Variant], digest: str) -> list[Variant]:

@@ -5,7 +5,7 @@ rows in its base, :class:`~compiler_tasks.settings_redis.RedisSettings`): its va
 default, bounds and help in one :func:`~compiler_tasks.envvars.setting` call. That table
 drives :meth:`Settings.from_env`, ``docs/configuration.md`` and the comments of
 ``.env.example`` (rendered by :mod:`compiler_tasks.settings_docs`, checked by a test).
-The client's own variables, read by click in ``cli/``, are rows of :data:`CLIENT_SETTINGS`.
+The client's own variables, read in ``cli/config.py``, are rows of :data:`CLIENT_SETTINGS`.
 A value scssq cannot use fails at once with :class:`~compiler_tasks.errors.ConfigError`
 naming the variable, the value and the fix.
 """
@@ -270,7 +270,7 @@ SETTINGS: tuple[tuple[str, Spec], ...] = tuple(
     (f.name, f.metadata["spec"]) for f in fields(Settings)
 )
 
-#: The client's variables: click reads them as the defaults of flags in ``cli/``.
+#: The client's variables: ``cli.config.env_value`` reads each through its row.
 CLIENT_SETTINGS: tuple[Spec, ...] = (
     Spec(
         "SCSSQ_SUBMIT_TIMEOUT",
@@ -285,7 +285,7 @@ CLIENT_SETTINGS: tuple[Spec, ...] = (
     Spec(
         "SCSSQ_PROJECT",
         None,
-        "Default `--project` of `scssq submit` and `scssq status`.",
+        "Default `--project` of `scssq submit`, `status` and `fetch` (a project name).",
         TEXT,
         CLIENT,
         shown="the git top-level's name",

@@ -42,7 +42,7 @@ def test_src_that_is_not_a_folder_is_refused(tmp_path: Path) -> None:
 def test_the_cli_refuses_such_an_out_before_reaching_redis(tmp_path: Path, command: str) -> None:
     (_site(tmp_path) / "dist").write_text("a file, not a folder")
     scssq = Path(sys.executable).parent / "scssq"
-    args = [str(scssq), command, "1234567", "--out", "dist"]
+    args = [str(scssq), command, "1234567" * 5 + "12345", "--out", "dist"]
     if command == "submit":
         args += ["--src", "scss", "--entry", "main.scss"]
     env = {**os.environ, "SCSSQ_REDIS_URL": "redis://127.0.0.1:1/0"}  # nothing listens
