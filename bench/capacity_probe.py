@@ -303,7 +303,7 @@ def redis_benchmark(
     }
 
 
-#: The round trips of a warm hit (:mod:`cli.fastpath`): the engine version; the result
+#: The round trips of a hit (:mod:`cli.client`): the engine version; the result
 #: and the commit mapping; the hit counter.
 HIT_TRIPS = (1, 2, 1)
 
