@@ -324,7 +324,7 @@ def fetch(hash_: str | None, variant_id: str | None, digest: str | None, **flags
         client = Client(settings)
         found = choose(variants(client, sel.project, commit), sel.wanted, digest, variant_id)
         variant = pick(found, commit, sel.project, digest)
-        for e in do_fetch(client, variant, sel.out):
+        for e in do_fetch(client, variant, sel.out, sel.targets):
             click.echo(f"fetched  {e.entry} -> {e.css} {printing.human_size(e.size)}")
         click.echo(f"digest   {variant.digest}")
         return EXIT_OK

@@ -65,11 +65,19 @@ def refuse_stylesheet(value: str | None) -> None:
     """A HASH that looks like a path is a stylesheet given where the commit goes."""
     if value is None or _HEX_RE.match(value.strip()):
         return
-    if "/" in value or value.lower().endswith(_STYLESHEET) or Path(value).is_file():
+    if "/" in value or value.lower().endswith(_STYLESHEET) or _is_file(value):
+        shown = value if len(value) <= 200 else value[:200] + "..."
         raise UsageError(
-            f"{value!r} looks like a stylesheet; pass it with --entry {value} "
+            f"{shown!r} looks like a stylesheet; pass it with --entry {shown} "
             "(the argument is the commit, HEAD when omitted)"
         )
+
+
+def _is_file(value: str) -> bool:
+    try:
+        return Path(value).is_file()
+    except OSError:  # a name too long for the filesystem is no file here
+        return False
 
 
 def quieted(conf: SubmitConfig, thing: Any) -> Any:

@@ -216,8 +216,10 @@ def contested_message(found: Variant, commit: str, project: str) -> str:
     )
 
 
-def fetch(client: Client, variant: Variant, out: Path) -> list[EntryOutput]:
-    """Write the chosen variant's CSS under ``out``."""
+def fetch(
+    client: Client, variant: Variant, out: Path, targets: dict[str, Path] | None = None
+) -> list[EntryOutput]:
+    """Write the chosen variant's CSS under ``out`` (an entry of ``targets`` to its file)."""
     if variant.state == "error":
         raise CompileError(variant.message)
     if variant.state != "ok":
@@ -225,7 +227,7 @@ def fetch(client: Client, variant: Variant, out: Path) -> list[EntryOutput]:
     (raw,) = _call(client, ("GET", client.keys.result(variant.key)))
     if raw is None:
         raise NotFound(f"compile {variant.key[:12]} has no result (expired)")
-    return client.download(json.loads(raw), out)
+    return client.download(json.loads(raw), out, targets)
 
 
 @dataclass

@@ -9,7 +9,7 @@ no entry named by either, nothing is selected and ``status`` judges every varian
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ class Selection:
     #: Where git resolves a ref: the bundle's src folder, else the current directory.
     checkout: Path
     out: Path
+    #: Entries written elsewhere than under ``out`` (``--entry in.scss:out.css``).
+    targets: dict[str, Path] = field(default_factory=dict)
 
 
 def from_flags(cwd: Path, default_engine: str, flags: dict[str, Any]) -> Selection:
@@ -39,7 +41,8 @@ def from_flags(cwd: Path, default_engine: str, flags: dict[str, Any]) -> Selecti
     try:
         conf = cfg.resolve(cwd, default_engine=default_engine, folders=False, **flags)
         checkout = conf.src if conf.src.is_dir() else cwd
-        return Selection(conf.options, conf.project, checkout, conf.out)
+        targets = {e: conf.target(e) for e, _ in conf.outputs}
+        return Selection(conf.options, conf.project, checkout, conf.out, targets)
     except cfg.NoEntries:
         pass
     data = cfg.load_file(cwd)

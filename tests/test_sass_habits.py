@@ -83,6 +83,13 @@ def test_in_out_maps_and_flags_through_the_fleet_equal_the_sass_cli(
     assert [json.loads(p.stdout)["outcome"] for p in (first, second)] == ["compiled", "cached"]
     assert (dist / "a.css").read_bytes() == (site / "public" / "b.css").read_bytes()
     assert len(fleet.engine_runs()) == 3
+    # fetch writes where the same --entry in:out says, as submit did
+    fetched = fleet.scssq(
+        "fetch", HASH, "--project", "habits", "--engine", "dart-sass", "-I", "vendor",
+        "--entry", "scss/main.scss:public/c.css", cwd=site,
+    )  # fmt: skip
+    assert fetched.returncode == 0, fetched.stderr
+    assert (site / "public" / "c.css").read_bytes() == (dist / "a.css").read_bytes()
 
 
 @pytest.mark.integration
