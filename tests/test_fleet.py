@@ -38,7 +38,7 @@ def make_src(tmp: Path, files: dict[str, str], name: str = "src") -> Path:
     for rel, text in files.items():
         path = src / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        path.write_text(text, encoding="utf-8")
     return src
 
 

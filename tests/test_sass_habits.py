@@ -21,6 +21,7 @@ from cli.main import main
 from compiler_tasks.errors import UsageError
 from tests.support.fleet import Fleet
 from tests.support.sass_cli import sass_run
+from tests.test_fleet import make_src
 
 HASH = "5a55" * 10
 #: A user's site: the vendor folder sits beside scss/, not under it.
@@ -33,11 +34,7 @@ SCSSQ = str(Path(sys.executable).parent / "scssq")
 
 
 def make_site(tmp: Path) -> Path:
-    site = tmp / "site"
-    for rel, text in SITE.items():
-        (site / rel).parent.mkdir(parents=True, exist_ok=True)
-        (site / rel).write_text(text, encoding="utf-8")
-    return site
+    return make_src(tmp, SITE, "site")
 
 
 def take(path: Path) -> bytes:

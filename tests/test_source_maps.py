@@ -19,6 +19,7 @@ from compiler_tasks.errors import InvalidInput
 from compiler_tasks.keys import CompileOptions, compile_key
 from compiler_tasks.settings import Settings
 from tests.support.sass_cli import sass_run
+from tests.test_fleet import make_src
 
 ENTRY = "scss/main.scss"
 FILES = {
@@ -46,11 +47,7 @@ def dart() -> Iterator[DartSassEngine]:
 
 
 def make_root(tmp: Path) -> Path:
-    root = tmp / "proj"
-    for rel, text in FILES.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text, encoding="utf-8")
-    return root
+    return make_src(tmp, FILES, "proj")
 
 
 def compile_at(runner: object, root: Path, target: str, **options: object) -> EngineOutput:
