@@ -24,6 +24,8 @@ import redis.sentinel
 from .procs import free_port, stop_group, wait_for
 
 SERVICE = "scssq-ha"
+#: Every client names the address: "localhost" need not resolve on a fresh machine.
+LOOPBACK = "127.0.0.1"
 #: The master's password (in SCSSQ_REDIS_URL) and the Sentinels' (SCSSQ_SENTINEL_PASSWORD).
 MASTER_PASSWORD = "m@ster:pw/1"
 SENTINEL_PASSWORD = "s3ntinel pw"
@@ -79,7 +81,7 @@ class SentinelSetup:
         return int(self.sentinel.discover_master(SERVICE)[1])
 
     def direct(self, port: int) -> redis.Redis:
-        return redis.Redis(port=port, password=MASTER_PASSWORD, socket_timeout=2)
+        return redis.Redis(host=LOOPBACK, port=port, password=MASTER_PASSWORD, socket_timeout=2)
 
     def kill_master(self) -> None:
         """``kill -9`` the master: no goodbye, replication stops where it was."""
@@ -87,7 +89,9 @@ class SentinelSetup:
 
     def failover(self) -> None:
         """``SENTINEL FAILOVER``: promote the replica while the master still runs."""
-        sentinel = redis.Redis(port=self.sentinel_ports[0], password=SENTINEL_PASSWORD)
+        sentinel = redis.Redis(
+            host=LOOPBACK, port=self.sentinel_ports[0], password=SENTINEL_PASSWORD
+        )
         sentinel.execute_command("SENTINEL", "FAILOVER", SERVICE)
 
     def wait_promoted(self, port: int, timeout: float = 30) -> None:
@@ -95,7 +99,7 @@ class SentinelSetup:
 
         def named() -> bool:
             for sentinel_port in self.sentinel_ports:
-                client = redis.Redis(port=sentinel_port, password=SENTINEL_PASSWORD)
+                client = redis.Redis(host=LOOPBACK, port=sentinel_port, password=SENTINEL_PASSWORD)
                 addr = client.execute_command("SENTINEL", "get-master-addr-by-name", SERVICE)
                 if int(addr[1]) != port:
                     return False
@@ -140,7 +144,9 @@ class SentinelSetup:
 
     def _settled(self) -> bool:
         for port in self.sentinel_ports:
-            client = redis.Redis(port=port, password=SENTINEL_PASSWORD, socket_timeout=1)
+            client = redis.Redis(
+                host=LOOPBACK, port=port, password=SENTINEL_PASSWORD, socket_timeout=1
+            )
             try:
                 state: dict[str, Any] = client.sentinel_master(SERVICE)
             except redis.RedisError:
