@@ -237,10 +237,10 @@ class Submit:
         first = first_digest(mapping)
         res.conflict = self._conflict(first)
         result = stored_result(stored)
-        if decide(result, first, self.bundle.digest) != MISS:
-            assert result is not None
+        decision = decide(result, first, self.bundle.digest)
+        if result is not None and decision != MISS:
             try:
-                return self.deliver(res, result, record=first != self.bundle.digest)
+                return self.deliver(res, result, record=decision != DELIVER)
             except ArtifactMissing:
                 pass  # read again after subscribing: delivered, or repaired by a compile
         return self.compile(res, first, wait)
@@ -273,14 +273,17 @@ class Submit:
             commands.append(("INCR", stats.key(self.keys.prefix, counter)))
         try:
             with publish_span("scssq.record") if record else nullcontext():
+                pushed = record and client.broker is client.redis  # in the same write
                 if record:
                     push = client.push("scssq.record", self.job, RECORD_EXPIRES)
-                    if client.broker is client.redis:
+                    if pushed:
                         commands.append(push)
                     else:
                         client.broker.call(push)
-                if commands:
-                    client.redis.call(*commands, check=False)  # a refused count is ignored
+                if commands:  # a refused count is ignored, a refused record task is not
+                    replies = client.redis.call(*commands, check=False)
+                    if pushed and isinstance(replies[-1], Refused):
+                        raise client.redis.refusal(replies[-1], "LPUSH")
         except (Broken, RedisUnavailable) as e:
             if record:
                 self.warn(
@@ -295,9 +298,10 @@ class Submit:
         try:
             subscription.open()
             result, locked = self._check(key, stores=True)
-            if result is not None:
+            decision = decide(result, first, self.bundle.digest)
+            if result is not None and decision != MISS:
                 try:
-                    return self.deliver(res, result, record=first != self.bundle.digest)
+                    return self.deliver(res, result, record=decision != DELIVER)
                 except ArtifactMissing:
                     self.say("cached result's artifacts are gone from the store; recompiling")
                     self.job = dataclasses.replace(self.job, repair=True)
@@ -345,9 +349,7 @@ class Submit:
         replies = self.client.redis.call(*commands, check=False)
         for command, reply in zip(commands[:2], replies, strict=False):
             if isinstance(reply, Refused):
-                raise RedisUnavailable(
-                    f"Redis at {self.client.redis.shown} refused {command[0]}: {reply}"
-                )
+                raise self.client.redis.refusal(reply, command[0])
         if stores and isinstance(replies[3], list):  # refused: an ACL from before stores
             problem = store_mismatch(self.client.settings, [s.decode() for s in replies[3]])
             if problem is not None:

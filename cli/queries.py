@@ -260,7 +260,7 @@ def health(client: Client) -> Health:
         report.checks.append(("redis", True, f"reachable at {shown}"))
         report.checks.append(_policy(policy))
         if isinstance(workers, Refused):
-            raise RedisUnavailable(f"Redis at {shown} refused ZRANGEBYSCORE: {workers}")
+            raise client.redis.refusal(workers, "ZRANGEBYSCORE")
         names = [w.decode() for w in workers]
         report.checks.append(
             (

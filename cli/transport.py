@@ -50,9 +50,9 @@ def _open(settings: Settings, url: str, name: str | None) -> RespConnection:
     try:
         parse_url(url)
     except RespError as e:
-        name = "SCSSQ_REDIS_URL" if url == settings.redis_url else "SCSSQ_BROKER_URL"
+        variable = "SCSSQ_REDIS_URL" if url == settings.redis_url else "SCSSQ_BROKER_URL"
         raise ConfigError(
-            f"{name} {redact_url(url)!r}: {e}; the client speaks redis://, rediss:// and "
+            f"{variable} {redact_url(url)!r}: {e}; the client speaks redis://, rediss:// and "
             "unix:// URLs with an optional user:password@ and database (/N or ?db=N); "
             "set TLS files with SCSSQ_REDIS_CA_FILE/CERT_FILE/KEY_FILE"
         ) from e
@@ -89,17 +89,19 @@ class Link:
             replies = conn.receive(len(commands))
         except Refused as e:  # a setup command's (AUTH, SELECT): lasting, or passing
             self.close()
-            raise self._refusal(e, "the connection setup (AUTH, CLIENT SETNAME, SELECT)") from e
+            raise self.refusal(e, "the connection setup (AUTH, CLIENT SETNAME, SELECT)") from e
         except (OSError, RespError) as e:
             self.close()
             raise Broken(f"{self.shown}: {e or type(e).__name__}") from e
         self.reached = True
         for command, reply in zip(commands, replies, strict=True):
             if check and isinstance(reply, Refused):
-                raise self._refusal(reply, command[0])
+                raise self.refusal(reply, command[0])
         return replies
 
-    def _refusal(self, e: Refused, command: str) -> Exception:
+    def refusal(self, e: Refused, command: str) -> Exception:
+        """What to raise for Redis refusing ``command``: Broken (retry on a new connection)
+        when the refusal passes, else RedisUnavailable."""
         if e.code in PASSING:
             self.close()
             return Broken(f"{self.shown}: {e}")
@@ -127,32 +129,30 @@ class Link:
 
 
 class Subscription:
-    """A connection subscribed to one channel; :meth:`next` reads its messages."""
+    """A :class:`Link` subscribed to one channel; :meth:`next` reads its messages."""
 
     def __init__(self, settings: Settings, channel: str, name: str | None = None) -> None:
-        self.settings = settings
         self.channel = channel
-        self.name = name
-        self.conn: RespConnection | None = None
+        self.link = Link(settings, settings.redis_url, name)
 
     def open(self) -> None:
-        """Subscribe; returns once Redis confirmed it (later messages are buffered)."""
-        self.close()
-        link = Link(self.settings, self.settings.redis_url, self.name)
-        link.call(("SUBSCRIBE", self.channel))  # the confirmation is SUBSCRIBE's reply
-        self.conn, link.conn = link.conn, None
+        """Subscribe on a new connection; returns once Redis confirmed it (SUBSCRIBE's
+        reply), so later messages are buffered on the socket."""
+        self.link.close()
+        self.link.call(("SUBSCRIBE", self.channel))
 
     def next(self, timeout: float) -> dict[str, Any] | None:
         """The next message on the channel (a JSON object), or None after ``timeout``
         seconds without one; Broken when the connection failed."""
-        if self.conn is None:
+        conn = self.link.conn
+        if conn is None:
             raise Broken("not subscribed")
         try:
-            if not self.conn.readable(timeout):
+            if not conn.readable(timeout):
                 return None
-            (reply,) = self.conn.receive(1)
+            (reply,) = conn.receive(1)
         except (OSError, RespError) as e:
-            self.close()
+            self.link.close()
             raise Broken(f"subscription to {self.channel}: {e or type(e).__name__}") from e
         if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
             data = json.loads(reply[2])
@@ -160,12 +160,7 @@ class Subscription:
         return None
 
     def close(self) -> None:
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except OSError:
-                pass
+        self.link.close()
 
 
 def retrying(

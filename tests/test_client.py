@@ -189,6 +189,28 @@ def test_new_commit_hits_fast_and_a_worker_maps_it(make_fleet, tmp_path: Path) -
     assert len(fleet.engine_runs()) == 1
 
 
+def test_a_refused_record_task_is_said_and_the_hit_still_delivers(
+    make_fleet, redis_server, tmp_path: Path
+) -> None:
+    """A credential that may not LPUSH (a too-tight ACL): the hit of a new commit still
+    gets its CSS, and the user is told the commit was not recorded."""
+    fleet = make_fleet(workers=1)
+    src = make_src(tmp_path, {"main.scss": ".a { b: c; }\n"})
+    assert submit(fleet, HASH1, src, tmp_path / "o1")[0].returncode == 0
+    user, password = "nopush-" + secrets.token_hex(3), secrets.token_hex(8)
+    redis_server.client().execute_command(
+        "ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", "+@all", "-lpush"
+    )
+    url = fleet.env["SCSSQ_REDIS_URL"].replace("redis://", f"redis://{user}:{password}@")
+    hit, _ = submit(fleet, HASH2, src, tmp_path / "o2", SCSSQ_REDIS_URL=url)
+    assert hit.returncode == 0 and hit.stdout.startswith("cached"), hit.stderr[-2000:]
+    assert (tmp_path / "o2" / "main.css").read_bytes() == (
+        tmp_path / "o1" / "main.css"
+    ).read_bytes()
+    assert f"could not ask the fleet to record commit {HASH2[:12]}" in hit.stderr
+    assert "NOPERM" in hit.stderr
+
+
 def test_conflicting_commit_on_a_hit_is_reported_and_recorded(make_fleet, tmp_path: Path) -> None:
     fleet = make_fleet(workers=1)
     red = make_src(tmp_path, {"main.scss": ".a { color: red; }\n"}, name="red")
