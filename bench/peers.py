@@ -18,7 +18,8 @@ their ratios. All three drive the same Dart Sass binary (the one shipped in the
 * **20 concurrent hits**; **small app (3 partials) herd of 10**: total CPU;
 * **worker side of one miss**: the workers' CPU during the cold job vs the native CLI's.
 
-scssq runs 2 warm workers (``--concurrency=1``) with a local (file) store.
+scssq runs 2 warm workers (``--concurrency=1``) with a local (file) store; its client is
+installed into a venv of its own as a runner installs it (:mod:`tests.support.client_install`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from bench.peers_tools import (
     small_checkout,
     tree_cpu,
 )
+from tests.support.client_install import client_venv
 from tests.support.redis_server import RedisServer
 
 TOOLS = ("scssq", "turbo", "native")
@@ -56,8 +58,12 @@ HITS = 20
 class Rig:
     """The fleet, the Turborepo cache server, and the checkouts of one run."""
 
-    def __init__(self, tmp: Path, fleet: BenchFleet, rs: RedisServer, turbo: Turbo) -> None:
+    def __init__(
+        self, tmp: Path, fleet: BenchFleet, rs: RedisServer, turbo: Turbo, client: Path
+    ) -> None:
         self.tmp, self.fleet, self.rs, self.turbo = tmp, fleet, rs, turbo
+        #: The venv the client is installed in, as on a runner (``pip install``).
+        self.client = client
         self.variant = 100
         self.hit_commit = secrets.token_hex(20)
 
@@ -79,7 +85,7 @@ class Rig:
 
     def job(self, tool: str, checkout: Path, commit: str) -> Job:
         if tool == "scssq":
-            return scssq_job(checkout, commit, self.fleet.env)
+            return scssq_job(str(self.client / "bin" / "scssq"), checkout, commit, self.fleet.env)
         if tool == "turbo":
             return self.turbo.job(checkout)
         return native_job(checkout)
@@ -192,13 +198,14 @@ def main() -> int:
         try:
             fleet.start()
             fleet.export()
-            rig = Rig(tmp, fleet, rs, turbo)
+            rig = Rig(tmp, fleet, rs, turbo, client_venv(tmp / "client"))
             warm_up(rig)
             started = time.monotonic()
             samples = run_rounds(rig, rounds)
             report.data["rounds_seconds"] = round(time.monotonic() - started, 1)
             report.data["samples"] = samples
             report.data["client"] = peers_report.client_split(
+                rig.client,
                 rig.checkouts("split", 1, 1)[0],
                 fleet,
                 rig.hit_commit,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,7 @@ from bench.common import Report, median, table
 from bench.fleet import BenchFleet
 from bench.hit import import_buckets
 from bench.miss import task_lines
-from bench.peers_tools import SCSSQ, clean, scssq_job
+from bench.peers_tools import clean, scssq_job
 
 #: The import bucket that ``python -c pass`` pays too.
 STARTUP = "interpreter start-up (site, encodings, …)"
@@ -102,19 +101,20 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
 
 
 def client_split(
-    checkout: Path, fleet: BenchFleet, commit: str, miss: Callable[[], Path]
+    client: Path, checkout: Path, fleet: BenchFleet, commit: str, miss: Callable[[], Path]
 ) -> dict[str, Any]:
     """Where a ``scssq submit`` process's wall time goes, on a hit and on a miss (and, for
-    the miss, the worker's task line: the whole task and its compile)."""
-    python = [sys.executable]
+    the miss, the worker's task line: the whole task and its compile); ``client`` is the
+    venv the client is installed in."""
+    python, scssq = [str(client / "bin" / "python")], str(client / "bin" / "scssq")
     start = min(_run([*python, "-c", "pass"], checkout, fleet.env)[0] for _ in range(5))
     split: dict[str, Any] = {"interpreter_start": start}
     for kind in ("hit", "miss"):
         where = checkout if kind == "hit" else miss()
         clean(where)
-        job = scssq_job(where, commit if kind == "hit" else secrets.token_hex(20), fleet.env)
+        job = scssq_job(scssq, where, commit if kind == "hit" else secrets.token_hex(20), fleet.env)
         tasks = task_lines(fleet)
-        wall, stderr = _run([*python, "-X", "importtime", SCSSQ, *job.argv[1:]], job.cwd, job.env)
+        wall, stderr = _run([*python, "-X", "importtime", scssq, *job.argv[1:]], job.cwd, job.env)
         split[kind] = {"wall": wall, "imports": import_buckets(stderr)}
         fleet.wait_idle(settle=0.3)
         new = [rec for key, rec in task_lines(fleet).items() if key not in tasks]

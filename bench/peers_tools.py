@@ -7,7 +7,11 @@
   ``sass`` on declared inputs and outputs, and ``turborepo-remote-cache`` (npm) as the
   self-hosted remote cache on loopback with local storage; the local cache is off
   (``--cache=local:,remote:rw``), as on a fresh CI runner.
-* **scssq**: ``scssq submit <commit> --engine dart-sass`` against warm workers.
+* **scssq**: ``scssq submit <commit> --engine dart-sass`` against warm workers, the
+  client installed as a runner installs it (``pip install``: the wheel and
+  ``requirements/client.lock`` in a venv of its own, bytecode compiled by pip), not this
+  checkout's editable install, whose modules a process without write access to
+  ``__pycache__`` compiles again on every start.
 
 Each job gets its own checkout (a folder laid like a small npm workspace: ``app/``
 holds the styles), as CI jobs do; sources are hard links into the corpus.
@@ -21,7 +25,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +35,6 @@ from tests.support.procs import free_port, stop_group, wait_for
 
 TURBO_VERSION = "2.11.13"
 CACHE_VERSION = "2.12.0"
-SCSSQ = str(Path(sys.executable).parent / "scssq")
 TOKEN = "bench-token"
 TEAM = "team_bench"
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -120,8 +122,8 @@ def native_job(checkout: Path) -> Job:
     return Job([*argv, "main.scss", "dist/main.css"], checkout / "app", dict(os.environ))
 
 
-def scssq_job(checkout: Path, commit: str, env: dict[str, str]) -> Job:
-    argv = [SCSSQ, "submit", commit, "--src", "app", "--entry", bundles.ENTRY, "--out", "out"]
+def scssq_job(scssq: str, checkout: Path, commit: str, env: dict[str, str]) -> Job:
+    argv = [scssq, "submit", commit, "--src", "app", "--entry", bundles.ENTRY, "--out", "out"]
     argv += ["--project", "bench", "--style", bundles.STYLE, "--engine", "dart-sass"]
     return Job(argv, checkout, {**os.environ, **env})
 

@@ -9,32 +9,19 @@ needs an extra it lacks says which one (exit 2).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.client_install import build_wheel, install_client, make_venv, site_packages
 from tests.test_fleet import HASH1, make_src, submit_args
 
-REPO = Path(__file__).resolve().parents[1]
 #: The budget of issue "A client that costs a CI job less than compiling".
 MAX_BYTES = 35 * 1024 * 1024
 MAX_PACKAGES = 18
 #: What a bare venv holds before anything is installed.
 BARE = {"pip", "setuptools"}
-
-
-def _run(*cmd: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(c) for c in cmd], capture_output=True, text=True, timeout=300, check=True, **kwargs
-    )  # type: ignore[call-overload]
-
-
-def _site(venv: Path) -> Path:
-    (site,) = (venv / "lib").glob("python3*/site-packages")
-    return site
 
 
 def _size(folder: Path) -> int:
@@ -48,24 +35,12 @@ def _dists(site: Path) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def slim(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("slim")
-    tree = root / "tree"  # a copy: setuptools leaves build/ beside the sources
-    tree.mkdir()
-    for name in ("pyproject.toml", "README.md", "celeryconfig.py"):
-        shutil.copy2(REPO / name, tree / name)
-    for package in ("compiler_tasks", "cli"):
-        shutil.copytree(REPO / package, tree / package,
-                        ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-    _run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", root / "wheels", tree)  # fmt: skip
-    (wheel,) = (root / "wheels").glob("scssq-*.whl")
+    wheel = build_wheel(root)
     venv = root / "venv"
-    _run(sys.executable, "-m", "venv", venv)
-    site = _site(venv)
+    pip = make_venv(venv)
+    site = site_packages(venv)
     bare_size, bare = _size(site), set(_dists(site))
-    pip = [venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    _run(*pip, "--require-hashes", "-r", REPO / "requirements" / "client.lock")
-    _run(*pip, "--no-deps", wheel)
-    _run(venv / "bin" / "python", "-m", "pip", "check")
+    install_client(pip, wheel)
     return {"venv": venv, "site": site, "bare_size": bare_size, "bare": bare}
 
 
