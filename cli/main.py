@@ -29,24 +29,14 @@ from compiler_tasks.errors import (
     InfrastructureError,
     ScssqError,
 )
-from compiler_tasks.settings import DEFAULT_SUBMIT_TIMEOUT, ENGINES, Settings
+from compiler_tasks.settings import Settings
 
 from . import config as cfg
 from . import printing, refs
+from .fields import click_options
 from .gc import gc
-from .options import (
-    CONTEXT,
-    MAP_OPTIONS,
-    quieted,
-    refuse_stylesheet,
-    submit_options,
-    write_error_css,
-)
+from .options import CONTEXT, quieted, refuse_stylesheet, write_error_css
 
-_TIMEOUT_HELP = (
-    "Seconds for queueing, compiling and downloading together [SCSSQ_SUBMIT_TIMEOUT, "
-    f"else scssq.toml timeout, else {DEFAULT_SUBMIT_TIMEOUT:g}]."
-)
 _COMMIT_ARG = "[COMMIT]"
 
 
@@ -77,70 +67,9 @@ def main() -> None:
     """scssq: compile SCSS once for the whole CI fleet."""
 
 
-def _common_source_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option("--src", help="Bundle root [scssq.toml src, else .]."),
-        click.option(
-            "--entry",
-            "entries",
-            multiple=True,
-            help="Entry stylesheet relative to --src (repeatable); ENTRY:OUT.css writes its "
-            "CSS to OUT.css, relative to the working directory, instead of under --out.",
-        ),
-        click.option(
-            "-I",
-            "--load-path",
-            "load_paths",
-            multiple=True,
-            help="Load path relative to --src (repeatable).",
-        ),
-        click.option("-s", "--style", type=click.Choice(["expanded", "compressed"])),
-        click.option("--source-map/--no-source-map", default=None),
-        *MAP_OPTIONS,
-        click.option(
-            "--engine",
-            type=click.Choice(list(ENGINES)),
-            help="Sass engine [scssq.toml engine, else SCSSQ_ENGINE, else libsass]; "
-            "dart-sass for @use/@forward/sass:math.",
-        ),
-        click.option(
-            "--silence-deprecation",
-            "silence_deprecations",
-            multiple=True,
-            metavar="ID",
-            help="dart-sass: silence this deprecation's warnings, e.g. import (repeatable).",
-        ),
-        click.option(
-            "--quiet-deps/--no-quiet-deps",
-            default=None,
-            help="dart-sass: no warnings from stylesheets found through load paths or pkg:.",
-        ),
-        click.option(
-            "--project",
-            help="Project name [SCSSQ_PROJECT, else scssq.toml project, else the git "
-            "top-level's name].",
-        ),
-        click.option("--out", help=f"Output folder [scssq.toml out, else {cfg.DEFAULT_OUT}]."),
-        click.option(
-            "--exclude",
-            multiple=True,
-            metavar="GLOB",
-            help="Leave files matching GLOB (relative to --src) out of the bundle (repeatable).",
-        ),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
-def _config(settings: Settings, **flags: Any) -> cfg.SubmitConfig:
-    return cfg.resolve(Path.cwd(), default_engine=settings.engine, **flags)
-
-
 @main.command()
 @click.argument("hash_", metavar=_COMMIT_ARG, required=False)
-@_common_source_options
-@click.option("--timeout", type=click.FloatRange(min=0.1), help=_TIMEOUT_HELP)
+@click_options(submit=True)
 @click.option("--no-wait", is_flag=True, help="Enqueue and exit without waiting.")
 @click.option(
     "--fallback",
@@ -149,15 +78,12 @@ def _config(settings: Settings, **flags: Any) -> cfg.SubmitConfig:
     "[SCSSQ_FALLBACK, else none].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, on failure too.")
-@submit_options
 def submit(
     hash_: str | None,
     timeout: float | None,
     no_wait: bool,
     fallback: str | None,
     as_json: bool,
-    error_css: bool | None,
-    quiet: bool | None,
     **flags: Any,
 ) -> None:
     """Compile the bundle of COMMIT [HEAD] through the fleet.
@@ -186,7 +112,7 @@ def submit(
     def run() -> int:
         refuse_stylesheet(hash_)
         settings = _settings()
-        conf = _config(settings, error_css=error_css, quiet=quiet, **flags)
+        conf = cfg.resolve(Path.cwd(), flags, default_engine=settings.engine)
         commit = _submitted_commit(hash_, conf)
         limit = cfg.submit_timeout(timeout, Path.cwd())
         mode = fallback or cfg.env_value("SCSSQ_FALLBACK") or "none"
@@ -243,7 +169,7 @@ def _local(
 
 @main.command()
 @click.argument("hash_", metavar=_COMMIT_ARG, required=False)
-@_common_source_options
+@click_options()
 @click.option("--variant", "variant_id", metavar="ID", help=_VARIANT_HELP)
 @click.option("--digest", help=_DIGEST_HELP)
 @click.option("--json", "as_json", is_flag=True)
@@ -299,7 +225,7 @@ def status(
 
 @main.command()
 @click.argument("hash_", metavar=_COMMIT_ARG, required=False)
-@_common_source_options
+@click_options()
 @click.option("--variant", "variant_id", metavar="ID", help=_VARIANT_HELP)
 @click.option("--digest", help=_DIGEST_HELP)
 def fetch(hash_: str | None, variant_id: str | None, digest: str | None, **flags: Any) -> None:

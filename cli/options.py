@@ -1,12 +1,10 @@
-"""The ``scssq submit`` options a ``sass`` CLI user expects, and what they do on the
-client: source map embedding (``--embed-sources``, ``--embed-source-map``, which change
-the compile), ``--error-css`` and ``-q/--quiet`` (which do not), and a stylesheet
-passed where the commit goes."""
+"""What the ``scssq submit`` options a ``sass`` CLI user expects do on the client:
+``--error-css`` and ``-q/--quiet`` (declared in :mod:`cli.fields`), ``-h``, and a
+stylesheet passed where the commit goes."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,43 +20,6 @@ from .outputs import write_output
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 _HEX_RE = re.compile(r"\A[0-9A-Fa-f]{7,64}\Z")
 _STYLESHEET = (".scss", ".sass", ".css")
-
-
-#: Source map flags of Dart Sass (they change the CSS, so they join the compile key).
-MAP_OPTIONS = [
-    click.option(
-        "--embed-sources/--no-embed-sources",
-        default=None,
-        help="Embed each source's text in the source map [scssq.toml embed_sources, else on].",
-    ),
-    click.option(
-        "--embed-source-map/--no-embed-source-map",
-        default=None,
-        help="Put the source map in the CSS as a data: URL; implies a source map "
-        "[scssq.toml embed_source_map, else off].",
-    ),
-]
-
-
-def submit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Client-side flags of the sass CLI: what is printed or written on an error."""
-    options = [
-        click.option(
-            "--error-css/--no-error-css",
-            default=None,
-            help="On a compile error, write a CSS file showing it where the CSS goes "
-            "[scssq.toml error_css, else off].",
-        ),
-        click.option(
-            "-q",
-            "--quiet/--no-quiet",
-            default=None,
-            help="Print no warnings of the stylesheets [scssq.toml quiet, else off].",
-        ),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
 
 
 def refuse_stylesheet(value: str | None) -> None:

@@ -17,6 +17,7 @@ from compiler_tasks.errors import NotFound
 from compiler_tasks.keys import CompileOptions
 
 from . import config as cfg
+from .fields import merge
 from .queries import Variant, by_variant, pick, with_digest
 
 
@@ -39,17 +40,17 @@ def from_flags(cwd: Path, default_engine: str, flags: dict[str, Any]) -> Selecti
     error, as in submit, except that naming no entry selects nothing and that the
     folders need not exist (a deploy step may fetch before installing a load path)."""
     try:
-        conf = cfg.resolve(cwd, default_engine=default_engine, folders=False, **flags)
+        conf = cfg.resolve(cwd, flags, default_engine=default_engine, folders=False)
         checkout = conf.src if conf.src.is_dir() else cwd
         targets = {e: conf.target(e) for e, _ in conf.outputs}
         return Selection(conf.options, conf.project, checkout, conf.out, targets)
     except cfg.NoEntries:
         pass
-    data = cfg.load_file(cwd)
-    src = (cwd / str(flags.get("src") or data.get("src") or ".")).resolve()
+    values = merge(flags, cfg.load_file(cwd))
+    src = (cwd / str(values["src"])).resolve()
     checkout = src if src.is_dir() else cwd
     project = cfg.project_name(flags.get("project"), cwd, checkout)
-    out = cfg.out_folder(cwd / str(flags.get("out") or data.get("out") or cfg.DEFAULT_OUT))
+    out = cfg.out_folder(cwd / str(values["out"]))
     return Selection(None, project, checkout, out)
 
 

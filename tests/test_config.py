@@ -12,6 +12,9 @@ import pytest
 from cli.config import resolve
 from compiler_tasks.errors import UsageError
 
+#: The flags of a submit of scss/main.scss (see _site).
+FLAGS = {"src": "scss", "entries": ("main.scss",), "project": "site"}
+
 
 def _site(tmp_path: Path) -> Path:
     (tmp_path / "scss").mkdir()
@@ -22,20 +25,18 @@ def _site(tmp_path: Path) -> Path:
 def test_out_naming_a_file_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
     (_site(tmp_path) / "dist").write_text("a file, not a folder")
     with pytest.raises(UsageError, match=r"--out '.*dist' is not a directory; pass the folder"):
-        resolve(tmp_path, src="scss", entries=("main.scss",), out="dist", project="site")
+        resolve(tmp_path, {**FLAGS, "out": "dist"})
 
 
 def test_out_not_made_yet_is_fine(tmp_path: Path) -> None:
-    config = resolve(
-        _site(tmp_path), src="scss", entries=("main.scss",), out="dist/css", project="site"
-    )
+    config = resolve(_site(tmp_path), {**FLAGS, "out": "dist/css"})
     assert config.out == (tmp_path / "dist" / "css").resolve()
 
 
 def test_src_that_is_not_a_folder_is_refused(tmp_path: Path) -> None:
     (_site(tmp_path) / "file.scss").write_text("")
     with pytest.raises(UsageError, match=r"--src '.*file\.scss' is not a directory"):
-        resolve(tmp_path, src="file.scss", entries=("main.scss",), project="site")
+        resolve(tmp_path, {**FLAGS, "src": "file.scss"})
 
 
 @pytest.mark.parametrize("command", ["submit", "fetch"])
@@ -54,4 +55,4 @@ def test_the_cli_refuses_such_an_out_before_reaching_redis(tmp_path: Path, comma
 def test_out_under_a_file_is_refused(tmp_path: Path) -> None:
     (_site(tmp_path) / "dist").write_text("a file, not a folder")
     with pytest.raises(UsageError, match=r"--out '.*dist/css' cannot be used: Not a directory"):
-        resolve(tmp_path, src="scss", entries=("main.scss",), out="dist/css", project="site")
+        resolve(tmp_path, {**FLAGS, "out": "dist/css"})

@@ -49,12 +49,11 @@ def test_scssq_toml_and_flags_choose_the_engine_and_options(tmp_path: Path) -> N
     conf = cfg.resolve(tmp_path)
     assert conf.options.engine == "dart-sass" and conf.options.quiet_deps
     assert conf.options.silence_deprecations == ("import",)
-    conf = cfg.resolve(
-        tmp_path, silence_deprecations=("global-builtin",), quiet_deps=False, engine="dart-sass"
-    )
+    flags = {"silence_deprecations": ("global-builtin",), "quiet_deps": False}
+    conf = cfg.resolve(tmp_path, {**flags, "engine": "dart-sass"})
     assert conf.options.silence_deprecations == ("global-builtin",) and not conf.options.quiet_deps
     with pytest.raises(UsageError, match="--engine dart-sass"):
-        cfg.resolve(tmp_path, engine="libsass")
+        cfg.resolve(tmp_path, {"engine": "libsass"})
 
 
 def test_engine_flag_is_offered_and_checked(tmp_path: Path) -> None:

@@ -177,4 +177,4 @@ def test_outputs_and_map_flags_are_checked(
     for name in ("a.scss", "b.scss"):
         (tmp_path / name).write_text(".a { b: c; }\n")
     with pytest.raises(UsageError, match=message):
-        resolve(tmp_path, entries=entries, project="p", **flags)
+        resolve(tmp_path, {"entries": entries, "project": "p", **flags})

@@ -1,4 +1,5 @@
-"""Settings are declared once: docs/configuration.md and .env.example follow the table."""
+"""Settings are declared once: docs/configuration.md and .env.example follow the table;
+the client's options (flags and scssq.toml keys) follow theirs, in cli/fields.py."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 import click
 import pytest
 
+from cli import fields
+from cli.config import load_file
 from cli.main import main as cli_group
 from compiler_tasks import settings_docs
 from compiler_tasks.errors import ConfigError
@@ -19,6 +22,7 @@ from compiler_tasks.settings import CLIENT_SETTINGS, SETTINGS, Settings
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "configuration.md"
 ENV_EXAMPLE = ROOT / ".env.example"
+README = ROOT / "README.md"
 CHECK = [sys.executable, "-m", "compiler_tasks.settings_docs", "--check"]
 
 
@@ -111,3 +115,29 @@ def test_the_client_variables_are_read_through_their_rows_not_by_click() -> None
     for path in (ROOT / "cli").rglob("*.py"):
         read |= set(re.findall(r'env_value\("(SCSSQ_[A-Z_]+)"\)', path.read_text()))
     assert read == {spec.env for spec in CLIENT_SETTINGS}
+
+
+def test_configuration_md_lists_every_option_as_cli_fields_declares_it() -> None:
+    text = DOCS.read_text()
+    assert fields.render_docs(text) == text, "docs/configuration.md is stale: python -m cli.fields"
+
+
+def test_a_stale_options_table_is_caught_and_the_command_mends_it(tmp_path: Path) -> None:
+    root = _checkout_copy(tmp_path)
+    doc = root / "docs" / "configuration.md"
+    boolean = "| a boolean (true or false, unquoted) |"
+    doc.write_text(doc.read_text().replace(f"{boolean} off |", f"{boolean} on |", 1))
+    assert fields.render_docs(doc.read_text()) != doc.read_text()
+    done = subprocess.run([sys.executable, "-m", "cli.fields"], cwd=root, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert doc.read_text() == DOCS.read_text()
+
+
+def test_the_examples_are_values_scssq_toml_accepts(tmp_path: Path) -> None:
+    """The fix each error suggests, the README's scssq.toml and the example site's."""
+    assert [o.name for o in fields.OPTIONS if not o.kind.check(o.example)] == []
+    readme_toml = re.search(r"```toml\n(.*?)```", README.read_text(), re.S)
+    assert readme_toml
+    for text in (readme_toml[1], (ROOT / "examples" / "site" / "scssq.toml").read_text()):
+        (tmp_path / "scssq.toml").write_text(text)
+        assert load_file(tmp_path)
