@@ -13,6 +13,7 @@ Exit codes (all commands):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -24,8 +25,8 @@ import click
 from compiler_tasks.errors import (
     EXIT_COMPILE,
     EXIT_INFRA,
+    EXIT_NOT_FOUND,
     EXIT_OK,
-    Contested,
     InfrastructureError,
     ScssqError,
 )
@@ -189,36 +190,27 @@ def status(
     compiling, 5 contested (submitted with other sources too: --digest picks one).
     """
     from .client import Client
-    from .queries import contested_message, variants
-    from .selection import from_flags, judge, unselected
+    from .queries import variants
+    from .selection import from_flags, refusal, select
 
     def run() -> int:
         settings = _settings()
         sel = from_flags(Path.cwd(), settings.engine, flags)
         commit = refs.resolve(hash_, sel.checkout).hash
         where = (commit, sel.project)
-        found, judged = judge(
-            variants(Client(settings), sel.project, commit), sel.wanted, variant_id, digest, where
-        )
-        shown = {"variants": [v.__dict__ for v in found]}
-        problem: ScssqError | None = None
-        if not judged and sel.wanted is not None:
-            problem = unselected(commit, found, sel.wanted)
-        elif contested := [v for v in judged if v.contenders]:
-            msg = "; ".join(contested_message(v, commit, sel.project) for v in contested)
-            problem = Contested(msg)
-        if problem is not None:
-            if not as_json:
-                printing.print_variants(found)
-            printing.fail(problem, as_json, shown)
-        if as_json:
-            click.echo(json.dumps(shown["variants"]))
-        else:
+        found = variants(Client(settings), sel.project, commit)
+        found, judged = select(found, sel.wanted, variant_id, digest, where)
+        shown = [dataclasses.asdict(v) for v in found]
+        if not as_json:
             printing.print_variants(found)
+        if problem := refusal(found, judged, sel.wanted, where):
+            printing.fail(problem, as_json, {"variants": shown})
+        if as_json:
+            click.echo(json.dumps(shown))
         states = {v.state for v in judged}
         if "error" in states:
             return EXIT_COMPILE
-        return EXIT_OK if states == {"ok"} else 4
+        return EXIT_OK if states == {"ok"} else EXIT_NOT_FOUND
 
     _run(as_json, run)
 
@@ -239,17 +231,18 @@ def fetch(hash_: str | None, variant_id: str | None, digest: str | None, **flags
     picks one).
     """
     from .client import Client
-    from .queries import choose, pick, variants
     from .queries import fetch as do_fetch
-    from .selection import from_flags
+    from .queries import variants
+    from .selection import from_flags, select, served
 
     def run() -> int:
         settings = _settings()
         sel = from_flags(Path.cwd(), settings.engine, flags)
         commit = refs.resolve(hash_, sel.checkout).hash
+        where = (commit, sel.project)
         client = Client(settings)
-        found = choose(variants(client, sel.project, commit), sel.wanted, digest, variant_id)
-        variant = pick(found, commit, sel.project, digest)
+        found = variants(client, sel.project, commit)
+        variant = served(*select(found, sel.wanted, variant_id, digest, where), where)
         for e in do_fetch(client, variant, sel.out, sel.targets):
             click.echo(f"fetched  {e.entry} -> {e.css} {printing.human_size(e.size)}")
         click.echo(f"digest   {variant.digest}")
@@ -268,12 +261,12 @@ def health() -> None:
     from .queries import health as do_health
 
     def run() -> int:
-        report = do_health(Client(_settings()))
-        for name, ok, detail in report.checks:
+        checks, warnings = do_health(Client(_settings()))
+        for name, ok, detail in checks:
             click.echo(f"{'ok' if ok else 'FAIL':<4} {name}: {detail}")
-        for warning in report.warnings:
+        for warning in warnings:
             click.echo(f"WARN worker names: {warning}")
-        return EXIT_OK if report.ok else EXIT_INFRA
+        return EXIT_OK if all(ok for _, ok, _ in checks) else EXIT_INFRA
 
     _run(False, run)
 

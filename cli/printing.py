@@ -95,10 +95,8 @@ _ALWAYS = ("entries", "style")
 def differing(found: list[Any]) -> list[str]:
     """The options to show: entries and style, and every option whose value is not the
     same in every variant (load paths, engine, source map, ...)."""
-    names = sorted({name for v in found for name in v.options})
-    return list(_ALWAYS) + [
-        n for n in names if n not in _ALWAYS and len({_option(v, n) for v in found}) > 1
-    ]
+    names = sorted({name for v in found for name in v.options} - set(_ALWAYS))
+    return [*_ALWAYS, *(n for n in names if len({_option(v, n) for v in found}) > 1)]
 
 
 def _option(variant: Any, name: str) -> str:
@@ -133,8 +131,7 @@ def print_variants(found: list[Any]) -> None:
         click.echo(f"          {describe(v, names)}")
         if v.message:
             click.echo(f"          {v.message}")
-        for other in v.contenders:
+        for c in v.contenders:
             click.echo(
-                f"          contested by digest {other['digest'][:12]} "
-                f"(key {other['key'][:12]}, {other['state']})"
+                f"          contested by digest {c.digest[:12]} (key {c.key[:12]}, {c.state})"
             )

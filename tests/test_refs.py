@@ -158,3 +158,7 @@ def test_variants_show_what_differs_and_the_selected_one_decides(
     ambiguous = fleet.scssq("fetch", "a" * 40, "--project", "demo", "--out", str(out), cwd=tmp_path)
     assert ambiguous.returncode == 2 and "--variant" in ambiguous.stderr
     assert "load_paths lib" in ambiguous.stderr and "load_paths vendor" in ambiguous.stderr
+    # Where scssq.toml selects a variant, fetch serves that one.
+    chosen = fleet.scssq("fetch", "a" * 40, "--project", "demo", "--out", "../o3", cwd=src)
+    assert ok(chosen, fleet).stdout.startswith("fetched")
+    assert (tmp_path / "o3" / "main.css").read_text().startswith(".a{color:red}")

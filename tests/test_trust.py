@@ -39,7 +39,8 @@ def test_a_first_submit_cannot_poison_fetch_or_status(make_fleet, tmp_path: Path
         return dict(json.loads(ok(proc, fleet).stdout))
 
     bad = submit(attacker, "o-attacker")["digest"]
-    mine = submit(victim, "o-victim")["digest"]
+    victims = submit(victim, "o-victim")
+    mine = victims["digest"]
     assert "green" in (tmp_path / "o-victim" / "main.css").read_text()
 
     out = tmp_path / "deploy"
@@ -58,6 +59,8 @@ def test_a_first_submit_cannot_poison_fetch_or_status(make_fleet, tmp_path: Path
         bad,
         mine,
     ]
+    later = {"key": victims["key"], "digest": mine, "state": "ok", "message": ""}
+    assert report["variants"][0]["contenders"] == [later]
 
     picked = fleet.scssq(
         "fetch", HASH1, "--project", "demo", "--out", str(out), "--digest", mine, cwd=tmp_path
