@@ -61,8 +61,9 @@ def test_render_adapts_patterns_and_hashes_passwords() -> None:
     text = render(ACL_FILE.read_text(), "acme", "builds", {CLIENT_USER: "pw1"})
     client = users(text)[CLIENT_USER]
     assert "%R~acme:result:*" in client and "&acme:done:*" in client
-    assert "(+lpush ~builds)" in " ".join(client) and "%R~builds[^!-~][^!-~][0-9]" in client
-    assert "~_kombu.binding.builds" in " ".join(client)
+    assert "(+lpush ~builds)" in " ".join(client)
+    worker = users(text)[WORKER_USER]
+    assert "~builds[^!-~][^!-~][0-9]" in worker and "&acme:done:*" in worker
     assert "pw1" not in text and any(rule.startswith("#") for rule in client)
     assert "scssq:" not in text.replace("scssq-", "")
 
@@ -193,6 +194,11 @@ def _client_writes_refused(fleet: Fleet, client_url: str) -> None:
         "FLUSHALL": lambda: c.flushall(),
         "CONFIG SET": lambda: c.config_set("maxmemory-policy", "allkeys-lru"),
         "SUBSCRIBE remote control": lambda: _subscribe(c, "/0.celery.pidbox"),
+        # what only a client sending through Celery needed: bindings, events, transactions
+        "SADD a kombu binding": lambda: c.sadd(f"_kombu.binding.{p}", "x\x06\x16\x06\x16q"),
+        "PUBLISH a Celery event": lambda: c.publish("/0.celeryev/task.failed", "{}"),
+        "MULTI": lambda: c.execute_command("MULTI"),
+        "LLEN the queue": lambda: c.llen(p),
     }
     allowed = [name for name, action in attempts.items() if not _nopermission(action)]
     assert allowed == [], f"the client credential may {allowed}"

@@ -5,9 +5,9 @@ and ``SCSSQ_QUEUE`` both ``scssq``) and no password:
 
 * ``scssq-client`` (CI jobs) reads the fleet's keys, subscribes to done
   channels and enqueues; each write is granted with its own key in a selector
-  ``(...)``: LPUSH on the queue, SADD on kombu's two binding sets, INCR/INCRBY
-  on ``<prefix>:stats:*``, PUBLISH on Celery's event channels only. It can
-  write no lock, result or commit mapping, and publish no done message.
+  ``(...)``: LPUSH on the queue and INCR on ``<prefix>:stats:*``, nothing else.
+  It can write no lock, result, commit mapping or kombu binding, and publish
+  nothing (no done message, no Celery event).
 * ``scssq-worker`` (celery workers) runs everything but ``@dangerous``
   commands on scssq's keys and Celery's.
 
