@@ -385,6 +385,17 @@ def test_a_new_compiler_is_at_its_working_size_from_its_first_compile(
     assert len(trace.read_text().splitlines()) == 81
 
 
+def _policies(pid: int) -> set[int]:
+    """The scheduling policies of a process's threads (an idle VM thread may just exit)."""
+    found = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            found.add(os.sched_getscheduler(int(tid)))
+        except ProcessLookupError:
+            pass
+    return found
+
+
 def test_compiler_runs_limited_and_without_credentials(
     engine: DartSassEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -397,6 +408,8 @@ def test_compiler_runs_limited_and_without_credentials(
         limits = Path(f"/proc/{eng.pid}/limits").read_text()
         exe = os.readlink(f"/proc/{eng.pid}/exe")
         cwd = Path(os.readlink(f"/proc/{eng.pid}/cwd"))
+        policies = _policies(eng.pid)
+    assert policies == {os.SCHED_BATCH}  # every VM thread: no preempting the host
     assert TOKEN.encode() not in environ
     assert exe == locate().dart
     assert str(1024 << 20) in next(li for li in limits.splitlines() if "address space" in li)

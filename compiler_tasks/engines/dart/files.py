@@ -12,7 +12,9 @@ host-side importer (:mod:`compiler_tasks.engines.dart.importer`) finds exactly t
 
 Every path is absolute and lexically normalised; a path outside the root is never
 stat'ed (so nothing here can probe the worker's files) and a hit whose real path leaves
-the root (a link) is refused. Standard library only.
+the root (a link) is refused. Existence checks come from one ``scandir`` per directory
+per compile (:class:`~compiler_tasks.engines.resolver.Listings`, which answers links with
+a stat, as before): a load tries up to ten names. Standard library only.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import os
 import posixpath
 import stat
 
-from ..resolver import ImportRefused, is_inside, relative
+from ..resolver import ImportRefused, Listings, is_inside, relative
 
 SASS_EXTENSIONS = (".sass", ".scss", ".css")
 
@@ -32,18 +34,15 @@ class BundleFiles:
     def __init__(self, root: str) -> None:
         self.root = root
         self._checked: dict[str, str] = {}  # normalised path -> its real path, once checked
+        self._listings = Listings()
 
     def inside(self, path: str) -> bool:
         return is_inside(posixpath.normpath(path), self.root)
 
     def is_file(self, path: str) -> bool:
         """Dart's ``fileExists``: anything but a directory (links followed), inside root."""
-        if not self.inside(path):
-            return False
-        try:
-            return not stat.S_ISDIR(os.stat(path).st_mode)
-        except (OSError, ValueError):
-            return False
+        path = posixpath.normpath(path)
+        return is_inside(path, self.root) and self._listings.is_file(path)
 
     def is_dir(self, path: str) -> bool:
         if not self.inside(path):
@@ -58,7 +57,7 @@ class BundleFiles:
         path = posixpath.normpath(path)
         if path in self._checked:
             return path
-        real = os.path.realpath(path)
+        real = self._listings.real(path)
         if not is_inside(real, self.root):
             raise ImportRefused(f'"{shown}" is outside the bundle')
         try:

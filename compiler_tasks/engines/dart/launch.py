@@ -3,14 +3,23 @@
 ``python -P -m compiler_tasks.engines.dart.launch --memory-mb N --parent PID -- DART SNAPSHOT
 --embedded`` sets, in this order: PR_SET_PDEATHSIG (the compiler dies with the worker
 process that started it; it survives ``execv``), RLIMIT_CORE 0 and RLIMIT_AS (the
-address-space limit of every engine, ``SCSSQ_ENGINE_MEMORY_MB``), then replaces itself
-with the compiler. Doing this in a separate program rather than in a ``preexec_fn``
-keeps the worker process safe with threads (Sentry's transport, Celery's timers).
+address-space limit of every engine, ``SCSSQ_ENGINE_MEMORY_MB``), the ``SCHED_BATCH``
+scheduling policy, then replaces itself with the compiler. Doing this in a separate
+program rather than in a ``preexec_fn`` keeps the worker process safe with threads
+(Sentry's transport, Celery's timers).
 
 The Dart VM in the bundled standalone release reserves little address space: measured
 with Dart Sass 1.99 on linux-x64, Bootstrap 5.3.3 compiles with ``ulimit -v`` 512 MiB
 (peak RSS 64 MiB), and a compile that exceeds the limit makes the VM abort ("Out of
-Memory" / SIGABRT), which the host reports as an engine failure. Standard library only.
+Memory" / SIGABRT), which the host reports as an engine failure.
+
+``SCHED_BATCH`` (no privilege needed; every VM thread inherits it) marks the compiler
+as the CPU-bound batch work it is: its threads no longer preempt the task's process,
+nor each other, when a message wakes them. The host and the compiler hand each import
+request back and forth (two round trips per loaded file), so a Bootstrap compile made
+about 150 such preemptions on each side; with the policy, a handful. Measured on 2
+cores, it saves a few percent of the CPU and wall time of a warm compile
+(``bench/dart_host.py``). Standard library only.
 """
 
 from __future__ import annotations
@@ -34,6 +43,14 @@ def _die_with_parent(parent: int) -> None:
         raise SystemExit(0)  # the parent is already gone
 
 
+def _batch_policy() -> None:
+    """Run as ``SCHED_BATCH`` where the platform has it (see the module doc)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; never returns on success."""
     args = sys.argv[1:] if argv is None else argv
@@ -47,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     limit = int(opts.get("--memory-mb", "2048")) * MIB
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    _batch_policy()
     os.execv(command[0], command)
     return 127  # pragma: no cover (execv raises on failure)
 

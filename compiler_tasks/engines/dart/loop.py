@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ log = logging.getLogger(__name__)
 _OOM_MARKERS = ("Out of Memory", "Exhausted heap space", "out of memory")
 #: First line of the ProtocolError the compiler sends when the Dart VM's stack overflows.
 _STACK_OVERFLOW = "Stack Overflow"
-_READ_CHUNK = 1 << 20
 
 
 class CompilerFailed(Exception):
@@ -141,13 +139,13 @@ class Loop:
             ready = proc.poller.poll(math.ceil(wait * 1000))
             if not any(fd == proc.stdout_fd for fd, _ in ready):
                 continue
-            chunk = os.read(proc.stdout_fd, _READ_CHUNK)
-            if not chunk:
-                raise crashed(proc, self.memory_mb)
             try:
-                packets = proc.reader.feed(chunk)
+                got = proc.reader.read_from(proc.stdout_fd)
             except ProtocolViolation as e:
                 raise garbage(proc, str(e)) from None
+            if got is None:
+                raise crashed(proc, self.memory_mb)
+            packets = got
             packets = [p for p in packets if not self._pong(p)]
             if packets:
                 return packets

@@ -13,6 +13,7 @@ the host buffer without limit.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,8 @@ __all__ = ["PacketReader", "ProtocolViolation", "encode_packet", "encode_varint"
 #: Major version of the Embedded Sass Protocol this host implements.
 PROTOCOL_MAJOR = 3
 _MAX_VARINT_BYTES = 10
+#: Bytes read from the compiler's output at most at once.
+_READ_CHUNK = 1 << 20
 
 
 class ProtocolViolation(Exception):
@@ -81,31 +84,47 @@ class PacketReader:
     def __init__(self, max_packet: int) -> None:
         self.max_packet = max_packet
         self._buf = bytearray()
+        #: What :meth:`read_from` reads into: allocated once, not per read (a fresh
+        #: ``os.read`` buffer this size costs an mmap, a mremap and a munmap each time).
+        self._chunk = bytearray(_READ_CHUNK)
 
-    def feed(self, data: bytes) -> list[Packet]:
+    def read_from(self, fd: int) -> list[Packet] | None:
+        """Read what ``fd`` has now (one read) and parse it; None at the end of the stream."""
+        count = os.readv(fd, [self._chunk])
+        if not count:
+            return None
+        with memoryview(self._chunk) as view:
+            return self.feed(view[:count])
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Packet]:
         """Add bytes read from the compiler; returns every packet now complete."""
-        self._buf += data
+        buf = self._buf
+        buf += data
         packets: list[Packet] = []
-        while True:
-            head = _decode_varint(self._buf, 0)
-            if head is None:
-                return packets
-            length, start = head
-            if length > self.max_packet:
-                raise ProtocolViolation(f"packet of {length} bytes exceeds {self.max_packet}")
-            if len(self._buf) < start + length:
-                return packets
-            body = bytes(self._buf[start : start + length])
-            del self._buf[: start + length]
-            ident = _decode_varint(body, 0)
-            if ident is None:
-                raise ProtocolViolation("packet without a compilation id")
-            message = pb.OutboundMessage()
-            try:
-                message.ParseFromString(body[ident[1] :])
-            except Exception as e:  # google.protobuf.message.DecodeError and friends
-                raise ProtocolViolation(f"undecodable message ({type(e).__name__})") from None
-            packets.append(Packet(ident[0], message))
+        pos = 0
+        try:
+            while True:
+                head = _decode_varint(buf, pos)
+                if head is None:
+                    return packets
+                length, start = head
+                if length > self.max_packet:
+                    raise ProtocolViolation(f"packet of {length} bytes exceeds {self.max_packet}")
+                end = start + length
+                if len(buf) < end:
+                    return packets
+                ident = _decode_varint(buf[start : min(end, start + _MAX_VARINT_BYTES)], 0)
+                if ident is None:
+                    raise ProtocolViolation("packet without a compilation id")
+                message = pb.OutboundMessage()
+                try:
+                    message.ParseFromString(buf[start + ident[1] : end])
+                except Exception as e:  # google.protobuf.message.DecodeError and friends
+                    raise ProtocolViolation(f"undecodable message ({type(e).__name__})") from None
+                packets.append(Packet(ident[0], message))
+                pos = end
+        finally:
+            del buf[:pos]
 
     @property
     def pending(self) -> int:
