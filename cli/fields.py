@@ -55,9 +55,10 @@ TEXT = Kind("a string (quoted)", lambda v: isinstance(v, str))
 LIST = Kind("a list of strings", _strings)
 BOOL = Kind("a boolean (true or false, unquoted)", lambda v: isinstance(v, bool))
 PROJECT = Kind("a project name (a string of 1-100 letters, digits, '.', '_' or '-')", _project)
+#: As ``--timeout`` and SCSSQ_SUBMIT_TIMEOUT: at least 0.1 s.
 SECONDS = Kind(
-    "a positive number of seconds",
-    lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v > 0,
+    "a number of seconds, at least 0.1",
+    lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v >= 0.1,
     click.FloatRange(min=0.1),
 )
 
