@@ -297,7 +297,7 @@ class Submit:
         subscription = Subscription(client.settings, keys.done(key), client.name)
         try:
             subscription.open()
-            result, locked = self._check(key, stores=True)
+            result, locked = self.check(key, stores=True)
             decision = decide(result, first, self.bundle.digest)
             if result is not None and decision != MISS:
                 try:
@@ -319,7 +319,7 @@ class Submit:
                 return res
             waited_for = "lock.wait" if res.outcome == "shared" else "compile.wait"
             with span(waited_for, key=key):  # another holder's compile, or our task's
-                final = Wait(self, subscription).run()
+                final = Wait(self, subscription, client.settings.lock_ttl).run()
         finally:
             subscription.close()
         if final.get("status") == "failed":
@@ -335,7 +335,7 @@ class Submit:
         record = now is None or (res.conflict is not None and res.outcome != "compiled")
         return self.deliver(res, final, record)
 
-    def _check(self, key: str, stores: bool = False) -> tuple[dict[str, Any] | None, bool]:
+    def check(self, key: str, stores: bool = False) -> tuple[dict[str, Any] | None, bool]:
         """The stored result and whether the lock is held, in one round trip; also says
         when no worker is alive and (``stores``) refuses a store the workers do not use."""
         since = str(time.time() - self.client.settings.worker_alive_window)

@@ -100,16 +100,6 @@ def submit(
     """
     from compiler_tasks.observability.sentry import traced_submit  # Sentry only with SENTRY_DSN
 
-    from .client import Client
-    from .client import submit as do_submit
-
-    def submit_once(settings: Settings, conf: cfg.SubmitConfig, commit: str, **kw: Any) -> Any:
-        client = Client(settings)
-        try:
-            return do_submit(client, conf, commit, **kw)
-        finally:
-            client.close()
-
     def run() -> int:
         refuse_stylesheet(hash_)
         settings = _settings()
@@ -119,7 +109,7 @@ def submit(
         mode = fallback or cfg.env_value("SCSSQ_FALLBACK") or "none"
         progress = printing.progress if cfg.is_tty() else None
         try:
-            result = traced_submit(submit_once, settings)(
+            result = traced_submit(_submit_once, settings)(
                 settings,
                 conf,
                 commit,
@@ -141,6 +131,18 @@ def submit(
         return EXIT_OK
 
     _run(as_json, run)
+
+
+def _submit_once(settings: Settings, conf: cfg.SubmitConfig, commit: str, **kw: Any) -> Any:
+    """One submit on a client of its own, closed after."""
+    from .client import Client
+    from .client import submit as do_submit
+
+    client = Client(settings)
+    try:
+        return do_submit(client, conf, commit, **kw)
+    finally:
+        client.close()
 
 
 def _submitted_commit(ref: str | None, conf: cfg.SubmitConfig) -> str:

@@ -10,26 +10,40 @@ read again, until the submit's deadline.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from compiler_tasks.errors import FleetTimeout, RedisUnavailable
+from compiler_tasks.protocol.jobs import Job
 
 from .transport import Broken, Subscription
 
-if TYPE_CHECKING:
-    from .client import Submit
+
+class Owner(Protocol):
+    """What a wait needs of its submit (:class:`cli.client.Submit`)."""
+
+    job: Job
+    started: float
+    deadline: float
+    say: Callable[[str], None]
+    warn: Callable[[str], None]
+
+    def check(self, key: str) -> tuple[dict[str, Any] | None, bool]: ...
+
+    def send(self) -> None: ...
 
 
 class Wait:
-    """The wait for a key's result on a confirmed subscription (see the module doc)."""
+    """The wait for a key's result on a confirmed subscription (see the module doc);
+    ``cap`` is the lock's TTL in seconds."""
 
-    def __init__(self, owner: Submit, subscription: Subscription) -> None:
-        self.owner, self.subscription = owner, subscription
+    def __init__(self, owner: Owner, subscription: Subscription, cap: float) -> None:
+        self.owner, self.subscription, self.cap = owner, subscription, cap
         self.key = owner.job.key
         self.reenqueued = self.holder_seen = False
 
     def run(self) -> dict[str, Any]:
-        run, cap = self.owner, self.owner.client.settings.lock_ttl
+        run, cap = self.owner, self.cap
         wake_at = min(time.monotonic() + cap, run.deadline)
         while True:
             now = time.monotonic()
@@ -42,7 +56,7 @@ class Wait:
             try:
                 message = self.subscription.next(min(wake_at, run.deadline) - now)
                 if message is None and time.monotonic() >= wake_at:
-                    result, locked = run._check(self.key)
+                    result, locked = run.check(self.key)
                     if result is not None:
                         return result
                     if time.monotonic() < run.deadline:
@@ -91,6 +105,6 @@ class Wait:
             pause = min(pause * 2, 2.0)
             try:
                 self.subscription.open()
-                return run._check(self.key)[0]
+                return run.check(self.key)[0]
             except Broken as e:
                 error = e

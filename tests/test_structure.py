@@ -1,4 +1,5 @@
-"""The shape of ``compiler_tasks``: packages by concept, no import circle, small units.
+"""The shape of ``compiler_tasks`` and ``cli``: packages by concept, no import circle,
+small units.
 
 Read from the source with :mod:`ast`, so these run in milliseconds and need nothing
 installed but the package itself; the Celery-free checks import in a fresh interpreter.
@@ -15,7 +16,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = ROOT / "compiler_tasks"
+#: The packages held to the shape: the worker side and the client.
+PACKAGES = ("compiler_tasks", "cli")
 
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
@@ -28,9 +30,9 @@ HEAVY = (*CELERY, "boto3", "botocore", "sentry_sdk", "sass", "prometheus_client"
 
 
 def _modules() -> dict[str, Path]:
-    """Dotted module name -> file, for every module of compiler_tasks."""
+    """Dotted module name -> file, for every module of :data:`PACKAGES`."""
     found = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
+    for path in sorted(p for package in PACKAGES for p in (ROOT / package).rglob("*.py")):
         parts = path.relative_to(ROOT).with_suffix("").parts
         if parts[-1] == "__init__":
             parts = parts[:-1]
@@ -42,7 +44,7 @@ MODULES = _modules()
 
 
 def _imports(name: str, path: Path) -> set[str]:
-    """compiler_tasks modules ``name`` imports anywhere: at the top, in functions (lazy
+    """Modules of :data:`PACKAGES` that ``name`` imports anywhere: at the top, in functions (lazy
     imports) and under ``TYPE_CHECKING``: a circle through any of them is still one."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
