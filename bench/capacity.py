@@ -6,7 +6,10 @@ One run, on one private ``redis-server`` shared by three fleets (each with its o
 prefix and queue, as projects share a production Redis): ``one`` (1 worker) and ``two``
 (2 workers) on a local file store, and ``s3`` (1 worker) on moto's S3 server on loopback,
 whose request log counts S3 requests. Every worker is a real ``celery worker``
-(``--concurrency=1``); every submit below is a real ``scssq submit`` process unless said.
+(``--concurrency=1``); every submit below is a real ``scssq submit`` process unless said,
+of the client installed as a runner installs it: the wheel in a venv of its own, with
+``requirements/client.lock`` and bytecode compiled by pip
+(:func:`tests.support.client_install.client_venv`), not this checkout's editable install.
 Fleets not in a measurement are paused (SIGSTOP), so Redis counts only what is measured.
 
 1. **hits**: ``--loops`` concurrent loops of ``scssq submit`` on one mapped commit (a
@@ -43,9 +46,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import capacity_model, capacity_phases
-from bench.capacity_probe import S3Log, key_memory, overhead
+from bench.capacity_probe import S3Log, Submit, key_memory, overhead
 from bench.common import RESULTS, Report
 from bench.fleet import BenchFleet, redis_server
+from tests.support.client_install import client_venv
 from tests.support.redis_server import RedisServer
 from tests.support.s3 import moto_server
 
@@ -99,15 +103,26 @@ class Rig:
     """The fleets on one Redis, moto's request log, and which fleets are paused."""
 
     def __init__(
-        self, tmp: Path, server: RedisServer, fleets: dict[str, BenchFleet], log: Path
+        self,
+        tmp: Path,
+        server: RedisServer,
+        fleets: dict[str, BenchFleet],
+        log: Path,
+        client: Path,
     ) -> None:
         self.tmp, self.fleets, self.port, self.url = tmp, fleets, server.port, server.url
+        #: The venv the client is installed in, as on a runner (``pip install``).
+        self.client = client
         self.redis = server.client()
         self.cost = overhead(self.redis)
         self.s3log = S3Log(log)
         self.idle_seconds = 4.0
         self.paused: set[str] = set()
         self.variant = 1000
+
+    def submit(self, fleet: BenchFleet, src: Path, commit: str, out: Path) -> Submit:
+        """A ``scssq submit`` of the installed client to ``fleet``."""
+        return Submit(src, commit, out, fleet.env, str(self.client / "bin" / "scssq"))
 
     def next_variant(self, count: int) -> int:
         """The first of ``count`` variant numbers no bundle of this run has used."""
@@ -197,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     report = Report("capacity", args.quick, params=dict(p.__dict__))
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="scssq-bench-cap-")))
+        client = client_venv(tmp / "client")
         rs = stack.enter_context(redis_server())
         log = tmp / "moto.log"
         endpoint = stack.enter_context(moto_server(log_path=str(log)))
@@ -212,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         start(fleets)
         fleets["one"].export()  # the client API's Celery app: the shared Redis
-        rig = Rig(tmp, rs, fleets, log)
+        rig = Rig(tmp, rs, fleets, log, client)
         rig.idle_seconds = p.idle
         report.params["startup_s"] = round(time.monotonic() - started, 1)
         report.data = measure(rig, p)

@@ -68,7 +68,7 @@ def hits(
     commit = bundles.commit()
 
     def make(i: int) -> Submit:
-        return Submit(src, commit, rig.tmp / "hit-out" / str(i), fleet.env)
+        return rig.submit(fleet, src, commit, rig.tmp / "hit-out" / str(i))
 
     run_submits([make(0)], "compiled")
     run_submits([make(0)], "cached")
@@ -197,12 +197,17 @@ def account(rig: Rig, name: str, count: int, reps: int, bootstrap: int) -> dict[
     with rig.running(fleet):
         mapped_src = bundles.small(tmp / "mapped", rig.next_variant(1))
         mapped = bundles.commit()
-        run_submits([Submit(mapped_src, mapped, tmp / "out", fleet.env)], "compiled")
+        run_submits([rig.submit(fleet, mapped_src, mapped, tmp / "out")], "compiled")
         _settle(fleet, "scssq.compile", _log_count(fleet, "scssq.compile"))
         kinds: list[tuple[str, Callable[[int], Submit], str, str | None]] = [
             ("miss", lambda i: _fresh(rig, fleet, tmp, "small"), "compiled", "scssq.compile"),
-            ("hit_new_commit", lambda i: _new(fleet, mapped_src, tmp), "cached", "scssq.record"),
-            ("hit", lambda i: Submit(mapped_src, mapped, tmp / "out", fleet.env), "cached", None),
+            (
+                "hit_new_commit",
+                lambda i: _new(rig, fleet, mapped_src, tmp),
+                "cached",
+                "scssq.record",
+            ),
+            ("hit", lambda i: rig.submit(fleet, mapped_src, mapped, tmp / "out"), "cached", None),
         ]
         if bootstrap:
             kinds.append(
@@ -225,11 +230,11 @@ def account(rig: Rig, name: str, count: int, reps: int, bootstrap: int) -> dict[
 def _fresh(rig: Rig, fleet: BenchFleet, tmp: Path, sheet: str) -> Submit:
     variant = rig.next_variant(1)
     src = SHEETS[sheet](tmp / f"{sheet}-{variant}", variant)
-    return Submit(src, bundles.commit(), tmp / "out", fleet.env)
+    return rig.submit(fleet, src, bundles.commit(), tmp / "out")
 
 
-def _new(fleet: BenchFleet, src: Path, tmp: Path) -> Submit:
-    return Submit(src, bundles.commit(), tmp / "out", fleet.env)
+def _new(rig: Rig, fleet: BenchFleet, src: Path, tmp: Path) -> Submit:
+    return rig.submit(fleet, src, bundles.commit(), tmp / "out")
 
 
 def _lock_taken(rig: Rig, fleet: BenchFleet, timeout: float = 60) -> None:
@@ -253,14 +258,14 @@ def waiters(rig: Rig, count: int, settle: float) -> dict[str, Any]:
     src = bundles.loop(tmp / "src", bundles.calibrate_loop(1.0, tmp), salt="waiters")
     commit = bundles.commit()
     with rig.running(fleet):
-        argv = Submit(src, commit, tmp / "out-first", fleet.env).argv()
+        argv = rig.submit(fleet, src, commit, tmp / "out-first").argv()
         first = subprocess.Popen(argv, env=fleet.env, stdout=subprocess.DEVNULL)
         _lock_taken(rig, fleet)
         fleet.pause()
         try:
             time.sleep(settle)  # idle query and reply buffers are trimmed after 2 s
             before = snapshot(rig.redis)
-            procs = [_spawn(Submit(src, commit, tmp / f"out-{i}", fleet.env)) for i in range(count)]
+            procs = [_spawn(rig.submit(fleet, src, commit, tmp / f"out-{i}")) for i in range(count)]
             deadline = time.monotonic() + 60 + 3 * count
             while _subscribed(rig, fleet) < count + 1:
                 if time.monotonic() > deadline:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import itertools
 import re
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -34,7 +33,6 @@ import redis
 
 from bench import bundles
 
-SCSSQ = str(Path(sys.executable).parent / "scssq")
 _SECTIONS = ("INFO", "stats", "commandstats", "cpu", "memory", "clients", "keyspace")
 
 
@@ -181,15 +179,17 @@ class S3Log:
 
 @dataclass
 class Submit:
-    """One ``scssq submit`` of a bundle folder, for a commit, into an output folder."""
+    """One ``scssq submit`` of a bundle folder, for a commit, into an output folder, by
+    the executable ``scssq`` (the client as a runner installs it: :mod:`bench.capacity`)."""
 
     src: Path
     commit: str
     out: Path
     env: dict[str, str]
+    scssq: str
 
     def argv(self) -> list[str]:
-        argv = [SCSSQ, "submit", self.commit, "--src", str(self.src), "--entry", bundles.ENTRY]
+        argv = [self.scssq, "submit", self.commit, "--src", str(self.src), "--entry", bundles.ENTRY]
         return [*argv, "--out", str(self.out), "--project", "bench", "--style", bundles.STYLE]
 
     def run(self, timeout: float = 300) -> tuple[str, float]:
