@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(stop_all, fleets)
         started = time.monotonic()
         start(fleets)
-        fleets["one"].export()  # the client API's Celery app: the shared Redis
+        fleets["one"].export()  # the in-process client API reads the shared Redis
         rig = Rig(tmp, rs, fleets, log, client)
         rig.idle_seconds = p.idle
         report.params["startup_s"] = round(time.monotonic() - started, 1)
