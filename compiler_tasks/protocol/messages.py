@@ -3,7 +3,7 @@
 The client sends two tasks: ``scssq.compile`` on a miss and the small
 ``scssq.record`` (map a commit) after a hit of a commit not yet mapped. Importing
 Celery to send them would cost a CI job more than its whole cache hit
-(``bench/peers.py``), so :mod:`cli.submit` builds each message itself and
+(``bench/peers.py``), so :mod:`cli.client` builds each message itself and
 ``LPUSH``es it on the queue's Redis list, exactly where kombu's Redis transport puts
 it. Celery documents this protocol for clients written in other languages.
 
@@ -12,7 +12,8 @@ embed]``, task name, id and expiry in the headers, base64 body), as
 ``app.send_task(..., queue=...)`` writes it through the default exchange; a test
 compares the two field by field, and another has a real worker run the result.
 One thing differs from Celery's own send: no ``task-sent`` event is published
-(Flower shows the task from the worker's ``task-received`` on).
+(Flower shows the task from the worker's ``task-received`` on; the client's Redis
+user may publish nothing, ``deploy/redis-acl.conf``).
 """
 
 from __future__ import annotations
