@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compiler_tasks.errors import UsageError
-from compiler_tasks.keys import validate_commit
+from compiler_tasks.keys import shown, validate_commit
 
 _FULL_RE = re.compile(r"^(?:[0-9a-fA-F]{40}|[0-9a-fA-F]{64})\Z")
 _GIT_TIMEOUT = 10.0
@@ -37,10 +37,6 @@ class Commit:
     from_git: bool
 
 
-def _shown(ref: str) -> str:
-    return repr(ref if len(ref) <= 80 else ref[:77] + "...")
-
-
 def _git(checkout: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``git args`` in ``checkout``; OSError or SubprocessError when git cannot run."""
     return subprocess.run(
@@ -53,10 +49,10 @@ def resolve(ref: str | None, checkout: Path) -> Commit:
     name = "HEAD" if ref is None else ref.strip()
     if _FULL_RE.match(name):
         return Commit(name.lower(), name, False)
-    asked = "no HASH given, and HEAD" if ref is None else f"commit {_shown(name)}"
+    asked = "no HASH given, and HEAD" if ref is None else f"commit {shown(name)}"
     if not name or name.startswith("-") or any(c.isspace() or ord(c) < 32 for c in name):
         raise UsageError(
-            f"commit {_shown(name)} is neither a commit hash nor a git ref; pass a hash, "
+            f"commit {shown(name)} is neither a commit hash nor a git ref; pass a hash, "
             "a tag, a branch or HEAD"
         )
     try:
@@ -76,10 +72,10 @@ def resolve(ref: str | None, checkout: Path) -> Commit:
         )
     if "ambiguous" in found.stderr:
         raise UsageError(
-            f"commit {_shown(name)} is an ambiguous short hash in {checkout}; pass more digits"
+            f"commit {shown(name)} is an ambiguous short hash in {checkout}; pass more digits"
         )
     raise UsageError(
-        f"git knows no commit {_shown(name)} in {checkout}; pass a commit hash, tag or "
+        f"git knows no commit {shown(name)} in {checkout}; pass a commit hash, tag or "
         "branch of this checkout (`git log --oneline` lists them), or fetch it first"
     )
 

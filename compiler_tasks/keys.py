@@ -30,7 +30,7 @@ _DEPRECATION_RE = re.compile(r"^[a-z][a-z0-9-]{0,63}\Z")
 MAX_DEPRECATIONS = 64
 
 
-def _shown(value: str) -> str:
+def shown(value: str) -> str:
     """``value`` quoted and shortened so a 10 KB string cannot flood a message."""
     return repr(value if len(value) <= 80 else value[:77] + "...")
 
@@ -40,7 +40,7 @@ def validate_commit(value: str) -> str:
     norm = value.strip().lower()
     if not _HASH_RE.match(norm):
         raise InvalidInput(
-            f"commit hash {_shown(value)} is not 7-64 hexadecimal digits; "
+            f"commit hash {shown(value)} is not 7-64 hexadecimal digits; "
             "pass the output of `git rev-parse HEAD`"
         )
     return norm
@@ -49,7 +49,7 @@ def validate_commit(value: str) -> str:
 def validate_key(value: str) -> str:
     """A compile key: 64 lowercase hex digits."""
     if not _KEY_RE.match(value):
-        raise InvalidInput(f"compile key {_shown(value)} is not 64 hexadecimal digits")
+        raise InvalidInput(f"compile key {shown(value)} is not 64 hexadecimal digits")
     return value
 
 
@@ -57,7 +57,7 @@ def validate_project(value: str) -> str:
     """A project name: letters, digits, '.', '_', '-', at most 100 characters."""
     if not _PROJECT_RE.match(value):
         raise InvalidInput(
-            f"project name {_shown(value)} is invalid; use 1-100 letters, digits, "
+            f"project name {shown(value)} is invalid; use 1-100 letters, digits, "
             "'.', '_' or '-', starting with a letter or digit (set project in scssq.toml)"
         )
     return value
@@ -66,18 +66,18 @@ def validate_project(value: str) -> str:
 def validate_relpath(value: str, what: str = "path") -> str:
     """A relative POSIX path inside a bundle: no absolute, no '..', no empty parts."""
     if not value or len(value) > MAX_PATH_LEN:
-        raise InvalidInput(f"{what} {_shown(value)} must be 1-{MAX_PATH_LEN} characters")
+        raise InvalidInput(f"{what} {shown(value)} must be 1-{MAX_PATH_LEN} characters")
     if value.startswith("/") or "\\" in value or "\x00" in value:
-        raise InvalidInput(f"{what} {_shown(value)} must be relative to the bundle root")
+        raise InvalidInput(f"{what} {shown(value)} must be relative to the bundle root")
     parts = value.split("/")
     for part in parts:
         if part in ("", ".", ".."):
             raise InvalidInput(
-                f"{what} {_shown(value)} must be a plain relative path (no '.', '..' or '//')"
+                f"{what} {shown(value)} must be a plain relative path (no '.', '..' or '//')"
             )
         if not _PATH_PART_RE.match(part):
             raise InvalidInput(
-                f"{what} {_shown(value)} holds a character scssq does not accept in file names"
+                f"{what} {shown(value)} holds a character scssq does not accept in file names"
             )
     return value
 
@@ -86,7 +86,7 @@ def normalize_relpath(value: str, what: str = "path") -> str:
     """Turn a user-typed relative path (``./a//b/``) into the canonical form, then validate."""
     parts = [p for p in value.replace("\\", "/").split("/") if p not in ("", ".")]
     if value.startswith("/"):
-        raise InvalidInput(f"{what} {_shown(value)} must be relative to --src, not absolute")
+        raise InvalidInput(f"{what} {shown(value)} must be relative to --src, not absolute")
     return validate_relpath("/".join(parts), what)
 
 
@@ -113,8 +113,8 @@ def _check_outputs(entries: Iterable[str]) -> None:
         first = seen.setdefault(css_name(entry), entry)
         if first != entry:
             raise InvalidInput(
-                f"entries {_shown(first)} and {_shown(entry)} (--entry or entries in "
-                f"scssq.toml) both compile to {_shown(css_name(entry))} under --out; "
+                f"entries {shown(first)} and {shown(entry)} (--entry or entries in "
+                f"scssq.toml) both compile to {shown(css_name(entry))} under --out; "
                 "keep one of them, or rename one so each entry has its own output"
             )
 
@@ -137,7 +137,7 @@ def validate_place(place: Place) -> Place:
     entry, name, css_dir, root_dir = place
     validate_relpath(entry, "entry")
     if name in (".", "..") or not _PATH_PART_RE.match(name):
-        raise InvalidInput(f"output file name {_shown(name)} is not a plain file name")
+        raise InvalidInput(f"output file name {shown(name)} is not a plain file name")
     for folder in (css_dir, root_dir):
         if folder != ".":
             validate_relpath(folder, "output folder")
@@ -172,14 +172,14 @@ class CompileOptions:
         for entry in self.entries:
             validate_relpath(entry, "entry")
             if not entry.endswith((".scss", ".sass")):
-                raise InvalidInput(f"entry {_shown(entry)} must be a .scss or .sass file")
+                raise InvalidInput(f"entry {shown(entry)} must be a .scss or .sass file")
         _check_outputs(self.entries)
         for path in self.load_paths:
             validate_relpath(path, "load path")
         if self.engine not in ENGINES:
-            raise InvalidInput(f"engine {_shown(self.engine)}: choose one of {', '.join(ENGINES)}")
+            raise InvalidInput(f"engine {shown(self.engine)}: choose one of {', '.join(ENGINES)}")
         if self.style not in STYLES:
-            raise InvalidInput(f"style {_shown(self.style)}: choose one of {', '.join(STYLES)}")
+            raise InvalidInput(f"style {shown(self.style)}: choose one of {', '.join(STYLES)}")
         silenced = tuple(sorted(set(self.silence_deprecations)))
         object.__setattr__(self, "silence_deprecations", silenced)
         if len(silenced) > MAX_DEPRECATIONS:
@@ -187,7 +187,7 @@ class CompileOptions:
         for item in silenced:
             if not _DEPRECATION_RE.match(item):
                 raise InvalidInput(
-                    f"deprecation {_shown(item)} is not a Dart Sass deprecation id; "
+                    f"deprecation {shown(item)} is not a Dart Sass deprecation id; "
                     "use ids such as import, global-builtin or mixed-decls"
                 )
         self._check_maps()
