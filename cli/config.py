@@ -102,16 +102,17 @@ def env_value(variable: str) -> Any:
     return spec.read(os.environ, {})
 
 
-def project_name(flag: str | None, cwd: Path, src: Path | None = None) -> str:
-    """``--project``, else SCSSQ_PROJECT, else scssq.toml's ``project``, else the git
-    top-level's name; a bad name is an error naming where it came from."""
+def project_name(flag: str | None, data: Mapping[str, Any], src: Path) -> str:
+    """``--project``, else SCSSQ_PROJECT, else ``project`` of ``data`` (scssq.toml, as
+    :func:`load_file` read it), else the git top-level's name of ``src``; a bad name is
+    an error naming where it came from."""
     if flag:
         name, source = flag, "--project"
     else:
         name, source = env_value("SCSSQ_PROJECT"), "SCSSQ_PROJECT"
     if name is None:
-        file_name = load_file(cwd).get("project")  # checked by load_file
-        return str(file_name) if file_name else default_project(src or cwd)
+        file_name = data.get("project")  # checked by load_file
+        return str(file_name) if file_name else default_project(src)
     try:
         return validate_project(name)
     except InvalidInput:
@@ -153,7 +154,8 @@ def resolve(
     """Merge ``flags`` (by option name; None or () when not given) over ``scssq.toml``
     over defaults; validate every value. ``folders`` False: --src and the load paths
     need not exist (status and fetch read no sources)."""
-    v = merge(flags, load_file(cwd), engine=default_engine)
+    data = load_file(cwd)
+    v = merge(flags, data, engine=default_engine)
     src_dir = (cwd / str(v["src"])).resolve()
     if folders and not src_dir.is_dir():
         raise UsageError(f"--src {str(src_dir)!r} is not a directory; pass the bundle root")
@@ -177,7 +179,7 @@ def resolve(
     for lp in options.load_paths:
         if folders and not (src_dir / lp).is_dir():
             raise UsageError(f"load path {lp!r} is not a directory under {src_dir}")
-    name = project_name(flags.get("project"), cwd, src_dir)
+    name = project_name(flags.get("project"), data, src_dir)
     out_dir = out_folder(cwd / str(v["out"]))
     excludes = check_patterns(v["exclude"], origin("exclude", flags))
     conf = SubmitConfig(

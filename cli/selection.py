@@ -53,10 +53,11 @@ def from_flags(cwd: Path, default_engine: str, flags: dict[str, Any]) -> Selecti
         return Selection(conf.options, conf.project, checkout, conf.out, targets)
     except cfg.NoEntries:
         pass
-    values = merge(flags, cfg.load_file(cwd))
+    data = cfg.load_file(cwd)
+    values = merge(flags, data)
     src = (cwd / str(values["src"])).resolve()
     checkout = src if src.is_dir() else cwd
-    project = cfg.project_name(flags.get("project"), cwd, checkout)
+    project = cfg.project_name(flags.get("project"), data, checkout)
     out = cfg.out_folder(cwd / str(values["out"]))
     return Selection(None, project, checkout, out)
 
