@@ -145,8 +145,7 @@ class Loop:
                 raise garbage(proc, str(e)) from None
             if got is None:
                 raise crashed(proc, self.memory_mb)
-            packets = got
-            packets = [p for p in packets if not self._pong(p)]
+            packets = [p for p in got if not self._pong(p)]
             if packets:
                 return packets
 
