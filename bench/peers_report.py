@@ -51,17 +51,17 @@ ROWS = (
 )
 
 
-def results_table(samples: Samples) -> str:
+def results_table(samples: Samples, worker_side: dict[str, float]) -> str:
     rows = []
     for label, scenario, key, unit in ROWS:
         s, t, n = (_med(samples, scenario, tool, key) for tool in ("scssq", "turbo", "native"))
         ratios = ("-", "-") if unit == "n" else (f"{_div(s, t):.2f}", f"{_div(s, n):.2f}")
         rows.append((label, _fmt(s, unit), _fmt(t, unit), _fmt(n, unit), *ratios))
-    worker = _med(samples, "cold", "scssq", "worker_cpu")
-    native = _med(samples, "cold", "native", "client_cpu")
+    worker, native = worker_side["worker_cpu"], worker_side["native_cpu"]
     rows.append(
         (
-            "worker side of one miss: CPU (native: the compile itself)",
+            f"worker side of one miss: CPU, mean of {worker_side['pairs']:.0f} "
+            "(native: the compile itself)",
             _fmt(worker, "CPU-s"),
             "-",
             _fmt(native, "CPU-s"),
@@ -73,7 +73,7 @@ def results_table(samples: Samples) -> str:
     return table(header, rows)
 
 
-def goals(report: Report, samples: Samples) -> None:
+def goals(report: Report, samples: Samples, worker_side: dict[str, float]) -> None:
     def ratio(scenario: str, key: str, peer: str, peer_key: str | None = None) -> float:
         mine = _med(samples, scenario, "scssq", key)
         return _div(mine, _med(samples, scenario, peer, peer_key or key))
@@ -86,7 +86,7 @@ def goals(report: Report, samples: Samples) -> None:
     report.goal("small-app herd total CPU ÷ Turborepo's", ratio("small_herd", "cpu", "turbo"), 0.5)
     report.goal(
         "worker CPU of one miss ÷ native CLI's compile",
-        ratio("cold", "worker_cpu", "native", "client_cpu"),
+        _div(worker_side["worker_cpu"], worker_side["native_cpu"]),
         1.2,
     )
 
@@ -149,8 +149,8 @@ def split_line(split: dict[str, Any]) -> str:
 
 
 def render(report: Report, samples: Samples) -> str:
-    goals(report, samples)
-    text = results_table(samples)
+    goals(report, samples, report.data["worker_side"])
+    text = results_table(samples, report.data["worker_side"])
     if "client" in report.data:
         text += "\n\nWhere a `scssq submit` process's time goes: "
         text += split_line(report.data["client"])

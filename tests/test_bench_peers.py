@@ -60,13 +60,17 @@ def _samples(scssq: float, turbo: float, native: float) -> dict[str, dict[str, l
 
 def test_goals_are_ratios_of_medians() -> None:
     report = Report("peers", quick=True)
-    goals(report, _samples(1.0, 2.0, 4.0))
+    goals(report, _samples(1.0, 2.0, 4.0), {"pairs": 8, "worker_cpu": 0.3, "native_cpu": 0.25})
     by_goal = {g.goal: (g.value, g.met) for g in report.goals}
+    assert by_goal["worker CPU of one miss ÷ native CLI's compile"] == (1.2, True)
     assert by_goal["warm hit wall ÷ Turborepo's"] == (0.5, True)
     assert by_goal["20 concurrent hits wall ÷ Turborepo's"] == (0.5, True)
     assert by_goal["cold single job wall ÷ native CLI's"] == (0.25, True)
     assert by_goal["herd of 10 cold: total CPU ÷ native CLI's"] == (0.25, True)
+    worker = {"pairs": 8, "worker_cpu": 0.31, "native_cpu": 0.25}
     report = Report("peers", quick=True)
-    goals(report, _samples(3.0, 2.0, 1.0))
+    goals(report, _samples(3.0, 2.0, 1.0), worker)
     assert not any(g.met for g in report.goals)
-    assert "| 1.50 | 3.00 |" in results_table(_samples(3.0, 2.0, 1.0))
+    text = results_table(_samples(3.0, 2.0, 1.0), worker)
+    assert "| 1.50 | 3.00 |" in text
+    assert "worker side of one miss: CPU, mean of 8" in text and "| 1.24 |" in text
