@@ -11,12 +11,15 @@ failure is a usage error (exit 2) naming the ref and the fix.
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from compiler_tasks.errors import UsageError
 from compiler_tasks.keys import shown, validate_commit
+
+if TYPE_CHECKING:
+    import subprocess
 
 _FULL_RE = re.compile(r"^(?:[0-9a-fA-F]{40}|[0-9a-fA-F]{64})\Z")
 _GIT_TIMEOUT = 10.0
@@ -39,6 +42,8 @@ class Commit:
 
 def _git(checkout: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``git args`` in ``checkout``; OSError or SubprocessError when git cannot run."""
+    import subprocess
+
     return subprocess.run(
         ["git", *args], cwd=checkout, capture_output=True, text=True, timeout=_GIT_TIMEOUT
     )
@@ -49,6 +54,8 @@ def resolve(ref: str | None, checkout: Path) -> Commit:
     name = "HEAD" if ref is None else ref.strip()
     if _FULL_RE.match(name):
         return Commit(name.lower(), name, False)
+    import subprocess  # not at the top: a full hash runs no git and never imports it
+
     asked = "no HASH given, and HEAD" if ref is None else f"commit {shown(name)}"
     if not name or name.startswith("-") or any(c.isspace() or ord(c) < 32 for c in name):
         raise UsageError(
@@ -81,6 +88,8 @@ def resolve(ref: str | None, checkout: Path) -> Commit:
 
 
 def _is_checkout(folder: Path) -> bool:
+    import subprocess
+
     try:
         return _git(folder, "rev-parse", "--git-dir").returncode == 0
     except (OSError, subprocess.SubprocessError):
@@ -93,6 +102,8 @@ def tree_warning(commit: Commit, src: Path, out: Path) -> str | None:
     git was not asked (a full hash runs no git: the cache-hit path stays fast)."""
     if not commit.from_git:
         return None
+    import subprocess
+
     pathspecs = list(_STYLESHEETS)
     if out.is_relative_to(src) and out != src:
         pathspecs.append(f":(exclude){out.relative_to(src).as_posix()}")

@@ -166,6 +166,7 @@ def test_hit_process_imports_no_redis_py_and_sends_four_commands(
     assert hit.returncode == 0 and hit.stdout.startswith("cached"), hit.stderr[-2000:]
     assert (tmp_path / "o2" / "main.css").read_text() == (tmp_path / "o1" / "main.css").read_text()
     assert not modules & HEAVY, modules & HEAVY
+    assert "subprocess" not in modules  # a full hash runs no git
     commands = [c.split('"')[1] for c in _commands_of_the_hit(lines, fleet.prefix)]
     assert commands == ["HGET", "GET", "HGET", "INCR"], _commands_of_the_hit(lines, fleet.prefix)
 
