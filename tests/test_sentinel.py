@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from compiler_tasks.errors import ConfigError, RedisUnavailable, SentinelUnavailable, exit_code_for
-from compiler_tasks.protocol.sentinel import connect, discover_master
+from compiler_tasks.protocol.sentinel import _master, connect
 from compiler_tasks.settings import Settings
 from tests.support.procs import free_port
 from tests.support.sentinel import SERVICE, SentinelSetup
@@ -68,14 +68,37 @@ def test_discovery_skips_a_dead_sentinel_and_names_an_unknown_service(
     settings = Settings.from_env(sentinel_setup.env())
     dead = ("127.0.0.1", free_port())
     first_dead = dataclasses.replace(settings, sentinels=(dead, *settings.sentinels))
-    assert discover_master(first_dead) == ("127.0.0.1", sentinel_setup.master_port)
     with connect(first_dead, 2.0) as conn:  # the master's password, from the URL
+        assert conn.sock.getpeername()[1] == sentinel_setup.master_port
         assert conn.call(("ROLE",))[0][0] == b"master"
 
     unknown = dataclasses.replace(settings, sentinel_service="nope")
     with pytest.raises(SentinelUnavailable, match="knows no master named 'nope'"):
-        discover_master(unknown)
+        connect(unknown, 2.0)
     wrong = dataclasses.replace(settings, sentinel_password="wrong")
     with pytest.raises(SentinelUnavailable, match=r"WRONGPASS|invalid password"):
-        discover_master(wrong)
+        connect(wrong, 2.0)
     assert SERVICE in settings.redis_shown
+
+
+def test_a_link_through_sentinel_is_one_connection_to_the_master(
+    sentinel_setup: SentinelSetup,
+) -> None:
+    # The ROLE check is made on the connection that is kept: no second connect (with
+    # TLS, no second handshake) per link.
+    settings = Settings.from_env(sentinel_setup.env())
+    master = sentinel_setup.direct(sentinel_setup.master_port)
+    before = int(master.info("stats")["total_connections_received"])
+    with connect(settings, 2.0, name="scssq-test") as conn:
+        assert conn.call(("CLIENT", "GETNAME"))[0] == b"scssq-test"
+    assert int(master.info("stats")["total_connections_received"]) - before == 1
+
+
+def test_a_server_that_is_not_the_master_is_refused_and_closed(
+    sentinel_setup: SentinelSetup,
+) -> None:
+    settings = Settings.from_env(sentinel_setup.env())
+    replica = sentinel_setup.direct(sentinel_setup.replica_port)
+    before = int(replica.info("clients")["connected_clients"])
+    assert _master(settings, ("127.0.0.1", sentinel_setup.replica_port), 2.0, None) == "slave"
+    assert int(replica.info("clients")["connected_clients"]) == before

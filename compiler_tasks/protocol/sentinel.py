@@ -10,8 +10,8 @@ algorithm is the one of Redis's guidelines for Sentinel clients, which redis-py'
    ``SENTINEL get-master-addr-by-name <service>`` (with ``AUTH`` and TLS as
    ``SCSSQ_SENTINEL_*`` say, and a short timeout: a Sentinel answers from memory);
 2. connect to the address it names with the master's own credentials (from
-   ``SCSSQ_REDIS_URL``) and check with ``ROLE`` that it is a master: a Sentinel
-   partitioned from the others may name a demoted one;
+   ``SCSSQ_REDIS_URL``) and check with ``ROLE``, on the connection that is then kept,
+   that it is a master: a Sentinel partitioned from the others may name a demoted one;
 3. none did: :class:`~compiler_tasks.errors.SentinelUnavailable`, naming every
    Sentinel asked and what each said.
 
@@ -35,14 +35,19 @@ SENTINEL_TIMEOUT = 1.0
 _answered: dict[tuple[tuple[str, int], ...], tuple[str, int]] = {}
 
 
-def discover_master(settings: Settings, timeout: float = SENTINEL_TIMEOUT) -> tuple[str, int]:
-    """The (host, port) of the master of ``SCSSQ_SENTINEL_SERVICE``, checked with ``ROLE``;
-    SentinelUnavailable when no Sentinel names one that answers as a master."""
+def connect(settings: Settings, timeout: float, name: str | None = None) -> RespConnection:
+    """A connection to Redis: to the master Sentinel names when ``SCSSQ_SENTINELS`` is
+    set (found now, and checked with ``ROLE`` on this very connection), else to
+    ``SCSSQ_REDIS_URL``; see :meth:`RespConnection.open`. SentinelUnavailable when no
+    Sentinel names a server that answers as the master."""
+    if not settings.sentinels:
+        return RespConnection.open(settings, timeout, name)
     said = []
+    short = min(timeout, SENTINEL_TIMEOUT)
     for sentinel in _in_turn(settings.sentinels):
         where = _shown(sentinel)
         try:
-            address = _ask(settings, sentinel, timeout)
+            address = _ask(settings, sentinel, short)
         except (OSError, RespError) as e:
             said.append(f"{where}: {e or type(e).__name__}")
             continue
@@ -50,15 +55,16 @@ def discover_master(settings: Settings, timeout: float = SENTINEL_TIMEOUT) -> tu
             said.append(f"{where}: knows no master named {settings.sentinel_service!r}")
             continue
         try:
-            role = master_role(settings, address, timeout)
+            conn = _master(settings, address, short, name)
         except (OSError, RespError) as e:
             said.append(f"{where} named {_shown(address)}, which failed: {_hint(e)}")
             continue
-        if role != "master":
-            said.append(f"{where} named {_shown(address)}, which is a {role}, not the master")
+        if isinstance(conn, str):
+            said.append(f"{where} named {_shown(address)}, which is a {conn}, not the master")
             continue
         _answered[settings.sentinels] = sentinel
-        return address
+        conn.sock.settimeout(timeout)
+        return conn
     raise SentinelUnavailable(
         f"no master of {settings.sentinel_service!r} found through the Sentinels "
         f"{', '.join(map(_shown, settings.sentinels))} ({'; '.join(said)}); check "
@@ -67,21 +73,22 @@ def discover_master(settings: Settings, timeout: float = SENTINEL_TIMEOUT) -> tu
     )
 
 
-def connect(settings: Settings, timeout: float, name: str | None = None) -> RespConnection:
-    """A connection to Redis: to the master Sentinel names when ``SCSSQ_SENTINELS`` is
-    set (found now), else to ``SCSSQ_REDIS_URL``; see :meth:`RespConnection.open`."""
-    address = None
-    if settings.sentinels:
-        address = discover_master(settings, min(timeout, SENTINEL_TIMEOUT))
-    return RespConnection.open(settings, timeout, name, address=address)
-
-
-def master_role(settings: Settings, address: tuple[str, int], timeout: float) -> str:
-    """What ``ROLE`` says the Redis at ``address`` is: master, slave or sentinel."""
-    with RespConnection.open(settings, timeout, address=address) as conn:
+def _master(
+    settings: Settings, address: tuple[str, int], timeout: float, name: str | None
+) -> RespConnection | str:
+    """A connection to ``address`` (the master's credentials, from ``SCSSQ_REDIS_URL``)
+    when ``ROLE`` there says master, else (closed) what it says it is: slave, sentinel."""
+    conn = RespConnection.open(settings, timeout, name, address=address)
+    try:
         (reply,) = conn.call(("ROLE",))
-    if not isinstance(reply, list) or not reply or not isinstance(reply[0], bytes):
-        raise RespError(f"unexpected reply to ROLE: {reply!r}")
+        if not isinstance(reply, list) or not reply or not isinstance(reply[0], bytes):
+            raise RespError(f"unexpected reply to ROLE: {reply!r}")
+    except BaseException:
+        conn.close()
+        raise
+    if reply[0] == b"master":
+        return conn
+    conn.close()
     return reply[0].decode()
 
 
