@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import threading
 import time
 
 import pytest
@@ -15,6 +16,7 @@ from cli.transport import Broken, Link, retrying
 from compiler_tasks.errors import RedisUnavailable
 from compiler_tasks.protocol import resp
 from compiler_tasks.settings import Settings
+from tests.support.redis_server import RedisServer
 
 
 def _link(url: str) -> Link:
@@ -83,3 +85,28 @@ def test_an_unreachable_redis_is_broken_then_unavailable_after_the_grace() -> No
     started = time.monotonic()
     with pytest.raises(RedisUnavailable, match="unreachable"):
         retrying(lambda: link.call(("PING",)), link, started, started + 0.5, lambda _m: None)
+
+
+def test_a_demoted_server_is_retried_until_it_accepts_the_write(redis_server) -> None:
+    """A managed Redis's endpoint answering from the old primary, now a replica, during
+    a failover: READONLY passes, and the write goes through once the server is the
+    master again, within the deadline (docs/operations.md#managed-redis)."""
+    replica = RedisServer(extra=("--replicaof", "127.0.0.1", str(redis_server.port)))
+    try:
+        link = _link(replica.url)
+        queue = "demoted-" + secrets.token_hex(4)
+        with pytest.raises(Broken, match="READONLY"):
+            link.call(("LPUSH", queue, "job"))
+        promote = threading.Timer(0.5, replica.client().execute_command, ("REPLICAOF", "NO", "ONE"))
+        promote.start()
+        said: list[str] = []
+        started = time.monotonic()
+        replies = retrying(
+            lambda: link.call(("LPUSH", queue, "job")), link, started, started + 20, said.append
+        )
+        promote.join()
+        assert replies == [1]
+        assert len(said) == 1 and "READONLY" in said[0] and "retrying" in said[0]
+        link.close()
+    finally:
+        replica.stop()
