@@ -73,7 +73,6 @@ class BenchFleet:
         self.fleet = Fleet(redis.url, tmp, **settings)
         self.workers = workers
         self.concurrency = concurrency
-        self.store_kind = store
         if store == "s3":
             if s3_endpoint is None:
                 raise ValueError("an S3 fleet needs s3_endpoint (see s3_server())")

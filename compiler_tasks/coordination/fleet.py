@@ -88,15 +88,9 @@ def alive_workers(settings: Settings, client: redis.Redis) -> list[str]:
     return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
 
-def alive_instances(settings: Settings, client: redis.Redis) -> list[bytes]:
-    """``<node name> <process id>`` of each worker process alive in the window."""
-    since = time.time() - settings.worker_alive_window
-    return list(client.zrangebyscore(RedisKeys(settings.prefix).instances, since, "+inf"))
-
-
 def name_collisions(instances: Iterable[bytes | str]) -> list[str]:
     """One warning per node name that several alive worker processes answer under
-    (``instances`` as :func:`alive_instances` reads them), naming the fix."""
+    (members of the ``instances`` set: ``<node name> <process id>``), naming the fix."""
     by_name: dict[str, list[str]] = defaultdict(list)
     for member in instances:
         text = member.decode() if isinstance(member, bytes) else member
@@ -109,13 +103,6 @@ def name_collisions(instances: Iterable[bytes | str]) -> list[str]:
         for name, found in sorted(by_name.items())
         if len(found) > 1
     ]
-
-
-def worker_stores(settings: Settings, client: redis.Redis) -> list[str]:
-    """The stores that workers alive in the window write to (usually one)."""
-    since = time.time() - settings.worker_alive_window
-    names = client.zrangebyscore(RedisKeys(settings.prefix).stores, since, "+inf")
-    return sorted(n.decode() if isinstance(n, bytes) else str(n) for n in names)
 
 
 def store_mismatch(settings: Settings, stores: list[str]) -> str | None:
