@@ -3,7 +3,9 @@
 ``python -m bench.hit [--quick] [--runs 15]``
 
 * **Process**: the whole ``scssq submit HASH`` process for a cached bundle (interpreter
-  start, imports, bundling, key, Redis, artifact download, writing the CSS) ÷ compiling
+  start, imports, bundling, key, Redis, artifact download, writing the CSS), from the
+  client installed as a runner installs it (the wheel and ``requirements/client.lock``
+  in a venv of its own, :mod:`tests.support.client_install`) ÷ compiling
   that bundle locally in a fresh process with the same engine (``python -c "import sass;
   sass.compile(filename=...)"``, writing the CSS). With the local store and with the S3
   store (moto's server on loopback). Runs interleave. A fourth column submits the cached
@@ -46,8 +48,8 @@ from bench.fleet import BenchFleet, redis_server, s3_server
 from cli.client import submit
 from compiler_tasks.keys import RedisKeys
 from compiler_tasks.store import open_store
+from tests.support.client_install import client_venv
 
-SCSSQ = str(Path(sys.executable).parent / "scssq")
 STORES = ("file", "s3")
 #: Import-time buckets: (label, pattern on the top-level package name).
 BUCKETS = (
@@ -73,13 +75,15 @@ def local_compile(src: Path, out: Path) -> float:
 
 
 def hit_process(
-    fleet: BenchFleet, src: Path, commit: str, out: Path, *, importtime: bool = False
+    fleet: BenchFleet, client: Path, src: Path, commit: str, out: Path, importtime: bool = False
 ) -> tuple[float, str]:
-    """Wall time of one ``scssq submit`` that must be a hit; with ``importtime`` its stderr."""
-    cmd = [SCSSQ, "submit", commit, "--src", str(src), "--entry", bundles.ENTRY]
-    cmd += ["--out", str(out), "--project", "bench", "--style", bundles.STYLE]
+    """Wall time of one ``scssq submit`` that must be a hit, from the venv ``client`` the
+    client is installed in as a runner installs it; with ``importtime`` its stderr."""
+    cmd = [str(client / "bin" / "scssq"), "submit", commit, "--src", str(src)]
+    cmd += ["--entry", bundles.ENTRY, "--out", str(out), "--project", "bench"]
+    cmd += ["--style", bundles.STYLE]
     if importtime:
-        cmd = [sys.executable, "-X", "importtime", *cmd]
+        cmd = [str(client / "bin" / "python"), "-X", "importtime", *cmd]
     started = time.perf_counter()
     proc = subprocess.run(
         cmd, env={**os.environ, **fleet.env}, capture_output=True, text=True, timeout=120
@@ -241,6 +245,7 @@ def main() -> int:
         s3_server() as endpoint,
     ):
         tmp = Path(tmp_dir)
+        client_env = client_venv(tmp / "client")
         fleets = {
             kind: BenchFleet(
                 tmp / f"fleet-{kind}", redis=rs, workers=1, store=kind, s3_endpoint=endpoint
@@ -272,9 +277,11 @@ def main() -> int:
                         if step == "local":
                             took = local_compile(src, out.with_suffix(".css"))
                         elif step == "new":  # a commit never seen: the hit maps it too
-                            took = hit_process(fleets["file"], src, bundles.commit(), out)[0]
+                            took = hit_process(
+                                fleets["file"], client_env, src, bundles.commit(), out
+                            )[0]
                         else:
-                            took = hit_process(fleets[step], src, commit, out)[0]
+                            took = hit_process(fleets[step], client_env, src, commit, out)[0]
                         if i:  # the first round warms the page cache
                             times[step].append(took)
                 row: dict[str, Any] = {"bundle": label}
@@ -291,7 +298,7 @@ def main() -> int:
                 if case == "bootstrap":
                     for kind in STORES:
                         imports[kind] = import_buckets(
-                            hit_process(fleets[kind], src, commit, tmp / "it", importtime=True)[1]
+                            hit_process(fleets[kind], client_env, src, commit, tmp / "it", True)[1]
                         )
                     s3_reads = s3_read_costs(fleets["s3"], _css_path(fleets["s3"], src), runs)
                 for kind in STORES:

@@ -17,7 +17,8 @@ compiled twice, in alternating order:
 Workers unpack bundles into a tmpfs (``SCSSQ_WORK_DIR`` under ``/dev/shm``), as in
 ``deploy/``; ``SCSSQ_BENCH_WORK_DIR=disk`` measures the system temp folder instead.
 
-A third column times the whole ``scssq submit`` process (interpreter start and imports
+A third column times the whole ``scssq submit`` process of the client installed as a
+runner installs it (the wheel in a venv of its own; interpreter start and imports
 included) on another fresh variant. The worker's own task line gives the split: engine
 time in the worker's child process vs the rest of the pipeline.
 Bootstrap 5.3.3 (the goal) and Bootstrap 4.6.2 with libsass; Bulma 1.0.2 and Foundation
@@ -32,7 +33,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -46,8 +46,7 @@ from cli.client import submit
 from compiler_tasks.engines.base import EngineRequest
 from compiler_tasks.engines.dart.engine import DartSassEngine
 from compiler_tasks.settings import Settings
-
-SCSSQ = str(Path(sys.executable).parent / "scssq")
+from tests.support.client_install import client_venv
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,9 +108,11 @@ class Engines:
             self._dart.close()
 
 
-def cli_submit(fleet: BenchFleet, src: Path, out: Path, engine: str) -> float:
-    """Wall time of one ``scssq submit`` process."""
-    cmd = [SCSSQ, "submit", bundles.commit(), "--src", str(src), "--entry", bundles.ENTRY]
+def cli_submit(fleet: BenchFleet, client: Path, src: Path, out: Path, engine: str) -> float:
+    """Wall time of one ``scssq submit`` process, from the venv ``client`` the client is
+    installed in as a runner installs it."""
+    scssq = str(client / "bin" / "scssq")
+    cmd = [scssq, "submit", bundles.commit(), "--src", str(src), "--entry", bundles.ENTRY]
     cmd += ["--out", str(out), "--project", "bench", "--style", bundles.STYLE]
     cmd += ["--engine", engine]
     started = time.perf_counter()
@@ -125,7 +126,7 @@ def cli_submit(fleet: BenchFleet, src: Path, out: Path, engine: str) -> float:
 
 
 def measure(
-    fleet: BenchFleet, engines: Engines, case: Case, runs: int, tmp: Path
+    fleet: BenchFleet, engines: Engines, case: Case, runs: int, tmp: Path, client_env: Path
 ) -> dict[str, Any]:
     client = fleet.client()
     samples: list[dict[str, Any]] = []
@@ -147,7 +148,7 @@ def measure(
                 sample["key"] = res.key
             sample[step] = time.perf_counter() - started
         fleet.wait_idle()
-        sample["cli"] = cli_submit(fleet, cli_src, out / "cli", case.engine)
+        sample["cli"] = cli_submit(fleet, client_env, cli_src, out / "cli", case.engine)
         if i >= 2:
             samples.append(sample)
     client.close()
@@ -213,6 +214,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="scssq-bench-miss-") as tmp_dir, redis_server() as rs:
         tmp = Path(tmp_dir)
+        client_env = client_venv(tmp / "client")
         with BenchFleet(tmp / "fleet", redis=rs, workers=2, concurrency=1) as fleet:
             fleet.export()
             import compiler_tasks.app  # noqa: F401  (a warm client: Celery imported once)
@@ -220,7 +222,7 @@ def main() -> int:
             engines = Engines()
             try:
                 for case in cases:
-                    rows.append(measure(fleet, engines, case, runs, tmp))
+                    rows.append(measure(fleet, engines, case, runs, tmp, client_env))
                     r = rows[-1]
                     print(
                         f"{r['bundle']}: p50 submit {ms(r['submit']['p50'])} "
