@@ -132,8 +132,9 @@ class Artifacts:
     """Reads a result's outputs: through the presigned URL a worker added for an S3
     store, else (or when that fails) through the store.
 
-    Only the first download uses URLs: a one-shot ``scssq submit`` never imports boto3,
-    a client that downloads again opens the store once and keeps its connections.
+    Only the first download uses URLs: a one-shot ``scssq submit`` they serve never
+    imports boto3, a client that downloads again opens the store once and keeps its
+    connections. Reading through an S3 store needs boto3 (the ``scssq[s3]`` extra).
     """
 
     def __init__(self, settings: Settings) -> None:

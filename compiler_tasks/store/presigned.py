@@ -10,10 +10,13 @@ temporary), and the client reads the URL with ``urllib``.
 The client uses a URL only when it names this client's own store object: the bucket and
 key its ``SCSSQ_STORE`` gives for the output's path, on its own endpoint
 (``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``, else ``https://*.amazonaws.com``). So a
-result can never make a client fetch anything else, and a worker behind another endpoint
-name (docker compose's ``minio:9000``) simply is not used. Any failure (expired URL, 404,
-network) returns None and the caller reads through the store as before; the CSS is
-checked against the manifest's sha256 either way. Only the standard library is imported.
+result can never make a client fetch anything else, and the URL of a worker behind
+another endpoint name (docker compose's ``s3:8333``, which the host reaches as
+``127.0.0.1:8333``) is simply not used. Any failure (expired URL, 404, network) returns
+None too. The caller then reads through the store, which for S3 needs boto3 (the
+``scssq[s3]`` extra; without it :func:`compiler_tasks.store.open_store` raises
+MissingExtra, exit 2); the CSS is checked against the manifest's sha256 either way.
+Only the standard library is imported here.
 """
 
 from __future__ import annotations

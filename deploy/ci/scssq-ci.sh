@@ -8,7 +8,9 @@
 # Run it in the checkout: scssq.toml there (or SCSSQ_CI_ARGS) says what to compile.
 #
 #   SCSSQ_CI_INSTALL  what pip installs into the client's venv: a path, scssq==0.1.0, a
-#                     git URL. Default: the scssq checkout this script lives in.
+#                     git URL; with [s3] after the name (scssq[s3]==0.1.0) for boto3,
+#                     which an S3 store may need (docs/deploy.md, "CI integration").
+#                     Default: the scssq checkout this script lives in.
 #                     "none": install nothing, run the scssq found on PATH.
 #   SCSSQ_CI_ARGS     extra submit arguments, quoted like a shell's (nothing is expanded),
 #                     e.g. --entry "scss/main.scss" --style compressed
