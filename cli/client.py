@@ -5,7 +5,9 @@
    it gives and ``HGET`` of the commit's mapping.
 2. :func:`decide` says what a stored result means. A hit is delivered (the CSS copied
    and checked), counted, and, when the commit is not mapped to these sources yet, a
-   ``scssq.record`` task asks a worker to map it, in the same write as the count.
+   ``scssq.record`` task asks a worker to map it: in the same write as the count when
+   the queue is on ``SCSSQ_REDIS_URL``, else in a write of its own on the broker's
+   connection.
 3. A miss (or a hit whose artifacts are gone: then the task repairs them) subscribes
    to the key's done channel, reads the result again once the subscription is
    confirmed (so a completion in between is never missed), and enqueues the compile

@@ -3,7 +3,8 @@
 Start workers with ``celery -A compiler_tasks.app worker`` (or ``-A compiler_tasks``,
 which finds this app through :mod:`compiler_tasks.celery`); the settings come
 from ``celeryconfig.py`` (itself reading ``SCSSQ_*`` variables). Importing this
-module imports Celery: the client does so only when it must enqueue.
+module imports Celery, which no client module does: the client writes its task
+messages itself (:mod:`compiler_tasks.protocol.messages`).
 """
 
 from __future__ import annotations

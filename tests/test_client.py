@@ -71,14 +71,14 @@ def test_parse_url(url: str, target: Target) -> None:
     ["redis://h/2", "redis://h/2?db=3", "redis://h?db=4", "redis://u:p@h:7/0?db=5", "redis://h"],
 )
 def test_parse_url_picks_the_database_redis_py_picks(url: str) -> None:
-    """The fast path and the warm lookup read the database the full client reads."""
+    """The client reads the database the workers' redis-py reads."""
     assert parse_url(url).db == int(redis.connection.parse_url(url).get("db", 0))
 
 
 @pytest.mark.parametrize(
     "url",
     [
-        "redis://h/0?socket_timeout=5",  # an option only redis-py knows: the full path
+        "redis://h/0?socket_timeout=5",  # an option only redis-py knows: refused (exit 2)
         "http://h/0",
         "redis://u@h/0",  # a user without a password
         "redis://h/x",

@@ -12,8 +12,10 @@ The first mapping stays in place (``HSETNX``); a later one with another digest
 is kept beside it under ``<prefix>:conflict:...`` (one field per variant and
 digest, :func:`contenders`). Such a commit is *contested*: whoever submitted
 it first may not be its owner, so ``status`` and ``fetch`` serve neither
-digest unless the caller picks one (``--digest``). Clients only read
-(:func:`read`) and warn with :func:`conflict_message`.
+digest unless the caller picks one (``--digest``). Clients only read, with
+``HGET``/``HGETALL`` on their own connection (:mod:`cli.transport`): :func:`parse`
+reads a mapping, :func:`contenders` the conflicts, and :func:`conflict_message` is
+their warning.
 """
 
 from __future__ import annotations
@@ -31,13 +33,6 @@ from ..keys import CompileOptions, RedisKeys, compile_key
 FIRST = "first"  # this call created the mapping
 SAME = "same"  # the mapping existed with the same digest
 CONFLICT = "conflict"  # the mapping existed with another digest: recorded as a conflict
-
-
-def read(
-    client: redis.Redis, keys: RedisKeys, project: str, commit: str, options: CompileOptions
-) -> dict[str, Any] | None:
-    """The first mapping of (project, commit, variant), or None (read-only)."""
-    return parse(client.hget(keys.commit(project, commit), options.variant()))
 
 
 def parse(raw: bytes | None) -> dict[str, Any] | None:

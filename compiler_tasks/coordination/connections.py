@@ -1,8 +1,10 @@
-"""Connections to Redis: the one place that turns settings into a client.
+"""Connections to Redis through redis-py: the one place that turns settings into one.
 
-Workers (locks, results, pub/sub, heartbeat) and clients (keys, waits) build
-their Redis clients here; ``celeryconfig.py`` takes the broker's TLS options
-from :func:`broker_ssl`. A ``rediss://`` URL always verifies the server's
+Workers (locks, results, pub/sub, heartbeat) build their Redis clients here, and so
+does ``scssq gc`` (:mod:`cli.gc`, which runs with the workers' credentials);
+``celeryconfig.py`` takes the broker's TLS options from :func:`broker_ssl`. The
+client speaks RESP itself (:mod:`cli.transport`, :mod:`compiler_tasks.protocol.resp`)
+with the same TLS checks. A ``rediss://`` URL always verifies the server's
 certificate and host name, against ``SCSSQ_REDIS_CA_FILE`` or the system's
 CAs. That matters for the broker: Celery's Redis transport (kombu), given a
 bare ``rediss://`` URL, encrypts with ``ssl_cert_reqs=CERT_NONE``, i.e.
@@ -11,7 +13,7 @@ add a client certificate for servers that require one.
 
 Passwords travel in the URL (``rediss://user:password@host:port/db``) and
 never in a message: log and error text shows :func:`settings.redact_url`.
-Imports only redis-py: the client's cache-hit path stays free of Celery.
+Imports only redis-py, never Celery.
 
 This module alone decides between the URL and Sentinel for redis-py and the broker.
 With ``SCSSQ_SENTINELS`` and ``SCSSQ_SENTINEL_SERVICE`` set, :func:`redis_client`
@@ -20,8 +22,8 @@ where the master is for every new connection (so a reconnection after a failover
 reaches the new master, and a connection to a master that was demoted is dropped);
 :func:`broker_url` and :func:`broker_transport_options` give Celery kombu's Sentinel
 transport (``sentinel://`` URLs with ``master_name``). The URL then gives only the
-master's user, password, TLS and database. The client's standard-library paths find the
-master with :mod:`compiler_tasks.protocol.sentinel`, which asks the same way.
+master's user, password, TLS and database. The client finds the master with
+:mod:`compiler_tasks.protocol.sentinel`, which asks the same way.
 """
 
 from __future__ import annotations

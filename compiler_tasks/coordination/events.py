@@ -12,6 +12,11 @@ a holder works, and ``{"type": "done", "result": {...}}`` once. A refusal of
 one request (its bundle or claimed key, not the key's compile) is a done
 message whose result names that request's submit id in ``for``; every other
 waiter ignores it.
+
+Workers build the messages here (:func:`progress_message`, :func:`done_message`).
+:class:`Waiter` is this wait on redis-py, used only by the tests (an honest waiter
+beside forged requests, the wait's own tests); the client waits the same way on its
+own connection, in :mod:`cli.wait`.
 """
 
 from __future__ import annotations

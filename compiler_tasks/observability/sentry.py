@@ -8,9 +8,10 @@ it. The SDK is sentry-sdk 3.x: every span is streamed to Sentry as it ends (no
 transactions).
 
 One ``scssq submit`` is one trace: the client's root span ``scssq submit``
-(op ``scssq.submit``; children ``lock.wait`` while it waits for the fleet and
-Celery's ``queue.publish`` spans) and, continued through the task message's
-headers by ``CeleryIntegration``, the worker's root span ``scssq.compile``
+(op ``scssq.submit``; children ``compile.wait`` or ``lock.wait`` while it waits for
+the fleet, and one ``queue.publish`` span, :func:`publish_span`, for each
+``scssq.compile`` or ``scssq.record`` task it pushes) and, continued through the task
+message's headers by ``CeleryIntegration``, the worker's root span ``scssq.compile``
 (children ``lock.acquire``, ``scss.compile``, ``artifact.upload``; ``lock.wait``
 in a deferred task's re-check, carrying ``scssq.waited_s``). Every span carries
 the attributes ``commit``, ``key``, ``engine``, ``project`` and, on the root

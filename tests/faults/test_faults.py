@@ -529,12 +529,12 @@ def test_a_long_lived_client_and_a_worker_replace_silently_dead_connections(
 ) -> None:
     """Every Redis connection (service and broker) dies without a FIN or RST between two
     submits of one long-lived client (a dropped NAT entry; the proxy drops what it gets,
-    both ends keep an open socket; new connections get through). The client's enqueue
-    on its pooled broker connection fails after SCSSQ_REDIS_REPLY_TIMEOUT and is sent
-    again on a new one, instead of waiting forever (its lookup's own connection has its
-    own limit); the worker's overdue BRPOP is dropped after
+    both ends keep an open socket; new connections get through). The second submit's
+    first command on the client's dead connection fails after SCSSQ_REDIS_REPLY_TIMEOUT
+    (every connection of the client has that limit) and the submit starts over on a new
+    one, instead of waiting forever; the worker's overdue BRPOP is dropped after
     SCSSQ_BROKER_HEALTH_CHECK_INTERVAL and it consumes again. Without the reply timeout
-    on the broker this client never returns."""
+    this client never returns."""
     proxy = TcpProxy(redis_server.port)
     try:
         fleet = make_fleet(
