@@ -11,7 +11,9 @@ program rather than in a ``preexec_fn`` keeps the worker process safe with threa
 The Dart VM in the bundled standalone release reserves little address space: measured
 with Dart Sass 1.99 on linux-x64, Bootstrap 5.3.3 compiles with ``ulimit -v`` 512 MiB
 (peak RSS 64 MiB), and a compile that exceeds the limit makes the VM abort ("Out of
-Memory" / SIGABRT), which the host reports as an engine failure.
+Memory" / SIGABRT), which the host reports as a limit hit: a LimitExceeded naming
+``SCSSQ_ENGINE_MEMORY_MB`` (exit 1, never cached, not retried; see
+:mod:`compiler_tasks.engines.dart.engine`).
 
 ``SCHED_BATCH`` (no privilege needed; every VM thread inherits it) marks the compiler
 as the CPU-bound batch work it is: its threads no longer preempt the task's process,
