@@ -7,7 +7,8 @@ connection(s) named by ``CLIENT SETNAME`` (so :mod:`bench.herd` can count its co
 with ``MONITOR``). Variants:
 
 * ``scssq``: the client API, ``cli.client.submit()`` with its own ``Client``;
-  ``Waiter.wait`` is wrapped to stamp when the wait began and when it woke up.
+  ``Wait.run`` (:mod:`cli.wait`) is wrapped to stamp when the wait began and when it
+  woke up.
 * ``poll``: the seed service's shape: ``GET`` the result key every ``interval`` s (first
   poll at a random phase), then read the artifact from the store.
 * ``raw``: the floor: plain redis-py pub/sub, ``SUBSCRIBE`` then ``get_message`` until
@@ -18,8 +19,8 @@ Each waiter stamps its wake-up, then passes a :class:`Gate` that holds it until 
 waiter of its process has woken: work after waking never delays another waiter's stamp,
 so the variants compare their wake paths on equal terms.
 
-Imports that cost time (Celery, redis-py, the store) happen before the first round, as in
-a long-lived CI runner; every stamp is ``time.time()`` (the clock ``MONITOR`` uses).
+Imports that cost time (the client; redis-py and the store for the baselines) happen
+before the first round; every stamp is ``time.time()`` (the clock ``MONITOR`` uses).
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ Packages, by concept:
   ``bundles`` (uploaded bundles, believed only if they hash to their digest).
 * ``coordination``: shared state in Redis: ``connections``, ``acl``, ``lock``,
   ``renewal`` (one thread per job keeps the lock), ``events``, ``fleet``, ``commits``.
-* ``protocol``: what clients and workers exchange: ``jobs``, ``messages``, ``resp``.
+* ``protocol``: what clients and workers exchange: ``jobs``, ``messages``, ``resp``,
+  ``sentinel`` (finding the Redis master on the client side).
 * ``observability``: ``sentry``, ``metrics``, ``logs`` (task log lines), ``signals``
   (the Celery signal handlers that wire them in), ``stats`` (fleet-wide counters).
 * ``worker``: ``context`` (per-process resources) and ``pipeline`` (the steps of a

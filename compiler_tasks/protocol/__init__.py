@@ -1,1 +1,2 @@
-"""What clients and workers exchange: the job, its Celery message, a minimal RESP client."""
+"""What clients and workers exchange: the job, its Celery message, a minimal RESP client
+and its Sentinel lookup."""

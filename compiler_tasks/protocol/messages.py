@@ -2,10 +2,11 @@
 
 The client sends two tasks: ``scssq.compile`` on a miss and the small
 ``scssq.record`` (map a commit) after a hit of a commit not yet mapped. Importing
-Celery to send them would cost a CI job more than its whole cache hit
-(``bench/peers.py``), so :mod:`cli.client` builds each message itself and
-``LPUSH``es it on the queue's Redis list, exactly where kombu's Redis transport puts
-it. Celery documents this protocol for clients written in other languages.
+Celery to send them cost a CI job more than its whole cache hit when the client still
+did (``bench/peers.py`` measures what a job pays now), so :mod:`cli.client` builds
+each message itself and ``LPUSH``es it on the queue's Redis list, exactly where
+kombu's Redis transport puts it. Celery documents this protocol for clients written
+in other languages.
 
 The layout is Celery's task message protocol 2 (JSON body ``[args, kwargs,
 embed]``, task name, id and expiry in the headers, base64 body), as

@@ -1,8 +1,9 @@
 """RESP2 over one socket with the standard library: the client's only Redis protocol.
 
 ``scssq submit`` is a short process; importing redis-py (it imports asyncio) and
-Celery would cost a CI job more than its whole cache hit (``bench/peers.py``), and
-the client needs a dozen plain commands and one subscription. So the client
+Celery cost a CI job more than its whole cache hit when the client still did
+(``bench/peers.py`` measures what a job pays now), and the client needs a dozen plain
+commands and one subscription. So the client
 (:mod:`cli.transport`) speaks RESP2 itself: commands pipelined in one write, their
 replies read in order, and pub/sub messages read as they come. A reply this module
 does not understand, a short read or a closed socket raises :class:`RespError` (or
