@@ -28,6 +28,7 @@ from compiler_tasks.keys import CompileOptions, css_name, normalize_relpath, val
 from compiler_tasks.settings import CLIENT_SETTINGS, DEFAULT_SUBMIT_TIMEOUT
 
 from .fields import BY_NAME, merge, origin
+from .refs import git
 from .targets import check_targets, places, split_entries
 
 CONFIG_FILE = "scssq.toml"
@@ -125,20 +126,12 @@ def project_name(flag: str | None, data: Mapping[str, Any], src: Path) -> str:
 
 def default_project(src: Path) -> str:
     """The git top-level directory's name (else ``src``'s), made a valid project name."""
-    import subprocess  # only here and in refs: a hit with its project set never runs git
-
     top = src.resolve()
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"],
-            cwd=src,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
+        out = git(src, "rev-parse", "--show-toplevel")
         if out.returncode == 0 and out.stdout.strip():
             top = Path(out.stdout.strip())
-    except (OSError, subprocess.SubprocessError):
+    except OSError:
         pass
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", top.name).strip("-._") or "default"
     return name[:100]

@@ -19,7 +19,7 @@ from compiler_tasks.errors import UsageError
 from compiler_tasks.keys import shown, validate_commit
 
 if TYPE_CHECKING:
-    import subprocess
+    from subprocess import CompletedProcess
 
 _FULL_RE = re.compile(r"^(?:[0-9a-fA-F]{40}|[0-9a-fA-F]{64})\Z")
 _GIT_TIMEOUT = 10.0
@@ -40,13 +40,17 @@ class Commit:
     from_git: bool
 
 
-def _git(checkout: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``git args`` in ``checkout``; OSError or SubprocessError when git cannot run."""
+def git(checkout: Path, *args: str) -> CompletedProcess[str]:
+    """``git args`` in ``checkout``; OSError when git cannot run (not installed, or past
+    its timeout). ``subprocess`` is imported here only: a full hash runs no git."""
     import subprocess
 
-    return subprocess.run(
-        ["git", *args], cwd=checkout, capture_output=True, text=True, timeout=_GIT_TIMEOUT
-    )
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=checkout, capture_output=True, text=True, timeout=_GIT_TIMEOUT
+        )
+    except subprocess.SubprocessError as e:
+        raise OSError(str(e)) from e
 
 
 def resolve(ref: str | None, checkout: Path) -> Commit:
@@ -54,8 +58,6 @@ def resolve(ref: str | None, checkout: Path) -> Commit:
     name = "HEAD" if ref is None else ref.strip()
     if _FULL_RE.match(name):
         return Commit(name.lower(), name, False)
-    import subprocess  # not at the top: a full hash runs no git and never imports it
-
     asked = "no HASH given, and HEAD" if ref is None else f"commit {shown(name)}"
     if not name or name.startswith("-") or any(c.isspace() or ord(c) < 32 for c in name):
         raise UsageError(
@@ -63,8 +65,8 @@ def resolve(ref: str | None, checkout: Path) -> Commit:
             "a tag, a branch or HEAD"
         )
     try:
-        found = _git(checkout, "rev-parse", "--verify", f"{name}^{{commit}}")
-    except (OSError, subprocess.SubprocessError) as e:
+        found = git(checkout, "rev-parse", "--verify", f"{name}^{{commit}}")
+    except OSError as e:
         raise UsageError(
             f"{asked} needs git to resolve it, and git cannot run in {checkout} ({e}); "
             "install git, or pass the full commit hash"
@@ -88,11 +90,9 @@ def resolve(ref: str | None, checkout: Path) -> Commit:
 
 
 def _is_checkout(folder: Path) -> bool:
-    import subprocess
-
     try:
-        return _git(folder, "rev-parse", "--git-dir").returncode == 0
-    except (OSError, subprocess.SubprocessError):
+        return git(folder, "rev-parse", "--git-dir").returncode == 0
+    except OSError:
         return False
 
 
@@ -102,22 +102,20 @@ def tree_warning(commit: Commit, src: Path, out: Path) -> str | None:
     git was not asked (a full hash runs no git: the cache-hit path stays fast)."""
     if not commit.from_git:
         return None
-    import subprocess
-
     pathspecs = list(_STYLESHEETS)
     if out.is_relative_to(src) and out != src:
         pathspecs.append(f":(exclude){out.relative_to(src).as_posix()}")
     try:
         if commit.ref != "HEAD":
-            head = _git(src, "rev-parse", "--verify", "HEAD").stdout.strip()
+            head = git(src, "rev-parse", "--verify", "HEAD").stdout.strip()
             if head and head != commit.hash:
                 return (
                     f"{commit.ref} ({commit.hash[:12]}) is not the checkout's HEAD "
                     f"({head[:12]}): the CSS is compiled from the working tree under --src "
                     f"but recorded under {commit.ref}; check it out first, or submit HEAD"
                 )
-        status = _git(src, "status", "--porcelain", "-z", "--", *pathspecs)
-    except (OSError, subprocess.SubprocessError):
+        status = git(src, "status", "--porcelain", "-z", "--", *pathspecs)
+    except OSError:
         return None
     changed = _changes(status.stdout) if status.returncode == 0 else []
     if not changed:
