@@ -25,6 +25,14 @@ ENTRY = "main.scss"
 STYLE = "expanded"
 
 
+def submit_argv(scssq: str | Path, commit: str, src: str | Path, out: str | Path) -> list[str]:
+    """The ``scssq submit`` of a benchmark job: the executable ``scssq`` (the client as
+    a runner installs it, :mod:`tests.support.client_install`), ``ENTRY`` of ``src``
+    in ``STYLE`` into ``out``, under project ``bench``; add ``--engine`` to taste."""
+    argv = [str(scssq), "submit", commit, "--src", str(src), "--entry", ENTRY]
+    return [*argv, "--out", str(out), "--project", "bench", "--style", STYLE]
+
+
 #: How each corpus package is called in tables.
 TITLES = {
     "bootstrap": "Bootstrap",

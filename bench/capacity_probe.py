@@ -189,8 +189,7 @@ class Submit:
     scssq: str
 
     def argv(self) -> list[str]:
-        argv = [self.scssq, "submit", self.commit, "--src", str(self.src), "--entry", bundles.ENTRY]
-        return [*argv, "--out", str(self.out), "--project", "bench", "--style", bundles.STYLE]
+        return bundles.submit_argv(self.scssq, self.commit, self.src, self.out)
 
     def run(self, timeout: float = 300) -> tuple[str, float]:
         """Run it; returns its outcome word and wall seconds; raises if it failed."""

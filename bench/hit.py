@@ -79,9 +79,7 @@ def hit_process(
 ) -> tuple[float, str]:
     """Wall time of one ``scssq submit`` that must be a hit, from the venv ``client`` the
     client is installed in as a runner installs it; with ``importtime`` its stderr."""
-    cmd = [str(client / "bin" / "scssq"), "submit", commit, "--src", str(src)]
-    cmd += ["--entry", bundles.ENTRY, "--out", str(out), "--project", "bench"]
-    cmd += ["--style", bundles.STYLE]
+    cmd = bundles.submit_argv(client / "bin" / "scssq", commit, src, out)
     if importtime:
         cmd = [str(client / "bin" / "python"), "-X", "importtime", *cmd]
     started = time.perf_counter()

@@ -111,9 +111,7 @@ class Engines:
 def cli_submit(fleet: BenchFleet, client: Path, src: Path, out: Path, engine: str) -> float:
     """Wall time of one ``scssq submit`` process, from the venv ``client`` the client is
     installed in as a runner installs it."""
-    scssq = str(client / "bin" / "scssq")
-    cmd = [scssq, "submit", bundles.commit(), "--src", str(src), "--entry", bundles.ENTRY]
-    cmd += ["--out", str(out), "--project", "bench", "--style", bundles.STYLE]
+    cmd = bundles.submit_argv(client / "bin" / "scssq", bundles.commit(), src, out)
     cmd += ["--engine", engine]
     started = time.perf_counter()
     proc = subprocess.run(

@@ -123,8 +123,7 @@ def native_job(checkout: Path) -> Job:
 
 
 def scssq_job(scssq: str, checkout: Path, commit: str, env: dict[str, str]) -> Job:
-    argv = [scssq, "submit", commit, "--src", "app", "--entry", bundles.ENTRY, "--out", "out"]
-    argv += ["--project", "bench", "--style", bundles.STYLE, "--engine", "dart-sass"]
+    argv = [*bundles.submit_argv(scssq, commit, "app", "out"), "--engine", "dart-sass"]
     return Job(argv, checkout, {**os.environ, **env})
 
 
